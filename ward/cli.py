@@ -1,0 +1,55 @@
+"""The `ward` command line: one sub-command group per concern.
+
+Each concern registers its commands from its own module (``register(app)``), so this file only
+lists them; importing is lazy enough that `ward --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="ward: real-time video seizure monitoring.", add_completion=False)
+
+# (module, what it adds). A module's register(app) adds its group(s) or commands.
+_CONCERNS: tuple[str, ...] = (
+    "ward.vision.models_cli",   # ward models fetch|verify|list
+    "ward.sim.cli",             # ward sim render|preview
+    "ward.dataset.cli",         # ward dataset build
+    "ward.train.cli",           # ward train pose|vsvig, ward eval
+    "ward.store.cli",           # ward alarms|history|stats|users|db
+)
+
+
+@app.callback()
+def _root() -> None:
+    """ward: real-time video seizure monitoring."""
+
+
+@app.command()
+def version() -> None:
+    """Print ward's version."""
+    from ward import __version__
+
+    typer.echo(__version__)
+
+
+def _register_all() -> None:
+    for name in _CONCERNS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # concern not built yet
+                continue
+            raise
+        module.register(app)
+
+
+def main() -> None:
+    _register_all()
+    app()
+
+
+if __name__ == "__main__":
+    main()

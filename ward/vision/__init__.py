@@ -1,0 +1,1 @@
+"""Vision models and tensor pre-processing: pose (Lightweight OpenPose), patches, VSViG."""
