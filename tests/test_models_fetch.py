@@ -258,3 +258,21 @@ def test_cli_fetch_failure_exit_code(official: dict[str, bytes], tmp_path: Path)
                                      "--base-url", f"http://127.0.0.1:{port}", "--timeout", "5"])
     assert res.exit_code == 1
     assert "by hand" in res.output
+
+
+def test_lfs_object_hash_is_an_accepted_identity(server: Server, official: dict[str, bytes], tmp_path: Path,
+                                                  monkeypatch) -> None:
+    """If GitHub serves the LFS object named by the repository's pointer, it verifies by its sha256."""
+    data = official["pose.pth"]
+    entry = ow.OFFICIAL_FILES["pose.pth"]
+    table = dict(ow.OFFICIAL_FILES)
+    table["pose.pth"] = ow.OfficialFile("pose.pth", "0" * 40, entry.size, "pose.pth", "test",
+                                        hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(ow, "OFFICIAL_FILES", table)
+    server.put("pose.pth", data)
+    (res,) = ow.fetch(tmp_path, server.url, timeout=10, names=["pose.pth"])
+    assert res.ok and "LFS object" in res.message
+    assert (tmp_path / "pose.pth").read_bytes() == data
+    (tmp_path / "pose.pth").write_bytes(data[:-1])
+    (bad,) = ow.verify(tmp_path, names=["pose.pth"])
+    assert not bad.ok and "0" * 40 in bad.message

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         except ow.OfficialWeightsError as exc:
             if exc.results:
                 console.print(_table(exc.results, f"fetch into {dest}"))
-            Console(stderr=True).print(str(exc), markup=False, highlight=False)
+            typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
         console.print(_table(rows, f"fetch into {dest}"))
 
@@ -66,9 +66,8 @@ def register(app: typer.Typer) -> None:
         rows = ow.verify(dest)
         Console().print(_table(rows, f"verify {dest}"))
         if not all(r.ok for r in rows):
-            Console(stderr=True).print(
-                "some official files are missing or wrong; run `ward models fetch` or:\n"
-                + ow.manual_instructions(dest), markup=False, highlight=False)
+            typer.echo("some official files are missing or wrong; run `ward models fetch` or:\n"
+                       + ow.manual_instructions(dest), err=True)
             raise typer.Exit(1)
 
     @models.command("list")

@@ -47,6 +47,9 @@ class OfficialFile:
     """Expected size in bytes (from the repository's LFS pointer for the .pth files); informative."""
     repo_path: str
     purpose: str
+    lfs_sha256: str | None = None
+    """SHA-256 of the Git LFS object the repository's pointer names (commit 58feea0); accepted as an
+    alternative identity in case GitHub serves that object rather than the blob above."""
 
     def url(self, base_url: str | None = None) -> str:
         return f"{resolve_base_url(base_url).rstrip('/')}/{self.repo_path}"
@@ -56,9 +59,11 @@ OFFICIAL_FILES: dict[str, OfficialFile] = {
     f.name: f
     for f in (
         OfficialFile("pose.pth", "a94b095f525955aca0d300369134f915bfe436c4", 49_360_687, "pose.pth",
-                     "Lightweight OpenPose fine-tuned on patients (pose stage)"),
+                     "Lightweight OpenPose fine-tuned on patients (pose stage)",
+                     "7c61f38c17d4b54d7f429717544be1de0905f901aa6f7913f7868ae5c5b83827"),
         OfficialFile("VSViG-base.pth", "31a45f5655d1a24adb9ac012fb41b13a271f6000", 28_067_637, "VSViG-base.pth",
-                     "VSViG-base classifier weights"),
+                     "VSViG-base classifier weights",
+                     "0a95e3e0093730dc535e21a84f04943c73549a2b6a19a85e33aebc7c64f965a9"),
         OfficialFile("dy_point_order.pt", "5c312f92cb8c73426bde308c4b9882554e103152", 38_140, "dy_point_order.pt",
                      "dynamic partition orders (1000 permutations of 15 joints)"),
     )
@@ -89,15 +94,22 @@ class FileResult:
     used_by: list[str] = field(default_factory=list)
 
 
-def git_blob_sha1(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> str:
-    """Git blob SHA-1 of a file, streamed: equal to ``git hash-object path``."""
+def _hashes(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> tuple[str, str]:
+    """(git blob SHA-1, plain SHA-256) of a file in one streamed pass."""
     p = Path(path)
     size = p.stat().st_size
-    h = hashlib.sha1(f"blob {size}\0".encode())
+    h1 = hashlib.sha1(f"blob {size}\0".encode())
+    h256 = hashlib.sha256()
     with p.open("rb") as fh:
         while block := fh.read(chunk_size):
-            h.update(block)
-    return h.hexdigest()
+            h1.update(block)
+            h256.update(block)
+    return h1.hexdigest(), h256.hexdigest()
+
+
+def git_blob_sha1(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> str:
+    """Git blob SHA-1 of a file, streamed: equal to ``git hash-object path``."""
+    return _hashes(path, chunk_size)[0]
 
 
 def _is_lfs_pointer(path: Path) -> bool:
@@ -137,9 +149,13 @@ def _check(f: OfficialFile, path: Path) -> FileResult:
     if not path.is_file():
         return FileResult(f.name, path, False, False, f.blob_sha1, message="missing")
     size = path.stat().st_size
-    sha = git_blob_sha1(path)
+    sha, sha256 = _hashes(path)
     if sha == f.blob_sha1:
         return FileResult(f.name, path, True, True, f.blob_sha1, sha, size, "ok")
+    if f.lfs_sha256 and sha256 == f.lfs_sha256:
+        return FileResult(f.name, path, True, True, f.blob_sha1, sha, size,
+                          f"ok: matches the repository's Git LFS object sha256:{sha256[:12]}... "
+                          f"(blob SHA-1 {sha} differs from {f.blob_sha1})")
     if _is_lfs_pointer(path):
         msg = "is a Git LFS pointer, not the file: download the LFS content (the /raw/ URL or `git lfs pull`)"
     else:
@@ -237,7 +253,8 @@ def fetch(
                     raise OfficialWeightsError(f"{f.name}: rejected download from {url}: {checked.message}")
                 os.replace(tmp, final)
                 results.append(FileResult(f.name, final, True, True, f.blob_sha1, checked.sha1, checked.size,
-                                          f"downloaded, verified ({checked.size} bytes)"))
+                                          f"downloaded, verified ({checked.size} bytes)"
+                                          + ("" if checked.message == "ok" else f"; {checked.message}")))
             except OfficialWeightsError as exc:
                 results.append(FileResult(f.name, final, final.is_file(), False, f.blob_sha1, message=str(exc)))
             finally:
