@@ -1,0 +1,115 @@
+"""Engines and schema management: SQLite by default, PostgreSQL by URL; Alembic run programmatically.
+
+``make_engine`` applies the per-connection settings each backend needs (SQLite: WAL, busy timeout,
+foreign keys; PostgreSQL: UTC session time zone, pre-ping so a restarted server is picked up again).
+``upgrade``/``ensure_schema`` use an alembic Config built in code, so no alembic.ini is needed and
+``ward db upgrade`` works from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DEFAULT_URL = "sqlite:///./ward.db"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def resolve_url(url: str | None) -> str:
+    """The database URL: explicit argument, else $WARD_DB_URL, else ./ward.db (SQLite)."""
+    return url or os.environ.get("WARD_DB_URL") or DEFAULT_URL
+
+
+def make_engine(url: str | None = None, *, busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; only sqlite and postgresql(+psycopg) URLs are accepted."""
+    url = resolve_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise ValueError(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"echo": echo}
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            parent = Path(db).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise ValueError(f"SQLite database directory {parent} does not exist: create it first")
+        engine = create_engine(parsed, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy issue BEGIN itself (pysqlite's implicit transactions break SAVEPOINT and
+            # would hide the busy timeout on the first write).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if db and db != ":memory:":
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC",
+                                                                       "connect_timeout": 5}, **kwargs)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or "
+                     "postgresql+psycopg://user@host/db")
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stamped in the database (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str | Engine | None = None, revision: str = "head") -> str | None:
+    """Run Alembic migrations up to ``revision``; returns the resulting revision."""
+    from alembic import command
+
+    engine = url if isinstance(url, Engine) else make_engine(url)
+    command.upgrade(_alembic_config(engine), revision)
+    return current_revision(engine)
+
+
+def ensure_schema(url: str | Engine | None = None) -> bool:
+    """Upgrade when the database is behind head; returns True if migrations ran."""
+    engine = url if isinstance(url, Engine) else make_engine(url)
+    if current_revision(engine) == head_revision():
+        return False
+    upgrade(engine)
+    return True

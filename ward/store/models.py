@@ -1,0 +1,196 @@
+"""SQLAlchemy 2.0 typed models for ward's clinical record.
+
+Every timestamp is a :class:`~ward.store.types.UTCDateTime` (aware UTC in and out). Enumerations are
+VARCHAR + CHECK constraints rather than native PostgreSQL enums, so migrations stay portable and
+adding a value is a plain constraint change. The two big tables (samples, minute rollups) are keyed by
+(bed_id, time) and, on SQLite, stored WITHOUT ROWID so the primary key is the clustered index that
+timeline queries scan.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer,
+                        MetaData, SmallInteger, String, Text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ward.store.types import UTCDateTime
+
+TIERS = ("alarm", "review", "technical")
+ALARM_STATES = ("active", "ended")
+VERDICTS = ("true", "false", "unsure")
+HEALTH_STATES = ("online", "degraded", "offline")
+ROLES = ("viewer", "clinician", "admin")
+
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(col: str, values: tuple[str, ...]) -> str:
+    return f"{col} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class Ward(Base):
+    __tablename__ = "wards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Bed(Base):
+    """A monitored bed; ``key`` is the stable name the coordinator and the UI use (e.g. "bed-07")."""
+
+    __tablename__ = "beds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    ward_id: Mapped[Optional[int]] = mapped_column(ForeignKey("wards.id"))
+    name: Mapped[Optional[str]] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BedCameraConfig(Base):
+    """Camera configuration history: a new row whenever a bed's camera config changes."""
+
+    __tablename__ = "bed_camera_configs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (Index("ix_bed_camera_configs_bed_from", "bed_id", "valid_from"),)
+
+
+class PatientStay(Base):
+    """Pseudonymous patient id per bed between admission and discharge (null while admitted)."""
+
+    __tablename__ = "patient_stays"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
+    patient_pseudonym: Mapped[str] = mapped_column(String(64))
+    admitted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    discharged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    __table_args__ = (Index("ix_patient_stays_bed_admitted", "bed_id", "admitted_at"),)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    description: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class ProbabilitySample(Base):
+    """One model output per bed per second. Primary key (bed_id, t) makes replays idempotent."""
+
+    __tablename__ = "probability_samples"
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"), primary_key=True)
+    t: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    probability: Mapped[float] = mapped_column(Float)
+    accumulator: Mapped[float] = mapped_column(Float)
+    pose_quality: Mapped[Optional[float]] = mapped_column(Float)
+    model_version_id: Mapped[Optional[int]] = mapped_column(SmallInteger, ForeignKey("model_versions.id"))
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class MinuteRollup(Base):
+    """Per bed-minute max / sum / count of probability; mean = p_sum / n stays exact under merges."""
+
+    __tablename__ = "minute_rollups"
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    p_max: Mapped[float] = mapped_column(Float)
+    p_sum: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class Alarm(Base):
+    """An alarm / review item / technical condition. ``verdict`` mirrors the latest AckEvent."""
+
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(16))
+    start: Mapped[datetime] = mapped_column("started_at", UTCDateTime())
+    end: Mapped[Optional[datetime]] = mapped_column("ended_at", UTCDateTime())
+    peak: Mapped[float] = mapped_column(Float, default=0.0)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    verdict: Mapped[Optional[str]] = mapped_column(String(16))
+    __table_args__ = (
+        CheckConstraint(_in("tier", TIERS), name="tier"),
+        CheckConstraint(_in("state", ALARM_STATES), name="state"),
+        CheckConstraint("verdict IS NULL OR " + _in("verdict", VERDICTS), name="verdict"),
+        Index("ix_alarms_bed_start", "bed_id", "started_at"),
+        Index("ix_alarms_start", "started_at"),
+    )
+
+
+class AckEvent(Base):
+    __tablename__ = "ack_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    verdict: Mapped[str] = mapped_column(String(16))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    source: Mapped[Optional[str]] = mapped_column(String(128))
+    __table_args__ = (CheckConstraint(_in("verdict", VERDICTS), name="verdict"),)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    username: Mapped[Optional[str]] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    source: Mapped[Optional[str]] = mapped_column(String(128))
+
+
+class CameraHealthEvent(Base):
+    __tablename__ = "camera_health_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint(_in("state", HEALTH_STATES), name="state"),
+        Index("ix_camera_health_bed_at", "bed_id", "at"),
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+
+class ApiToken(Base):
+    """API tokens are stored as SHA-256 of a 256-bit random secret (high entropy: no slow hash needed)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,767 @@
+"""The repository: the only way the coordinator, the API and the dashboard touch the database.
+
+Small, typed, dialect-neutral (SQLite and PostgreSQL). Writes are idempotent and batched; reads
+return plain frozen dataclasses (never ORM objects bound to a session), so callers in other
+processes or threads can keep them. All times are aware UTC datetimes; naive datetimes raise
+ValueError (see ward.store.types). Bad input raises :class:`StoreError` (a ValueError) whose
+message says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import secrets
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, PositiveInt
+from sqlalchemy import (BigInteger, Engine, and_, delete, func, insert, or_, select, type_coerce,
+                        update)
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite as sq
+
+from ward.store.engine import ensure_schema, make_engine
+from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
+                               ApiToken, AuditLog, Bed, BedCameraConfig, CameraHealthEvent,
+                               MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
+from ward.store.types import UTCDateTime, as_utc
+
+Resolution = Literal["1s", "1m", "1h"]
+RESOLUTIONS: tuple[str, ...] = ("1s", "1m", "1h")
+_MINUTE_US = 60_000_000
+_HOUR_US = 3_600_000_000
+_CHUNK = 500  # rows per INSERT statement (well under SQLite's bound-parameter limit)
+
+
+class StoreError(ValueError):
+    """Bad input to the store (unknown bed, inverted time range, bad enum value, ...)."""
+
+
+class UnknownBedError(StoreError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------- records
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One model output for one bed at time ``t`` (aware datetime)."""
+
+    bed: str
+    t: datetime
+    probability: float
+    accumulator: float = 0.0
+    pose_quality: float | None = None
+    model_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["t"] = as_utc(self.t).isoformat()
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Sample":
+        t = d["t"]
+        return cls(bed=d["bed"], t=datetime.fromisoformat(t) if isinstance(t, str) else t,
+                   probability=d["probability"], accumulator=d.get("accumulator", 0.0),
+                   pose_quality=d.get("pose_quality"), model_version=d.get("model_version"))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class BedRecord:
+    key: str
+    name: str | None
+    ward: str | None
+    active: bool
+    camera: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    id: int
+    bed: str
+    tier: str
+    start: datetime
+    end: datetime | None
+    peak: float
+    state: str
+    reason: str | None
+    acknowledged: bool
+    verdict: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["start"] = self.start.isoformat()
+        d["end"] = self.end.isoformat() if self.end else None
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class AckRecord:
+    alarm_id: int
+    username: str
+    at: datetime
+    verdict: str
+    note: str | None
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """A timeline point: for 1s a raw sample (n=1), for 1m/1h a bucket starting at ``t``."""
+
+    t: datetime
+    p_max: float
+    p_mean: float
+    n: int
+    accumulator: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["t"] = self.t.isoformat()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class BedStats:
+    bed: str
+    alarms: int
+    by_tier: dict[str, int]
+    verdicts: dict[str, int]  # true / false / unsure / none (unacknowledged)
+    hours_monitored: float
+    hours_offline: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    bed: str
+    at: datetime
+    state: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: datetime
+    username: str | None
+    action: str
+    detail: dict[str, Any] | None
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StayRecord:
+    bed: str
+    patient: str
+    admitted_at: datetime
+    discharged_at: datetime | None
+
+
+class RetentionPolicy(BaseModel):
+    """How long each table is kept, in days; None keeps forever. Unacknowledged or still-active
+    alarms are never deleted whatever ``alarms_days`` says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    raw_samples_days: PositiveInt | None = 30
+    rollups_days: PositiveInt | None = 730
+    alarms_days: PositiveInt | None = 730
+    health_days: PositiveInt | None = 365
+    audit_days: PositiveInt | None = None
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _check_choice(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise StoreError(f"bad {what} {value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    try:
+        return as_utc(value, what)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+    s = _utc(since, "since") if since is not None else None
+    u = _utc(until, "until") if until is not None else None
+    if s is not None and u is not None and s > u:
+        raise StoreError(f"inverted time range: since {s.isoformat()} is after until {u.isoformat()}")
+    return s, u
+
+
+def _finite(x: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise StoreError(f"{what} must be a number, got {x!r}") from None
+    if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise StoreError(f"{what} {v!r} out of range [{lo}, {hi}] (NaN/inf not allowed)")
+    return v
+
+
+def _hash_password(password: str, salt: bytes | None = None, n: int = 2**14, r: int = 8, p: int = 1) -> str:
+    salt = salt or secrets.token_bytes(16)
+    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${n}${r}${p}${b64(salt)}${b64(dk)}"
+
+
+def _verify_password(password: str, stored: str) -> bool:
+    try:
+        algo, n, r, p, salt, dk = stored.split("$")
+        if algo != "scrypt":
+            return False
+        want = base64.b64decode(dk)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
+                             p=int(p), dklen=len(want))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_S = ProbabilitySample.__table__
+_R = MinuteRollup.__table__
+_A = Alarm.__table__
+_B = Bed.__table__
+
+
+# ------------------------------------------------------------------------------------------- store
+class Store:
+    """Repository over one database URL (SQLite file or PostgreSQL). Thread-safe: each call uses
+    its own pooled connection and transaction."""
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None, auto_migrate: bool = True,
+                 busy_timeout_ms: int = 5000) -> None:
+        self.engine = engine or make_engine(url, busy_timeout_ms=busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        if auto_migrate:
+            ensure_schema(self.engine)
+        self._bed_ids: dict[str, int] = {}
+        self._bed_keys: dict[int, str] = {}
+        self._model_ids: dict[str, int] = {}
+        ins = pg.insert if self.dialect == "postgresql" else sq.insert
+        self._insert = ins
+        self._ins_samples = (ins(_S).on_conflict_do_nothing(index_elements=["bed_id", "t"])
+                             .returning(_S.c.bed_id, _S.c.t, _S.c.probability))
+        r_ins = ins(_R)
+        greatest = func.greatest if self.dialect == "postgresql" else func.max
+        self._upsert_rollups = r_ins.on_conflict_do_update(
+            index_elements=["bed_id", "minute"],
+            set_={"p_max": greatest(_R.c.p_max, r_ins.excluded.p_max),
+                  "p_sum": _R.c.p_sum + r_ins.excluded.p_sum,
+                  "n": _R.c.n + r_ins.excluded.n})
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------------------------- beds
+    def upsert_bed(self, key: str, *, name: str | None = None, ward: str | None = None,
+                   camera: Mapping[str, Any] | None = None, active: bool = True,
+                   at: datetime | None = None) -> BedRecord:
+        """Create or update a bed; a changed camera config appends a row to its config history."""
+        if not key or not isinstance(key, str) or len(key) > 64:
+            raise StoreError(f"bad bed key {key!r}: use a non-empty string of at most 64 characters")
+        at = _utc(at, "at") if at else datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            ward_id = None
+            if ward is not None:
+                ward_id = conn.execute(select(Ward.id).where(Ward.name == ward)).scalar()
+                if ward_id is None:
+                    ward_id = conn.execute(insert(Ward).values(name=ward).returning(Ward.id)).scalar_one()
+            bed_id = conn.execute(select(Bed.id).where(Bed.key == key)).scalar()
+            if bed_id is None:
+                bed_id = conn.execute(insert(Bed).values(key=key, name=name, ward_id=ward_id, active=active,
+                                                         created_at=at).returning(Bed.id)).scalar_one()
+            else:
+                values: dict[str, Any] = {"active": active}
+                if name is not None:
+                    values["name"] = name
+                if ward is not None:
+                    values["ward_id"] = ward_id
+                conn.execute(update(Bed).where(Bed.id == bed_id).values(**values))
+            if camera is not None:
+                last = conn.execute(select(BedCameraConfig.config).where(BedCameraConfig.bed_id == bed_id)
+                                    .order_by(BedCameraConfig.valid_from.desc(), BedCameraConfig.id.desc())
+                                    .limit(1)).scalar()
+                if last != dict(camera):
+                    conn.execute(insert(BedCameraConfig).values(bed_id=bed_id, valid_from=at, config=dict(camera)))
+        self._bed_ids[key] = bed_id
+        self._bed_keys[bed_id] = key
+        return next(b for b in self.list_beds() if b.key == key)
+
+    def list_beds(self) -> list[BedRecord]:
+        latest = (select(BedCameraConfig.bed_id, func.max(BedCameraConfig.id).label("cid"))
+                  .group_by(BedCameraConfig.bed_id).subquery())
+        q = (select(Bed.key, Bed.name, Ward.name, Bed.active, BedCameraConfig.config)
+             .outerjoin(Ward, Ward.id == Bed.ward_id)
+             .outerjoin(latest, latest.c.bed_id == Bed.id)
+             .outerjoin(BedCameraConfig, BedCameraConfig.id == latest.c.cid)
+             .order_by(Bed.key))
+        with self.engine.connect() as conn:
+            return [BedRecord(*row) for row in conn.execute(q)]
+
+    def camera_config_history(self, bed: str) -> list[tuple[datetime, dict[str, Any]]]:
+        bed_id = self._bed_id(bed)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(BedCameraConfig.valid_from, BedCameraConfig.config)
+                                .where(BedCameraConfig.bed_id == bed_id)
+                                .order_by(BedCameraConfig.valid_from, BedCameraConfig.id))
+            return [(r[0], r[1]) for r in rows]
+
+    def _bed_id(self, key: str) -> int:
+        bed_id = self._bed_ids.get(key)
+        if bed_id is None:
+            self._load_beds([key])
+            bed_id = self._bed_ids.get(key)
+        if bed_id is None:
+            raise UnknownBedError(f"unknown bed {key!r}: register it first with Store.upsert_bed "
+                                  f"(known beds: {', '.join(sorted(self._bed_ids)) or 'none'})")
+        return bed_id
+
+    def _load_beds(self, keys: Iterable[str]) -> None:
+        with self.engine.connect() as conn:
+            for bid, key in conn.execute(select(Bed.id, Bed.key)):
+                self._bed_ids[key] = bid
+                self._bed_keys[bid] = key
+
+    def _bed_key(self, bed_id: int) -> str:
+        if bed_id not in self._bed_keys:
+            self._load_beds([])
+        return self._bed_keys[bed_id]
+
+    # ----------------------------------------------------------------------------- patient stays
+    def admit(self, bed: str, patient: str, at: datetime) -> None:
+        """Start a stay for a pseudonymous patient id (closes any open stay on that bed first)."""
+        if not patient or len(patient) > 64:
+            raise StoreError("patient pseudonym must be a non-empty string of at most 64 characters")
+        bed_id, at = self._bed_id(bed), _utc(at, "at")
+        with self.engine.begin() as conn:
+            conn.execute(update(PatientStay).where(PatientStay.bed_id == bed_id,
+                                                   PatientStay.discharged_at.is_(None))
+                         .values(discharged_at=at))
+            conn.execute(insert(PatientStay).values(bed_id=bed_id, patient_pseudonym=patient, admitted_at=at))
+
+    def discharge(self, bed: str, at: datetime) -> None:
+        bed_id, at = self._bed_id(bed), _utc(at, "at")
+        with self.engine.begin() as conn:
+            n = conn.execute(update(PatientStay).where(PatientStay.bed_id == bed_id,
+                                                       PatientStay.discharged_at.is_(None))
+                             .values(discharged_at=at)).rowcount
+        if n == 0:
+            raise StoreError(f"bed {bed!r} has no admitted patient to discharge")
+
+    def stays(self, bed: str) -> list[StayRecord]:
+        bed_id = self._bed_id(bed)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(PatientStay.patient_pseudonym, PatientStay.admitted_at,
+                                       PatientStay.discharged_at).where(PatientStay.bed_id == bed_id)
+                                .order_by(PatientStay.admitted_at))
+            return [StayRecord(bed, *r) for r in rows]
+
+    # ---------------------------------------------------------------------------- model versions
+    def register_model_version(self, name: str, description: str | None = None) -> int:
+        if name in self._model_ids:
+            return self._model_ids[name]
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(ModelVersion.__table__).values(
+                name=name, description=description, created_at=datetime.now(timezone.utc))
+                .on_conflict_do_nothing(index_elements=["name"]))
+            mid = conn.execute(select(ModelVersion.id).where(ModelVersion.name == name)).scalar_one()
+        self._model_ids[name] = mid
+        return mid
+
+    # ----------------------------------------------------------------------------------- samples
+    def write_samples(self, rows: Iterable[Sample | Mapping[str, Any]]) -> WriteResult:
+        """Insert samples; rows already stored (same bed and t) are skipped, and only rows actually
+        inserted are added to the minute rollups, so replaying a batch never double-counts."""
+        samples = [r if isinstance(r, Sample) else Sample.from_json(r) for r in rows]
+        if not samples:
+            return WriteResult(0, 0)
+        for key in {s.bed for s in samples}:
+            self._bed_id(key)
+        for name in {s.model_version for s in samples if s.model_version}:
+            self.register_model_version(name)  # type: ignore[arg-type]
+        params = [{"bed_id": self._bed_ids[s.bed], "t": _utc(s.t, "sample time"),
+                   "probability": _finite(s.probability, "probability", 0.0, 1.0),
+                   "accumulator": _finite(s.accumulator, "accumulator"),
+                   "pose_quality": None if s.pose_quality is None else _finite(s.pose_quality, "pose_quality"),
+                   "model_version_id": self._model_ids[s.model_version] if s.model_version else None}
+                  for s in samples]
+        inserted = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(params), _CHUNK):
+                returned = conn.execute(self._ins_samples, params[i:i + _CHUNK]).all()
+                inserted += len(returned)
+                if returned:
+                    conn.execute(self._upsert_rollups, self._rollup_rows(returned))
+        return WriteResult(inserted, len(samples) - inserted)
+
+    @staticmethod
+    def _rollup_rows(returned: Sequence[Any]) -> list[dict[str, Any]]:
+        acc: dict[tuple[int, datetime], list[float]] = {}
+        for bed_id, t, p in returned:
+            minute = t.replace(second=0, microsecond=0)
+            a = acc.get((bed_id, minute))
+            if a is None:
+                acc[(bed_id, minute)] = [p, p, 1]
+            else:
+                a[0] = max(a[0], p)
+                a[1] += p
+                a[2] += 1
+        return [{"bed_id": b, "minute": m, "p_max": a[0], "p_sum": a[1], "n": int(a[2])}
+                for (b, m), a in acc.items()]
+
+    def history(self, bed: str, since: datetime, until: datetime | None = None,
+                resolution: str = "1m") -> list[HistoryPoint]:
+        """Risk timeline of one bed: raw samples for "1s", minute rollups for "1m", hourly
+        aggregates of the rollups for "1h". Buckets are [t, t + resolution) in UTC; a bucket is
+        returned when it starts in [floor(since), until)."""
+        _check_choice(resolution, RESOLUTIONS, "resolution")
+        bed_id = self._bed_id(bed)
+        since, until = _range(since, until or datetime.now(timezone.utc))
+        assert since is not None and until is not None
+        with self.engine.connect() as conn:
+            if resolution == "1s":
+                rows = conn.execute(select(_S.c.t, _S.c.probability, _S.c.accumulator)
+                                    .where(_S.c.bed_id == bed_id, _S.c.t >= since, _S.c.t < until)
+                                    .order_by(_S.c.t))
+                return [HistoryPoint(t, p, p, 1, a) for t, p, a in rows]
+            lo = since.replace(second=0, microsecond=0)
+            if resolution == "1m":
+                rows = conn.execute(select(_R.c.minute, _R.c.p_max, _R.c.p_sum, _R.c.n)
+                                    .where(_R.c.bed_id == bed_id, _R.c.minute >= lo, _R.c.minute < until)
+                                    .order_by(_R.c.minute))
+                return [HistoryPoint(m, mx, s / n, n) for m, mx, s, n in rows]
+            lo = lo.replace(minute=0)
+            bucket = self._hour_bucket()
+            rows = conn.execute(select(bucket.label("h"), func.max(_R.c.p_max), func.sum(_R.c.p_sum),
+                                       func.sum(_R.c.n))
+                                .where(_R.c.bed_id == bed_id, _R.c.minute >= lo, _R.c.minute < until)
+                                .group_by(bucket).order_by(bucket))
+            return [HistoryPoint(h, mx, s / n, int(n)) for h, mx, s, n in rows]
+
+    def _hour_bucket(self) -> Any:
+        if self.dialect == "sqlite":
+            return type_coerce(type_coerce(_R.c.minute, BigInteger) // _HOUR_US * _HOUR_US, UTCDateTime())
+        return type_coerce(func.date_trunc("hour", _R.c.minute), UTCDateTime())
+
+    # ------------------------------------------------------------------------------------ alarms
+    def open_alarm(self, bed: str, tier: str, start: datetime, peak: float = 0.0,
+                   reason: str | None = None) -> int:
+        """Open an alarm (state active); returns its id."""
+        _check_choice(tier, TIERS, "tier")
+        bed_id = self._bed_id(bed)
+        with self.engine.begin() as conn:
+            return conn.execute(insert(Alarm).values(
+                bed_id=bed_id, tier=tier, start=_utc(start, "start"), peak=_finite(peak, "peak"),
+                state="active", reason=reason, acknowledged=False).returning(Alarm.id)).scalar_one()
+
+    def update_alarm(self, alarm_id: int, *, peak: float | None = None, reason: str | None = None) -> None:
+        """Raise the peak (never lowers it) and/or replace the reason of an alarm."""
+        values: dict[str, Any] = {}
+        if peak is not None:
+            greatest = func.greatest if self.dialect == "postgresql" else func.max
+            values["peak"] = greatest(Alarm.peak, _finite(peak, "peak"))
+        if reason is not None:
+            values["reason"] = reason
+        if not values:
+            return
+        with self.engine.begin() as conn:
+            if conn.execute(update(Alarm).where(Alarm.id == alarm_id).values(**values)).rowcount == 0:
+                raise StoreError(f"unknown alarm id {alarm_id}")
+
+    def close_alarm(self, alarm_id: int, end: datetime) -> None:
+        end = _utc(end, "end")
+        with self.engine.begin() as conn:
+            start = conn.execute(select(Alarm.start).where(Alarm.id == alarm_id)).scalar()
+            if start is None:
+                raise StoreError(f"unknown alarm id {alarm_id}")
+            if end < start:
+                raise StoreError(f"alarm {alarm_id} cannot end ({end.isoformat()}) before it started "
+                                 f"({start.isoformat()})")
+            conn.execute(update(Alarm).where(Alarm.id == alarm_id).values(end=end, state="ended"))
+
+    def acknowledge(self, alarm_id: int, user: str, verdict: str, note: str | None = None,
+                    source: str | None = None, at: datetime | None = None) -> None:
+        """Record a verdict on an alarm: an AckEvent, the alarm's latest verdict, and an audit entry,
+        all in one transaction."""
+        _check_choice(verdict, VERDICTS, "verdict")
+        if not user:
+            raise StoreError("acknowledge needs the acting user's name")
+        at = _utc(at, "at") if at else datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            n = conn.execute(update(Alarm).where(Alarm.id == alarm_id)
+                             .values(acknowledged=True, verdict=verdict)).rowcount
+            if n == 0:
+                raise StoreError(f"unknown alarm id {alarm_id}")
+            conn.execute(insert(AckEvent).values(alarm_id=alarm_id, username=user, at=at, verdict=verdict,
+                                                 note=note, source=source))
+            conn.execute(insert(AuditLog).values(at=at, username=user, action="acknowledge", source=source,
+                                                 detail={"alarm_id": alarm_id, "verdict": verdict,
+                                                         "note": note}))
+
+    def get_alarm(self, alarm_id: int) -> AlarmRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._alarm_select().where(_A.c.id == alarm_id)).first()
+        if row is None:
+            raise StoreError(f"unknown alarm id {alarm_id}")
+        return AlarmRecord(*row)
+
+    def ack_events(self, alarm_id: int) -> list[AckRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(AckEvent.alarm_id, AckEvent.username, AckEvent.at, AckEvent.verdict,
+                                       AckEvent.note, AckEvent.source)
+                                .where(AckEvent.alarm_id == alarm_id).order_by(AckEvent.at, AckEvent.id))
+            return [AckRecord(*r) for r in rows]
+
+    @staticmethod
+    def _alarm_select() -> Any:
+        return (select(_A.c.id, _B.c.key, _A.c.tier, _A.c.started_at, _A.c.ended_at, _A.c.peak, _A.c.state,
+                       _A.c.reason, _A.c.acknowledged, _A.c.verdict)
+                .join_from(_A, _B, _B.c.id == _A.c.bed_id))
+
+    def list_alarms(self, bed: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, tier: str | Sequence[str] | None = None,
+                    verdict: str | Sequence[str] | None = None, limit: int = 100,
+                    offset: int = 0) -> list[AlarmRecord]:
+        """Alarms that started in [since, until), newest first, with their latest verdict.
+        ``verdict`` accepts true / false / unsure and "none" (not yet acknowledged)."""
+        since, until = _range(since, until)
+        if not 1 <= limit <= 100_000 or offset < 0:
+            raise StoreError(f"bad pagination limit={limit} offset={offset}: limit in 1..100000, offset >= 0")
+        q = self._alarm_select()
+        if bed is not None:
+            q = q.where(_A.c.bed_id == self._bed_id(bed))
+        if since is not None:
+            q = q.where(_A.c.started_at >= since)
+        if until is not None:
+            q = q.where(_A.c.started_at < until)
+        if tier is not None:
+            tiers = [tier] if isinstance(tier, str) else list(tier)
+            for t in tiers:
+                _check_choice(t, TIERS, "tier")
+            q = q.where(_A.c.tier.in_(tiers))
+        if verdict is not None:
+            verdicts = [verdict] if isinstance(verdict, str) else list(verdict)
+            for v in verdicts:
+                _check_choice(v, VERDICTS + ("none",), "verdict")
+            conds = [_A.c.verdict.in_([v for v in verdicts if v != "none"])]
+            if "none" in verdicts:
+                conds.append(_A.c.verdict.is_(None))
+            q = q.where(or_(*conds))
+        q = q.order_by(_A.c.started_at.desc(), _A.c.id.desc()).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [AlarmRecord(*r) for r in conn.execute(q)]
+
+    # ----------------------------------------------------------------------------- camera health
+    def record_health(self, bed: str, state: str, at: datetime, reason: str | None = None) -> None:
+        _check_choice(state, HEALTH_STATES, "camera health state")
+        bed_id = self._bed_id(bed)
+        with self.engine.begin() as conn:
+            conn.execute(insert(CameraHealthEvent).values(bed_id=bed_id, state=state, at=_utc(at, "at"),
+                                                          reason=reason))
+
+    def health_events(self, bed: str | None = None, since: datetime | None = None,
+                      until: datetime | None = None, limit: int = 1000) -> list[HealthEvent]:
+        since, until = _range(since, until)
+        q = (select(Bed.key, CameraHealthEvent.at, CameraHealthEvent.state, CameraHealthEvent.reason)
+             .join(Bed, Bed.id == CameraHealthEvent.bed_id))
+        if bed is not None:
+            q = q.where(CameraHealthEvent.bed_id == self._bed_id(bed))
+        if since is not None:
+            q = q.where(CameraHealthEvent.at >= since)
+        if until is not None:
+            q = q.where(CameraHealthEvent.at < until)
+        with self.engine.connect() as conn:
+            return [HealthEvent(*r) for r in conn.execute(q.order_by(CameraHealthEvent.at).limit(limit))]
+
+    # ------------------------------------------------------------------------------------- stats
+    def stats(self, since: datetime, until: datetime | None = None) -> list[BedStats]:
+        """Per bed over [since, until): alarms by tier and verdict, hours monitored (minutes with at
+        least one sample / 60), hours offline (time the camera spent in the 'offline' state)."""
+        since, until = _range(since, until or datetime.now(timezone.utc))
+        assert since is not None and until is not None
+        with self.engine.connect() as conn:
+            beds = dict(conn.execute(select(Bed.id, Bed.key)).all())
+            alarms = conn.execute(select(_A.c.bed_id, _A.c.tier, _A.c.verdict, func.count())
+                                  .where(_A.c.started_at >= since, _A.c.started_at < until)
+                                  .group_by(_A.c.bed_id, _A.c.tier, _A.c.verdict)).all()
+            minutes = dict(conn.execute(select(_R.c.bed_id, func.count())
+                                        .where(_R.c.minute >= since.replace(second=0, microsecond=0),
+                                               _R.c.minute < until).group_by(_R.c.bed_id)).all())
+            H = CameraHealthEvent
+            before = (select(H.bed_id, func.max(H.at).label("at")).where(H.at < since)
+                      .group_by(H.bed_id).subquery())
+            initial = dict(conn.execute(select(H.bed_id, H.state).join(
+                before, and_(before.c.bed_id == H.bed_id, before.c.at == H.at))).all())
+            events = conn.execute(select(H.bed_id, H.at, H.state).where(H.at >= since, H.at < until)
+                                  .order_by(H.bed_id, H.at, H.id)).all()
+        by_bed_events: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+        for bid, at, st in events:
+            by_bed_events[bid].append((at, st))
+        out = []
+        for bid, key in sorted(beds.items(), key=lambda kv: kv[1]):
+            by_tier = {t: 0 for t in TIERS}
+            verdicts = {v: 0 for v in VERDICTS + ("none",)}
+            for b, tier, verdict, n in alarms:
+                if b == bid:
+                    by_tier[tier] += n
+                    verdicts[verdict or "none"] += n
+            offline = 0.0
+            state, t0 = initial.get(bid), since
+            for at, st in by_bed_events.get(bid, []) + [(until, "end")]:
+                if state == "offline":
+                    offline += (at - t0).total_seconds()
+                state, t0 = st, at
+            out.append(BedStats(key, sum(by_tier.values()), by_tier, verdicts,
+                                round(minutes.get(bid, 0) / 60.0, 4), round(offline / 3600.0, 4)))
+        return out
+
+    # ------------------------------------------------------------------------------------- users
+    def create_user(self, username: str, password: str, role: str = "viewer") -> UserRecord:
+        _check_choice(role, ROLES, "role")
+        if not username or len(username) > 64 or not username.isprintable() or " " in username:
+            raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
+        if len(password) < 8:
+            raise StoreError("password too short: use at least 8 characters")
+        with self.engine.begin() as conn:
+            if conn.execute(select(User.id).where(User.username == username)).first():
+                raise StoreError(f"user {username!r} already exists")
+            conn.execute(insert(User).values(username=username, password_hash=_hash_password(password),
+                                             role=role, disabled=False, created_at=datetime.now(timezone.utc)))
+        self.audit("user.create", detail={"username": username, "role": role})
+        return self._user(username)  # type: ignore[return-value]
+
+    def _user(self, username: str) -> UserRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
+                               .where(User.username == username)).first()
+        return UserRecord(*row) if row else None
+
+    def list_users(self) -> list[UserRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
+                                .order_by(User.username))
+            return [UserRecord(*r) for r in rows]
+
+    def authenticate(self, username: str, password: str) -> UserRecord | None:
+        """The user if the password matches and the account is enabled, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.password_hash, User.disabled).where(User.username == username)).first()
+        if row is None:
+            _verify_password(password, _hash_password("x" * 8))  # similar timing for unknown users
+            return None
+        if not _verify_password(password, row[0]) or row[1]:
+            return None
+        return self._user(username)
+
+    def disable_user(self, username: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(update(User).where(User.username == username).values(disabled=True)).rowcount == 0:
+                raise StoreError(f"unknown user {username!r}")
+        self.audit("user.disable", detail={"username": username})
+
+    def create_token(self, username: str, name: str | None = None) -> str:
+        """A new API token for ``username``; only its hash is stored, so show it to the user once."""
+        token = "wt_" + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            uid = conn.execute(select(User.id).where(User.username == username)).scalar()
+            if uid is None:
+                raise StoreError(f"unknown user {username!r}")
+            conn.execute(insert(ApiToken).values(user_id=uid, token_hash=_token_hash(token), name=name,
+                                                 created_at=datetime.now(timezone.utc), revoked=False))
+        return token
+
+    def authenticate_token(self, token: str) -> UserRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
+                               .join(ApiToken, ApiToken.user_id == User.id)
+                               .where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked.is_(False),
+                                      User.disabled.is_(False))).first()
+        return UserRecord(*row) if row else None
+
+    def revoke_token(self, token: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.token_hash == _token_hash(token)).values(revoked=True))
+
+    # ------------------------------------------------------------------------------------- audit
+    def audit(self, action: str, *, user: str | None = None, detail: Mapping[str, Any] | None = None,
+              source: str | None = None, at: datetime | None = None) -> None:
+        at = _utc(at, "at") if at else datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            conn.execute(insert(AuditLog).values(at=at, username=user, action=action,
+                                                 detail=dict(detail) if detail else None, source=source))
+
+    def audit_log(self, since: datetime | None = None, until: datetime | None = None,
+                  user: str | None = None, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        since, until = _range(since, until)
+        q = select(AuditLog.at, AuditLog.username, AuditLog.action, AuditLog.detail, AuditLog.source)
+        if since is not None:
+            q = q.where(AuditLog.at >= since)
+        if until is not None:
+            q = q.where(AuditLog.at < until)
+        if user is not None:
+            q = q.where(AuditLog.username == user)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(limit).offset(offset))
+            return [AuditRecord(*r) for r in rows]
+
+    # --------------------------------------------------------------------------------- retention
+    def apply_retention(self, policy: RetentionPolicy, now: datetime | None = None) -> dict[str, int]:
+        """Delete rows older than the policy allows; returns rows deleted per table. Alarms are
+        deleted only when ended AND acknowledged (their ack events go with them)."""
+        now = _utc(now, "now") if now else datetime.now(timezone.utc)
+        cut = lambda days: now - timedelta(days=days)  # noqa: E731
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            if policy.raw_samples_days:
+                deleted["probability_samples"] = conn.execute(
+                    delete(_S).where(_S.c.t < cut(policy.raw_samples_days))).rowcount
+            if policy.rollups_days:
+                deleted["minute_rollups"] = conn.execute(
+                    delete(_R).where(_R.c.minute < cut(policy.rollups_days))).rowcount
+            if policy.alarms_days:
+                deleted["alarms"] = conn.execute(delete(_A).where(
+                    _A.c.started_at < cut(policy.alarms_days), _A.c.acknowledged.is_(True),
+                    _A.c.state == "ended")).rowcount
+            if policy.health_days:
+                deleted["camera_health_events"] = conn.execute(
+                    delete(CameraHealthEvent).where(CameraHealthEvent.at < cut(policy.health_days))).rowcount
+            if policy.audit_days:
+                deleted["audit_log"] = conn.execute(
+                    delete(AuditLog).where(AuditLog.at < cut(policy.audit_days))).rowcount
+        self.audit("retention", detail={"policy": policy.model_dump(), "deleted": deleted, "now": now.isoformat()})
+        return deleted
+
+
+__all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint",
+           "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError", "UnknownBedError",
+           "UserRecord", "WriteResult", "ALARM_STATES"]
