@@ -130,7 +130,8 @@ class SimCamera:
             code = pl.phase_code(t)
             stype[code > 0] = pl.type
             phase = np.maximum(phase, code)
-        behaviour[phase >= 2] = "seizure"
+        behaviour[phase == 2] = "seizure"
+        behaviour[phase == 3] = "post_ictal"
         joints, normals = forward_kinematics(pose, self.shape)
         uv, depth = self.cam.project(joints)
         scale = self.cam.f / depth
@@ -364,20 +365,20 @@ class SimCamera:
 
     def _sensor(self, img: np.ndarray, i: int, lights_off: bool, compression: float) -> np.ndarray:
         """Lighting, sensor noise and compression."""
-        if lights_off:
+        sigma = self.sc.noise
+        bank = self._noise_bank() if sigma > 0 else None
+        nz = bank[(i * 5 + self.sc.seed) % len(bank)] if bank is not None else None
+        if lights_off:   # infrared: grey, darker towards the corners, grainier
             g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
             if self._vignette is None:
                 yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
                 d = ((xx - self.width / 2) / self.width) ** 2 + ((yy - self.height / 2) / self.height) ** 2
                 self._vignette = np.clip(255 * (1.0 - 1.6 * d), 0, 255).astype(np.uint8)
             g = cv2.multiply(g, self._vignette, scale=0.7 / 255)
+            if nz is not None:
+                g = np.clip(g.astype(np.int16) + 3 * nz[..., 0], 0, 255).astype(np.uint8)
             img = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
-        sigma = self.sc.noise * (3.0 if lights_off else 1.0)
-        if sigma > 0:
-            bank = self._noise_bank()
-            nz = bank[(i * 5 + self.sc.seed) % len(bank)]
-            if lights_off:
-                nz = nz * 3
+        elif nz is not None:
             img = np.clip(img.astype(np.int16) + nz, 0, 255).astype(np.uint8)
         if compression > 0:
             q = int(np.clip(45 / compression, 8, 70))

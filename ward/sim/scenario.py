@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, Literal, Sequence
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import numpy as np
 import yaml
@@ -312,7 +312,8 @@ def parse_sim_uri(uri: str, base_dir: str | Path | None = None) -> Scenario:
         raise ValueError(f"not a simulator URI: {uri!r} (expected sim://[PATH][?seed=..&duration=..])")
     body = uri[len("sim://"):]
     path_part, _, query = body.partition("?")
-    pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    # '+' is literal here (KIND@START+DURATION), so no form decoding (which would turn it into a space)
+    pairs = [(unquote(k), unquote(v)) for k, _, v in (item.partition("=") for item in query.split("&") if item)]
     unknown = sorted({k for k, _ in pairs} - _ALL_KEYS)
     if unknown:
         raise ValueError(f"{uri}: unknown key(s) {unknown}; known keys: {', '.join(sorted(_ALL_KEYS))}")

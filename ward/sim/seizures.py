@@ -178,9 +178,9 @@ def _clinical(plan: SeizurePlan, t: np.ndarray, rng: np.random.Generator) -> Pos
             p.d_angle[:, SI[pre + "upper"]] += -side * e * a * (0.5 + 0.7 * arms[:, k])
             p.d_elev[:, SI[pre + "upper"]] += e * a * (0.5 + 0.5 * arms[:, k + 1])
             p.d_angle[:, SI[pre + "fore"]] += side * e * a * (0.8 + 0.6 * arms[:, k + 1])
-        p.root[:, 0] += 0.1 * e * a * body[:, 0]
+        p.root[:, 0] += 0.05 * e * a * body[:, 0]
         p.yaw += 0.15 * e * a * body[:, 1]
-        p.d_elev[:, SI["spine"]] += e * a * np.clip(0.25 + 0.3 * body[:, 2], 0, None)
+        p.d_elev[:, SI["spine"]] += e * a * np.clip(0.15 + 0.2 * body[:, 2], 0, None)
         p.head_yaw += 0.6 * e * a * body[:, 3]
 
     elif plan.type == "myoclonic":
