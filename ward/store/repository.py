@@ -17,10 +17,11 @@ import secrets
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, PositiveInt
-from sqlalchemy import (BigInteger, Engine, and_, delete, func, insert, or_, select, type_coerce,
+from sqlalchemy import (BigInteger, Engine, and_, delete, func, insert, or_, select, text, type_coerce,
                         update)
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
@@ -29,7 +30,7 @@ from ward.store.engine import ensure_schema, make_engine
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedCameraConfig, CameraHealthEvent,
                                MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
-from ward.store.types import UTCDateTime, as_utc
+from ward.store.types import UTCDateTime, as_utc, to_micros
 
 Resolution = Literal["1s", "1m", "1h"]
 RESOLUTIONS: tuple[str, ...] = ("1s", "1m", "1h")
@@ -247,6 +248,56 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_PG_WRITE = text("""
+WITH ins AS (
+  INSERT INTO probability_samples (bed_id, t, probability, accumulator, pose_quality, model_version_id)
+  SELECT * FROM unnest(CAST(:b AS integer[]), CAST(:t AS timestamptz[]), CAST(:p AS float8[]),
+                       CAST(:a AS float8[]), CAST(:q AS float8[]), CAST(:m AS smallint[]))
+  ON CONFLICT (bed_id, t) DO NOTHING
+  RETURNING bed_id, t, probability
+), up AS (
+  INSERT INTO minute_rollups (bed_id, minute, p_max, p_sum, n)
+  SELECT bed_id, date_trunc('minute', t), max(probability), sum(probability), count(*) FROM ins
+  GROUP BY 1, 2
+  ON CONFLICT (bed_id, minute) DO UPDATE SET
+    p_max = GREATEST(minute_rollups.p_max, EXCLUDED.p_max),
+    p_sum = minute_rollups.p_sum + EXCLUDED.p_sum,
+    n = minute_rollups.n + EXCLUDED.n
+  RETURNING 1
+)
+SELECT count(*) FROM ins
+""")
+
+_SQLITE_ROLLUP = """
+INSERT INTO minute_rollups (bed_id, minute, p_max, p_sum, n) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (bed_id, minute) DO UPDATE SET p_max = max(p_max, excluded.p_max),
+  p_sum = p_sum + excluded.p_sum, n = n + excluded.n"""
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert_sql(n: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?)"] * n)
+    return ("INSERT INTO probability_samples (bed_id, t, probability, accumulator, pose_quality, "
+            f"model_version_id) VALUES {values} ON CONFLICT (bed_id, t) DO NOTHING "
+            "RETURNING bed_id, t, probability")
+
+
+def _sqlite_rollups(returned: Sequence[Any]) -> list[tuple[int, int, float, float, int]]:
+    """Aggregate freshly inserted (bed_id, t_us, p) rows per bed-minute."""
+    acc: dict[tuple[int, int], list[float]] = {}
+    for bed_id, t_us, p in returned:
+        key = (bed_id, t_us - t_us % _MINUTE_US)
+        a = acc.get(key)
+        if a is None:
+            acc[key] = [p, p, 1]
+        else:
+            if p > a[0]:
+                a[0] = p
+            a[1] += p
+            a[2] += 1
+    return [(b, m, a[0], a[1], int(a[2])) for (b, m), a in acc.items()]
+
+
 _S = ProbabilitySample.__table__
 _R = MinuteRollup.__table__
 _A = Alarm.__table__
@@ -269,15 +320,6 @@ class Store:
         self._model_ids: dict[str, int] = {}
         ins = pg.insert if self.dialect == "postgresql" else sq.insert
         self._insert = ins
-        self._ins_samples = (ins(_S).on_conflict_do_nothing(index_elements=["bed_id", "t"])
-                             .returning(_S.c.bed_id, _S.c.t, _S.c.probability))
-        r_ins = ins(_R)
-        greatest = func.greatest if self.dialect == "postgresql" else func.max
-        self._upsert_rollups = r_ins.on_conflict_do_update(
-            index_elements=["bed_id", "minute"],
-            set_={"p_max": greatest(_R.c.p_max, r_ins.excluded.p_max),
-                  "p_sum": _R.c.p_sum + r_ins.excluded.p_sum,
-                  "n": _R.c.n + r_ins.excluded.n})
 
     def close(self) -> None:
         self.engine.dispose()
@@ -417,27 +459,32 @@ class Store:
                   for s in samples]
         inserted = 0
         with self.engine.begin() as conn:
-            for i in range(0, len(params), _CHUNK):
-                returned = conn.execute(self._ins_samples, params[i:i + _CHUNK]).all()
-                inserted += len(returned)
-                if returned:
-                    conn.execute(self._upsert_rollups, self._rollup_rows(returned))
+            if self.dialect == "postgresql":
+                # One round trip: insert via unnest (a short, cacheable query whatever the batch
+                # size) and fold only the rows actually inserted into the rollups.
+                inserted = conn.execute(_PG_WRITE, {
+                    "b": [p["bed_id"] for p in params], "t": [p["t"] for p in params],
+                    "p": [p["probability"] for p in params], "a": [p["accumulator"] for p in params],
+                    "q": [p["pose_quality"] for p in params], "m": [p["model_version_id"] for p in params],
+                }).scalar_one()
+                return WriteResult(inserted, len(samples) - inserted)
+            # SQLite: plain DB-API on the same transaction (SQLAlchemy's per-row bind processing
+            # costs more than the insert itself at 64 rows/batch); times as int microseconds.
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for i in range(0, len(params), _CHUNK):
+                    chunk = params[i:i + _CHUNK]
+                    flat: list[Any] = []
+                    for p in chunk:
+                        flat += (p["bed_id"], to_micros(p["t"]), p["probability"], p["accumulator"],
+                                 p["pose_quality"], p["model_version_id"])
+                    returned = cur.execute(_sqlite_insert_sql(len(chunk)), flat).fetchall()
+                    inserted += len(returned)
+                    if returned:
+                        cur.executemany(_SQLITE_ROLLUP, _sqlite_rollups(returned))
+            finally:
+                cur.close()
         return WriteResult(inserted, len(samples) - inserted)
-
-    @staticmethod
-    def _rollup_rows(returned: Sequence[Any]) -> list[dict[str, Any]]:
-        acc: dict[tuple[int, datetime], list[float]] = {}
-        for bed_id, t, p in returned:
-            minute = t.replace(second=0, microsecond=0)
-            a = acc.get((bed_id, minute))
-            if a is None:
-                acc[(bed_id, minute)] = [p, p, 1]
-            else:
-                a[0] = max(a[0], p)
-                a[1] += p
-                a[2] += 1
-        return [{"bed_id": b, "minute": m, "p_max": a[0], "p_sum": a[1], "n": int(a[2])}
-                for (b, m), a in acc.items()]
 
     def history(self, bed: str, since: datetime, until: datetime | None = None,
                 resolution: str = "1m") -> list[HistoryPoint]:
