@@ -1,0 +1,197 @@
+"""Batched joint-patch extraction: frames + 18 OpenPose keypoints -> VSViG's 15 Gaussian-weighted patches.
+
+The official VSViG patch script works one joint at a time: it zero-pads the whole frame by the window
+size, cuts the 128x128 window centred on the joint (rows/cols ``floor(c) - 64 .. floor(c) + 63``),
+multiplies it by a 2-D Gaussian (sigma = 0.3 * 128, centred at 63.5, min-max scaled to [0, 1]),
+min-max normalises the product to 0..255 over the whole window (all channels) and resizes it by 1/4
+with OpenCV's INTER_LINEAR. ``extract_patches`` computes the same numbers for all N x 15 windows at
+once in torch, on the device of the input, without padding the frame:
+
+- Each window row is one contiguous run of ``w * 3`` bytes of the frame, so a sliding-window view of
+  the frame (``as_strided``) lets a single advanced-indexing op gather all window rows of all joints.
+  Windows crossing the frame border are fixed up afterwards (shifted and zero-masked), only for those
+  windows, reproducing the official zero padding.
+- Because the Gaussian is exactly 0 at the window corners and pixels are >= 0, the minimum of the
+  product is always 0; the maximum needs the whole window (``max_c(p) * G`` since ``G >= 0``).
+- INTER_LINEAR downscaling does not antialias: each output pixel is a 2x2-tap bilinear blend of the
+  product (for the exact 4x case, pixels 4d+1 and 4d+2 with weight 1/2 each). Only those taps are read.
+
+Other resolutions scale the window with the frame height (``window_size_for_height``); the output is
+always 32x32. Joints with zero confidence (or non-finite coordinates) and windows without contrast
+(max == min, e.g. black or entirely outside the frame) give all-zero patches, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Union
+
+import numpy as np
+import torch
+
+from ward.keypoints import OPENPOSE_18, OPENPOSE_TO_VSVIG, VSVIG_15
+
+REFERENCE_HEIGHT = 1080
+"""Frame height the official window size is defined for."""
+REFERENCE_WINDOW = 128
+"""Official window (kernel) size in pixels at 1080 rows."""
+SIGMA_FRACTION = 0.3
+"""Gaussian sigma as a fraction of the window size (official ``kernel_sigma``)."""
+PATCH_SIZE = 32
+"""Output patch side (official scale 1/4 of 128)."""
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+_NUM_IN = len(OPENPOSE_18)
+_NUM_OUT = len(VSVIG_15)
+
+
+def window_size_for_height(h: int) -> int:
+    """Window side in pixels for frames with ``h`` rows: 128 at 1080, scaled linearly, rounded half up."""
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0:
+        raise ValueError(f"frame height must be a positive integer, got {h!r}")
+    return max(1, math.floor(REFERENCE_WINDOW * int(h) / REFERENCE_HEIGHT + 0.5))
+
+
+@lru_cache(maxsize=32)
+def _constants(w: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-window-size constants: Gaussian (w,w), tap indices (2*32,), tap-weighted Gaussian (64,64).
+
+    Cached because they depend only on the window size and device.
+    """
+    dev = torch.device(device)
+    r = torch.arange(w, dtype=torch.float64) - (w - 1) / 2.0
+    sigma = SIGMA_FRACTION * w
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * sigma * sigma))
+    gmin, gmax = g.min(), g.max()
+    g = (g - gmin) / (gmax - gmin) if gmax > gmin else torch.ones_like(g)
+    # OpenCV INTER_LINEAR source coordinates (no antialiasing), clamped at the borders.
+    d = torch.arange(PATCH_SIZE, dtype=torch.float64)
+    src = (d + 0.5) * (w / PATCH_SIZE) - 0.5
+    i0 = torch.floor(src)
+    frac = src - i0
+    frac = torch.where(i0 < 0, torch.zeros_like(frac), frac)
+    i0 = i0.clamp(min=0).long()
+    i1 = (i0 + 1).clamp(max=w - 1)
+    frac = torch.where(i0 + 1 > w - 1, torch.zeros_like(frac), frac)
+    taps = torch.cat([i0, i1])  # (64,): first the lower taps, then the upper ones
+    wt = torch.cat([1.0 - frac, frac])  # (64,)
+    g_taps = g[taps][:, taps] * wt[:, None] * wt[None, :]  # (64, 64) Gaussian x bilinear weights
+    return (g.float().to(dev), taps.to(dev), g_taps.float().to(dev), torch.arange(w, device=dev))
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise ValueError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+
+
+def _check_kpts(kpts18: ArrayLike, n: int | None) -> torch.Tensor:
+    k = _as_tensor(kpts18, "kpts18")
+    if k.ndim != 3 or k.shape[1:] != (_NUM_IN, 3):
+        raise ValueError(
+            f"kpts18 must have shape (N, {_NUM_IN}, 3) = (x, y, confidence) in OpenPose order, "
+            f"got {tuple(k.shape)}"
+        )
+    if n is not None and k.shape[0] != n:
+        raise ValueError(f"frames (N, H, W, 3) and kpts18 (N, 18, 3) disagree on N: {n} frames vs {k.shape[0]} keypoint sets")
+    if k.dtype == torch.bool or k.is_complex():
+        raise ValueError(f"kpts18 must be a real numeric array, got dtype {k.dtype}")
+    return k
+
+
+def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Gaussian-weighted joint patches for VSViG, all frames and joints at once.
+
+    frames: (N, H, W, 3) uint8 (numpy or torch; channel order kept as given, BGR from OpenCV).
+    kpts18: (N, 18, 3) (x, y, confidence) in frame pixels, OpenPose order.
+    Returns (N, 15, 3, 32, 32) on the frames' device, rows in ``VSVIG_15`` order, values in 0..255.
+    An integer ``out_dtype`` rounds to the nearest integer.
+    """
+    f = _as_tensor(frames, "frames")
+    if f.ndim != 4 or f.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (N, H, W, 3) (a batch of colour frames), got {tuple(f.shape)}")
+    if f.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 (N, H, W, 3) as read by OpenCV, got dtype {f.dtype}")
+    n, h, wd, _ = f.shape
+    if h == 0 or wd == 0:
+        raise ValueError(f"frames must be non-empty (N, H, W, 3), got {tuple(f.shape)}")
+    k = _check_kpts(kpts18, n)
+    dev = f.device
+    w = window_size_for_height(h)
+    if n == 0:
+        return torch.zeros((0, _NUM_OUT, 3, PATCH_SIZE, PATCH_SIZE), dtype=out_dtype, device=dev)
+    if wd < w:  # narrower than one window: zero-extend on the right (rare, tiny frames)
+        f = torch.nn.functional.pad(f, (0, 0, 0, w - wd))
+    f = f.contiguous()
+    wp = f.shape[2]
+    g, taps, g_taps, ar = _constants(w, str(dev))
+
+    # Keypoints in VSViG order; float64 so floor() of fractional pixel coordinates is exact.
+    k = k.to(device=dev, dtype=torch.float64)[:, torch.as_tensor(OPENPOSE_TO_VSVIG, device=dev)]
+    x, y, conf = k[..., 0], k[..., 1], k[..., 2]
+    valid = (conf > 0) & torch.isfinite(x) & torch.isfinite(y) & torch.isfinite(conf)
+    # Far-away joints give all-zero windows; clamping keeps the integer arithmetic in range.
+    x = torch.nan_to_num(x, nan=0.0).clamp(-2.0 * w, wd + 2.0 * w)
+    y = torch.nan_to_num(y, nan=0.0).clamp(-2.0 * w, h + 2.0 * w)
+    x0 = torch.floor(x).long() - w // 2  # (N, 15) left column of the window
+    y0 = torch.floor(y).long() - w // 2
+    rows = y0[..., None] + ar  # (N, 15, w)
+    row_ok = (rows >= 0) & (rows < h)
+    x0c = x0.clamp(0, wp - w)
+
+    # Sliding-window view: element [n, r, c] is the run of w pixels starting at column c of row r.
+    view = f.as_strided((n, h, wp - w + 1, w * 3), (h * wp * 3, wp * 3, 3, 1))
+    nidx = torch.arange(n, device=dev)[:, None, None]
+    win = view[nidx, rows.clamp(0, h - 1), x0c[..., None]].view(n, _NUM_OUT, w, w, 3)
+
+    # Windows that cross the border: shift columns back into place and zero what lies outside.
+    shift = x0 - x0c
+    border = (shift != 0) | ~row_ok.all(-1)
+    if bool(border.any()):
+        bi = border.nonzero(as_tuple=True)
+        cols = ar + shift[bi][:, None]  # (B, w) index into the gathered run
+        col_ok = ((x0[bi][:, None] + ar) >= 0) & ((x0[bi][:, None] + ar) < wd)
+        wb = win[bi]  # (B, w, w, 3)
+        idx = cols.clamp(0, w - 1)[:, None, :, None].expand(-1, w, -1, 3)
+        wb = torch.gather(wb, 2, idx)
+        mask = row_ok[bi][:, :, None] & col_ok[:, None, :]
+        win[bi] = wb * mask[..., None].to(wb.dtype)
+
+    # Max of (pixel * G) over the window; the minimum is 0 (G is 0 at the corners, pixels >= 0).
+    cmax = torch.maximum(torch.maximum(win[..., 0], win[..., 1]), win[..., 2])
+    peak = (cmax.to(torch.float32) * g).amax(dim=(-2, -1))  # (N, 15)
+    scale = torch.where(valid & (peak > 0), 255.0 / torch.where(peak > 0, peak, torch.ones_like(peak)),
+                        torch.zeros_like(peak)).to(torch.float32)
+
+    # Bilinear taps of the product only: (N, 15, 64, 64, 3) -> 2x2 blend -> (N, 15, 32, 32, 3).
+    t = win[:, :, taps[:, None], taps[None, :]].to(torch.float32)
+    t = t * g_taps[..., None]
+    t = t.view(n, _NUM_OUT, 2, PATCH_SIZE, 2, PATCH_SIZE, 3).sum(dim=(2, 4))
+    out = (t * scale[:, :, None, None, None]).permute(0, 1, 4, 2, 3)
+    if out_dtype.is_floating_point:
+        return out.to(out_dtype).contiguous()
+    return out.round().clamp(0, 255).to(out_dtype).contiguous()
+
+
+def normalise_keypoints(kpts18: ArrayLike, frame_hw: tuple[int, int]) -> torch.Tensor:
+    """VSViG keypoint input: (x / W, y / H, confidence) in ``VSVIG_15`` order, zeros where confidence is 0.
+
+    This is ward's convention (coordinates as fractions of the frame, so it is resolution independent);
+    the official code's keypoint normalisation is not published beyond its fixture.
+    kpts18: (N, 18, 3) pixels, OpenPose order. frame_hw: (H, W). Returns (N, 15, 3) float32 on the
+    input's device. Non-finite coordinates are treated as missing (zeros).
+    """
+    k = _check_kpts(kpts18, None)
+    if (not isinstance(frame_hw, (tuple, list)) or len(frame_hw) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in frame_hw)):
+        raise ValueError(f"frame_hw must be (H, W) with positive integers, got {frame_hw!r}")
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    k = k.to(torch.float64)[:, torch.as_tensor(OPENPOSE_TO_VSVIG, device=k.device)]
+    scale = torch.tensor([1.0 / w, 1.0 / h, 1.0], dtype=torch.float64, device=k.device)
+    out = k * scale
+    keep = (k[..., 2] > 0) & torch.isfinite(k).all(-1)
+    return torch.where(keep[..., None], out, torch.zeros_like(out)).to(torch.float32)
