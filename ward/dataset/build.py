@@ -1,0 +1,241 @@
+"""Build VSViG training clips from videos plus onset annotations (or simulator output).
+
+Output (contract read by training): a directory with manifest.json and shards shard_XXXX.npz. Each
+shard holds clips of one split: patches uint8 (N, 30, 15, 3, 32, 32), kpts float32 (N, 30, 15, 3)
+(normalise_keypoints convention), label float32 (N,) (target at the clip's last frame, see
+ward.sim.labels), t_end float32 (N,) (time of the clip's last frame in its video, s), video (N,) str,
+patient (N,) str, seizure_type (N,) str ("none" outside seizures). Frames are sampled at 6 fps and a
+clip starts every `stride_s` seconds. Patients, never clips, are split into train/val/test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from ward.dataset.annotations import Annotation, load_annotations
+from ward.keypoints import VSVIG_15
+from ward.sim.labels import CLIP_FPS, CLIP_FRAMES, LABEL_FORMULA, target
+
+PatchFn = Callable[[np.ndarray, np.ndarray], np.ndarray]      # (N,H,W,3) uint8, (N,18,3) -> (N,15,3,32,32)
+NormFn = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (N,18,3), (H, W) -> (N,15,3)
+PoseFn = Callable[[np.ndarray], np.ndarray]                   # (N,H,W,3) uint8 -> (N,18,3)
+VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov")
+
+
+@dataclass
+class VideoItem:
+    """One video with its seizures; `scenario` is set for simulator output (ground-truth keypoints)."""
+
+    path: Path
+    patient: str
+    seizures: list[Annotation] = field(default_factory=list)
+    scenario: object | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def collect_sim(dirs: Sequence[str | Path]) -> list[VideoItem]:
+    """Items from `ward sim render` output directories (video.mp4 + groundtruth.json each)."""
+    from ward.sim.scenario import Scenario
+
+    items = []
+    for d in dirs:
+        d = Path(d)
+        gt = d / "groundtruth.json"
+        if not gt.is_file():
+            raise ValueError(f"{d}: no groundtruth.json (not a `ward sim render` output directory)")
+        data = json.loads(gt.read_text())
+        sc = Scenario.model_validate(data["scenario"])
+        video = d / "video.mp4"
+        if not video.is_file():
+            raise ValueError(f"{d}: no video.mp4 (render without --no-video)")
+        anns = [Annotation(f"{d.name}/{video.name}", s.eeg_onset_s, s.clinical_onset_s, s.end_s, sc.patient_id or d.name,
+                           s.type) for s in sc.seizures]
+        items.append(VideoItem(video, sc.patient_id or d.name, anns, sc))
+    return items
+
+
+def collect_annotated(video_dir: str | Path, table: str | Path) -> list[VideoItem]:
+    """Items from a folder of videos and an annotation table (CSV/XLSX)."""
+    video_dir = Path(video_dir)
+    files = sorted(p for p in video_dir.rglob("*") if p.suffix.lower() in VIDEO_EXT)
+    if not files:
+        raise ValueError(f"no videos ({', '.join(VIDEO_EXT)}) under {video_dir}")
+    anns = load_annotations(table, [str(p.relative_to(video_dir)) for p in files])
+    by_key = {}
+    for p in files:
+        for key in (str(p.relative_to(video_dir)), p.name, p.stem):
+            by_key.setdefault(key, p)
+    items: dict[Path, VideoItem] = {}
+    for a in anns:
+        p = by_key.get(a.video) or by_key[Path(a.video).stem]
+        it = items.setdefault(p, VideoItem(p, a.patient_id))
+        if it.patient != a.patient_id:
+            raise ValueError(f"video {a.video} is annotated with two patient ids ({it.patient}, {a.patient_id})")
+        if a.has_seizure:
+            it.seizures.append(a)
+    return list(items.values())
+
+
+def split_patients(patients: Sequence[str], seed: int = 0,
+                   fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, str]:
+    """Assign every patient to train/val/test (deterministic by seed); with >= 3 patients no split is empty."""
+    ps = sorted(set(patients))
+    if not ps:
+        raise ValueError("no patients to split")
+    order = [ps[i] for i in np.random.default_rng(seed).permutation(len(ps))]
+    n = len(order)
+    if n >= 3:
+        n_train = min(max(1, round(fractions[0] * n)), n - 2)
+        rest = n - n_train
+        n_val = round(rest * fractions[1] / max(fractions[1] + fractions[2], 1e-9) - 1e-9)
+        n_val = min(max(1, n_val), rest - 1)
+        n_test = rest - n_val
+    else:   # one or two patients: train (and test)
+        n_train, n_val, n_test = 1, 0, n - 1
+    names = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    return dict(zip(order, names))
+
+
+def _sampled_frames(path: Path, step_frames: float) -> Iterator[tuple[int, np.ndarray]]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video {path}")
+    try:
+        i, k = 0, 0
+        nxt = 0
+        while True:
+            if not cap.grab():
+                break
+            if i == nxt:
+                ok, img = cap.retrieve()
+                if not ok:
+                    break
+                yield i, img
+                k += 1
+                nxt = int(round(k * step_frames))
+            i += 1
+    finally:
+        cap.release()
+
+
+def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_fn: PoseFn | None = None,
+                     stride_s: float = 1.0, block: int = 32) -> Iterator[dict[str, object]]:
+    """Yield clips of one video: dict(patches (30,15,3,32,32) uint8, kpts (30,15,3) f32, label, t_end, seizure_type)."""
+    cap = cv2.VideoCapture(str(item.path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    cap.release()
+    step = fps / CLIP_FPS
+    stride = max(1, int(round(stride_s * CLIP_FPS)))
+    cam = None
+    if pose_fn is None:
+        if item.scenario is None:
+            raise ValueError(f"{item.path}: ground-truth keypoints need simulator output; give a pose estimator")
+        from ward.sim.render import SimCamera
+
+        cam = SimCamera(item.scenario)  # type: ignore[arg-type]
+    ring: deque = deque(maxlen=CLIP_FRAMES)
+    n_seen = 0
+
+    def process(batch):
+        nonlocal n_seen
+        idx = np.array([i for i, _ in batch])
+        frames = np.stack([f for _, f in batch])
+        k18 = np.stack([cam.keypoints(int(i)) for i in idx]) if cam is not None else pose_fn(frames)  # type: ignore[misc]
+        patches = np.clip(np.rint(np.asarray(patch_fn(frames, k18))), 0, 255).astype(np.uint8)
+        k15 = np.asarray(norm_fn(k18, frames.shape[1:3]), dtype=np.float32)
+        for r, i in enumerate(idx):
+            ring.append((i / fps, patches[r], k15[r]))
+            n_seen += 1
+            if len(ring) == CLIP_FRAMES and (n_seen - CLIP_FRAMES) % stride == 0:
+                t_end = ring[-1][0]
+                st = "none"
+                for s in item.seizures:
+                    if s.eeg_onset is not None and s.eeg_onset <= t_end < s.end:  # type: ignore[operator]
+                        st = s.seizure_type
+                yield {"patches": np.stack([x[1] for x in ring]), "kpts": np.stack([x[2] for x in ring]),
+                       "label": float(target(t_end, [s for s in item.seizures if s.has_seizure])),
+                       "t_end": float(t_end), "seizure_type": st}
+
+    batch = []
+    for i, img in _sampled_frames(item.path, step):
+        batch.append((i, img))
+        if len(batch) == block:
+            yield from process(batch)
+            batch = []
+    if batch:
+        yield from process(batch)
+
+
+def _default_fns() -> tuple[PatchFn, NormFn]:
+    from ward.vision.patches import extract_patches, normalise_keypoints  # written by the vision concern
+
+    return extract_patches, normalise_keypoints
+
+
+def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: PoseFn | None = None,
+                  patch_fn: PatchFn | None = None, norm_fn: NormFn | None = None, stride_s: float = 1.0,
+                  shard_size: int = 64, seed: int = 0, source: str = "",
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Write shards + manifest.json to out_dir; return the manifest path."""
+    if not items:
+        raise ValueError("no videos to build a dataset from")
+    if patch_fn is None or norm_fn is None:
+        p, nf = _default_fns()
+        patch_fn, norm_fn = patch_fn or p, norm_fn or nf
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = split_patients([it.patient for it in items], seed)
+    buffers: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    shards: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    counter = [0]
+
+    def flush(split: str) -> None:
+        buf = buffers[split]
+        if not buf:
+            return
+        name = f"shard_{counter[0]:04d}.npz"
+        counter[0] += 1
+        np.savez_compressed(
+            out / name, patches=np.stack([c["patches"] for c in buf]).astype(np.uint8),
+            kpts=np.stack([c["kpts"] for c in buf]).astype(np.float32),
+            label=np.array([c["label"] for c in buf], np.float32), t_end=np.array([c["t_end"] for c in buf], np.float32),
+            video=np.array([c["video"] for c in buf], dtype=str), patient=np.array([c["patient"] for c in buf], dtype=str),
+            seizure_type=np.array([c["seizure_type"] for c in buf], dtype=str))
+        shards[split].append(name)
+        buffers[split] = []
+
+    n_clips = {"train": 0, "val": 0, "test": 0}
+    for it in items:
+        split = splits[it.patient]
+        vname = str(it.path.parent.name + "/" + it.path.name) if it.scenario is not None else it.path.name
+        for clip in clips_from_video(it, patch_fn, norm_fn, pose_fn, stride_s):
+            clip["video"], clip["patient"] = vname, it.patient
+            buffers[split].append(clip)
+            n_clips[split] += 1
+            if len(buffers[split]) >= shard_size:
+                flush(split)
+        if progress:
+            progress(f"{vname}: {split}")
+    for s in buffers:
+        flush(s)
+    manifest = {
+        "format": "ward.clips/1", "clip_length": CLIP_FRAMES, "fps": int(CLIP_FPS), "joint_layout": list(VSVIG_15),
+        "splits": shards, "patients": splits, "label_formula": LABEL_FORMULA,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
+        "keypoints": "ground_truth" if pose_fn is None else "pose_estimator", "stride_s": stride_s,
+        "n_clips": n_clips,
+    }
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
