@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import sqlite3
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,6 +24,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, PositiveInt
 from sqlalchemy import (BigInteger, Engine, and_, delete, func, insert, or_, select, text, type_coerce,
                         update)
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
@@ -482,6 +484,9 @@ class Store:
                     inserted += len(returned)
                     if returned:
                         cur.executemany(_SQLITE_ROLLUP, _sqlite_rollups(returned))
+            except sqlite3.Error as exc:  # same exception types as the SQLAlchemy paths raise
+                raise sa_exc.DBAPIError.instance("INSERT INTO probability_samples ...", None, exc,
+                                                 sqlite3.Error) from exc
             finally:
                 cur.close()
         return WriteResult(inserted, len(samples) - inserted)

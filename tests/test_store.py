@@ -1,0 +1,405 @@
+"""Storage tests, run against SQLite (temp file) and PostgreSQL (WARD_TEST_PG_URL, marker postgres).
+
+scripts/services.sh starts a throwaway PostgreSQL and exports WARD_TEST_PG_URL / _CTL / _DATA /
+_RUNAS; the outage test really stops and restarts that server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from ward.store.engine import current_revision, ensure_schema, head_revision, make_engine, upgrade
+from ward.store.repository import (RetentionPolicy, Sample, Store, StoreError, UnknownBedError)
+from ward.store.spill import Overflow, SpillingWriter
+
+UTC = timezone.utc
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _pg_base_url() -> str:
+    url = os.environ.get("WARD_TEST_PG_URL")
+    if not url:
+        if os.environ.get("WARD_TEST_ALLOW_NO_PG") == "1":
+            pytest.skip("WARD_TEST_PG_URL not set and WARD_TEST_ALLOW_NO_PG=1")
+        pytest.fail("PostgreSQL tests need WARD_TEST_PG_URL: run them via scripts/test.sh (which starts a "
+                    "throwaway server from /usr/lib/postgresql/*/bin), or set WARD_TEST_ALLOW_NO_PG=1 to skip")
+    return url
+
+
+def _reset_pg(url: str) -> None:
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ward.db'}"
+    else:
+        url = _pg_base_url()
+        _reset_pg(url)
+        yield url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    for b in ("bed-01", "bed-02", "bed-03"):
+        s.upsert_bed(b, ward="W1")
+    yield s
+    s.close()
+
+
+def _samples(bed: str, n: int, start: datetime = T0, seed: int = 0) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    return [Sample(bed, start + timedelta(seconds=i), float(p[i]), float(i), 0.9, "vsvig-base")
+            for i in range(n)]
+
+
+def _count(store: Store, table: str) -> int:
+    with store.engine.connect() as c:
+        return c.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+# ------------------------------------------------------------------------------------- migrations
+def test_migrations_from_empty_match_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ward.store.models import Base
+
+    eng = make_engine(db_url)
+    assert current_revision(eng) is None
+    assert upgrade(eng) == head_revision()
+    with eng.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"probability_samples", "minute_rollups", "alarms", "ack_events", "audit_log", "users",
+            "api_tokens", "camera_health_events", "patient_stays", "bed_camera_configs"} <= tables
+    assert ensure_schema(eng) is False  # already at head: nothing to do
+    eng.dispose()
+
+
+def test_store_auto_migrates_when_behind(db_url: str) -> None:
+    s = Store(db_url)
+    assert current_revision(s.engine) == head_revision()
+    s.close()
+
+
+def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=1234)
+    with eng.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+
+
+@pytest.mark.parametrize("url", ["mysql://x@y/z", "not a url", f"sqlite:////nonexistent-dir-{os.getpid()}/w.db"])
+def test_bad_database_url(url: str) -> None:
+    with pytest.raises(ValueError):
+        make_engine(url)
+
+
+# ----------------------------------------------------------------------------- writes and rollups
+def test_idempotent_replay_does_not_double_count(store: Store) -> None:
+    rows = _samples("bed-01", 150) + _samples("bed-02", 90, seed=1)
+    assert store.write_samples(rows).inserted == 240
+    again = store.write_samples(rows)
+    assert (again.inserted, again.duplicates) == (0, 240)
+    # overlapping replay: 60 old + 60 new rows, plus an in-batch duplicate
+    more = _samples("bed-01", 210)[150:] + _samples("bed-01", 150)[90:]
+    res = store.write_samples(more + more[:1])
+    assert (res.inserted, res.duplicates) == (60, 61)
+    assert _count(store, "probability_samples") == 300
+
+    truth = _samples("bed-01", 210)
+    pts = store.history("bed-01", T0, T0 + timedelta(hours=1), "1m")
+    assert [p.n for p in pts] == [60, 60, 60, 30]
+    for k, p in enumerate(pts):
+        ps = np.array([s.probability for s in truth[60 * k:60 * (k + 1)]])
+        assert p.t == T0 + timedelta(minutes=k)
+        assert p.p_max == pytest.approx(ps.max())
+        assert p.p_mean == pytest.approx(ps.mean())
+
+
+def test_history_resolutions(store: Store) -> None:
+    rows = _samples("bed-02", 2 * 3600 + 30, start=T0 - timedelta(minutes=30))
+    store.write_samples(rows)
+    raw = store.history("bed-02", T0, T0 + timedelta(seconds=10), "1s")
+    assert [p.t for p in raw] == [T0 + timedelta(seconds=i) for i in range(10)]
+    assert [p.p_max for p in raw] == pytest.approx([r.probability for r in rows[1800:1810]])
+    assert raw[0].accumulator == pytest.approx(1800.0)
+    hours = store.history("bed-02", T0 - timedelta(hours=1), T0 + timedelta(hours=3), "1h")
+    assert [p.t for p in hours] == [T0 - timedelta(hours=1), T0, T0 + timedelta(hours=1)]
+    assert [p.n for p in hours] == [1800, 3600, 1830]
+    p = np.array([r.probability for r in rows[1800:5400]])
+    assert hours[1].p_max == pytest.approx(p.max()) and hours[1].p_mean == pytest.approx(p.mean())
+
+
+def test_time_zone_handling(store: Store) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    india = timezone(timedelta(hours=5, minutes=30))
+    t_local = datetime(2026, 3, 1, 14, 0, 30, tzinfo=plus2)  # == 12:00:30 UTC
+    store.write_samples([Sample("bed-01", t_local, 0.5), Sample("bed-01", datetime(2026, 3, 1, 17, 31, 0, tzinfo=india), 0.7)])
+    pts = store.history("bed-01", T0, T0 + timedelta(minutes=5), "1s")
+    assert [p.t for p in pts] == [T0 + timedelta(seconds=30), T0 + timedelta(minutes=1)]
+    assert all(p.t.tzinfo is not None and p.t.utcoffset() == timedelta(0) for p in pts)
+    minutes = store.history("bed-01", T0.astimezone(india), (T0 + timedelta(minutes=5)).astimezone(plus2), "1m")
+    assert [(m.t, m.n) for m in minutes] == [(T0, 1), (T0 + timedelta(minutes=1), 1)]
+    with pytest.raises(ValueError, match="naive"):
+        store.write_samples([Sample("bed-01", datetime(2026, 3, 1, 12, 0), 0.5)])
+    with pytest.raises(ValueError, match="naive"):
+        store.history("bed-01", datetime(2026, 3, 1), None, "1m")
+
+
+def test_bad_input_errors(store: Store) -> None:
+    with pytest.raises(UnknownBedError, match="unknown bed 'bed-99'"):
+        store.write_samples([Sample("bed-99", T0, 0.5)])
+    with pytest.raises(UnknownBedError):
+        store.history("bed-99", T0, T0 + timedelta(hours=1))
+    with pytest.raises(StoreError, match="inverted time range"):
+        store.history("bed-01", T0, T0 - timedelta(hours=1))
+    with pytest.raises(StoreError, match="inverted time range"):
+        store.list_alarms(since=T0, until=T0 - timedelta(seconds=1))
+    with pytest.raises(StoreError, match="resolution"):
+        store.history("bed-01", T0, T0 + timedelta(hours=1), "5m")
+    with pytest.raises(StoreError, match="probability"):
+        store.write_samples([Sample("bed-01", T0, float("nan"))])
+    with pytest.raises(StoreError, match="probability"):
+        store.write_samples([Sample("bed-01", T0, 1.5)])
+    with pytest.raises(StoreError, match="tier"):
+        store.open_alarm("bed-01", "panic", T0)
+    with pytest.raises(StoreError, match="pagination"):
+        store.list_alarms(limit=0)
+    assert _count(store, "probability_samples") == 0  # nothing half-written
+
+
+# ------------------------------------------------------------------------------------------ alarms
+def test_alarm_lifecycle_and_queries(store: Store) -> None:
+    a1 = store.open_alarm("bed-01", "alarm", T0, peak=0.7, reason="acc>thr")
+    store.update_alarm(a1, peak=0.9)
+    store.update_alarm(a1, peak=0.8)  # peak never decreases
+    store.close_alarm(a1, T0 + timedelta(seconds=40))
+    a2 = store.open_alarm("bed-01", "review", T0 + timedelta(hours=1), peak=0.5)
+    a3 = store.open_alarm("bed-02", "technical", T0 + timedelta(hours=2), reason="camera offline")
+    got = store.get_alarm(a1)
+    assert (got.peak, got.state, got.end, got.verdict) == (0.9, "ended", T0 + timedelta(seconds=40), None)
+    with pytest.raises(StoreError, match="before it started"):
+        store.close_alarm(a2, T0)
+
+    store.acknowledge(a1, "dr.x", "unsure", note="look again", source="10.0.0.5")
+    store.acknowledge(a1, "dr.y", "true", source="10.0.0.6")
+    store.acknowledge(a2, "dr.x", "false")
+    with pytest.raises(StoreError, match="verdict"):
+        store.acknowledge(a3, "dr.x", "maybe")
+    with pytest.raises(StoreError, match="unknown alarm"):
+        store.acknowledge(99999, "dr.x", "true")
+
+    assert [e.verdict for e in store.ack_events(a1)] == ["unsure", "true"]
+    assert store.get_alarm(a1).verdict == "true" and store.get_alarm(a1).acknowledged
+    audit = store.audit_log(user="dr.y")
+    assert audit[0].action == "acknowledge" and audit[0].detail["alarm_id"] == a1 and audit[0].source == "10.0.0.6"
+
+    assert [a.id for a in store.list_alarms()] == [a3, a2, a1]  # newest first
+    assert [a.id for a in store.list_alarms(bed="bed-01")] == [a2, a1]
+    assert [a.id for a in store.list_alarms(tier=["alarm", "technical"])] == [a3, a1]
+    assert [a.id for a in store.list_alarms(verdict="true")] == [a1]
+    assert [a.id for a in store.list_alarms(verdict="none")] == [a3]
+    assert [a.id for a in store.list_alarms(since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2))] == [a2]
+    page1 = store.list_alarms(limit=2)
+    page2 = store.list_alarms(limit=2, offset=2)
+    assert [a.id for a in page1 + page2] == [a3, a2, a1]
+
+
+def test_stats_per_bed(store: Store) -> None:
+    store.write_samples(_samples("bed-01", 1800))  # 30 minutes monitored
+    a = store.open_alarm("bed-01", "alarm", T0 + timedelta(minutes=5))
+    store.acknowledge(a, "dr", "false")
+    store.open_alarm("bed-01", "review", T0 + timedelta(minutes=6))
+    # bed-02 offline from before the window until 1h into it, then online
+    store.record_health("bed-02", "offline", T0 - timedelta(hours=5), "no frames")
+    store.record_health("bed-02", "online", T0 + timedelta(hours=1))
+    store.record_health("bed-02", "offline", T0 + timedelta(hours=3))
+    stats = {s.bed: s for s in store.stats(T0, T0 + timedelta(hours=4))}
+    assert stats["bed-01"].alarms == 2 and stats["bed-01"].by_tier["review"] == 1
+    assert stats["bed-01"].verdicts == {"true": 0, "false": 1, "unsure": 0, "none": 1}
+    assert stats["bed-01"].hours_monitored == pytest.approx(0.5)
+    assert stats["bed-02"].hours_offline == pytest.approx(2.0)
+    assert stats["bed-03"].alarms == 0 and stats["bed-03"].hours_offline == 0
+    assert [e.state for e in store.health_events("bed-02", since=T0)] == ["online", "offline"]
+    with pytest.raises(StoreError, match="camera health state"):
+        store.record_health("bed-02", "sleepy", T0)
+
+
+# --------------------------------------------------------------------------------------- retention
+def test_retention_keeps_unacknowledged_alarms(store: Store) -> None:
+    now = T0 + timedelta(days=100)
+    store.write_samples(_samples("bed-01", 120, start=T0))                        # old
+    store.write_samples(_samples("bed-01", 60, start=now - timedelta(days=1)))    # recent
+    old_acked = store.open_alarm("bed-01", "alarm", T0)
+    store.close_alarm(old_acked, T0 + timedelta(minutes=1))
+    store.acknowledge(old_acked, "dr", "false", at=T0 + timedelta(minutes=2))
+    old_unacked = store.open_alarm("bed-01", "alarm", T0 + timedelta(hours=1))
+    store.close_alarm(old_unacked, T0 + timedelta(hours=1, minutes=1))
+    old_active_acked = store.open_alarm("bed-02", "technical", T0)
+    store.acknowledge(old_active_acked, "dr", "true")
+    recent = store.open_alarm("bed-01", "alarm", now - timedelta(days=1))
+    store.record_health("bed-01", "offline", T0)
+    store.record_health("bed-01", "online", now - timedelta(hours=1))
+
+    policy = RetentionPolicy(raw_samples_days=30, rollups_days=60, alarms_days=90, health_days=30)
+    deleted = store.apply_retention(policy, now=now)
+    assert deleted["probability_samples"] == 120 and deleted["minute_rollups"] == 2
+    assert deleted["alarms"] == 1 and deleted["camera_health_events"] == 1
+    assert {a.id for a in store.list_alarms()} == {old_unacked, old_active_acked, recent}
+    assert store.ack_events(old_acked) == []  # cascade
+    assert _count(store, "probability_samples") == 60
+    assert store.audit_log()[0].action == "retention"
+    with pytest.raises(ValueError):
+        RetentionPolicy(raw_samples_days=0)
+    with pytest.raises(ValueError):
+        RetentionPolicy(raw_days=3)  # extra="forbid": typos are errors
+
+
+# ---------------------------------------------------------------------------------- beds, patients
+def test_beds_camera_history_and_stays(store: Store) -> None:
+    store.upsert_bed("bed-07", name="Bay 7", ward="W2", camera={"url": "rtsp://a"}, at=T0)
+    store.upsert_bed("bed-07", camera={"url": "rtsp://a"}, at=T0 + timedelta(hours=1))  # unchanged
+    store.upsert_bed("bed-07", camera={"url": "rtsp://b"}, at=T0 + timedelta(hours=2))
+    hist = store.camera_config_history("bed-07")
+    assert [c["url"] for _, c in hist] == ["rtsp://a", "rtsp://b"]
+    bed = next(b for b in store.list_beds() if b.key == "bed-07")
+    assert (bed.name, bed.ward, bed.camera) == ("Bay 7", "W2", {"url": "rtsp://b"})
+    store.admit("bed-07", "P-123", T0)
+    store.admit("bed-07", "P-456", T0 + timedelta(days=1))  # closes the previous stay
+    store.discharge("bed-07", T0 + timedelta(days=2))
+    stays = store.stays("bed-07")
+    assert [(s.patient, s.discharged_at) for s in stays] == [("P-123", T0 + timedelta(days=1)),
+                                                            ("P-456", T0 + timedelta(days=2))]
+    with pytest.raises(StoreError, match="no admitted patient"):
+        store.discharge("bed-07", T0 + timedelta(days=3))
+
+
+# ------------------------------------------------------------------------------------------- users
+def test_users_and_tokens(store: Store) -> None:
+    u = store.create_user("alice", "correct horse", "clinician")
+    assert u.role == "clinician" and not u.disabled
+    assert store.authenticate("alice", "correct horse").username == "alice"
+    assert store.authenticate("alice", "wrong password") is None
+    assert store.authenticate("nobody", "correct horse") is None
+    with store.engine.connect() as c:
+        stored = c.execute(sa.text("SELECT password_hash FROM users WHERE username='alice'")).scalar_one()
+    assert "correct horse" not in stored and stored.startswith("scrypt$")
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_user("alice", "another pass")
+    with pytest.raises(StoreError, match="too short"):
+        store.create_user("bob", "short")
+    with pytest.raises(StoreError, match="role"):
+        store.create_user("bob", "long enough", "root")
+
+    token = store.create_token("alice", "dashboard")
+    assert store.authenticate_token(token).username == "alice"
+    assert store.authenticate_token(token + "x") is None
+    store.create_user("carol", "carol's pass", "viewer")
+    t2 = store.create_token("carol")
+    store.revoke_token(t2)
+    assert store.authenticate_token(t2) is None
+
+    store.disable_user("alice")
+    assert store.authenticate("alice", "correct horse") is None
+    assert store.authenticate_token(token) is None
+    assert [(x.username, x.disabled) for x in store.list_users()] == [("alice", True), ("carol", False)]
+    with pytest.raises(StoreError, match="unknown user"):
+        store.disable_user("mallory")
+
+
+# ------------------------------------------------------------------------------------------- spill
+def test_spill_sqlite_locked_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite outage: another connection holds an EXCLUSIVE lock, so every write really fails."""
+    db = tmp_path / "ward.db"
+    store = Store(f"sqlite:///{db}", busy_timeout_ms=50)
+    store.upsert_bed("bed-01")
+    overflows: list[Overflow] = []
+    writer = SpillingWriter(store, tmp_path / "spill", max_rows=250, on_overflow=overflows.append)
+    rows = _samples("bed-01", 400)
+    assert writer.write(rows[:100]).stored == 100
+
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        out = writer.write(rows[100:200])
+        assert (out.stored, out.spilled, out.dropped) == (0, 100, 0)
+        assert writer.pending == 100 and not writer.flush()
+        # a restarted process picks up the same spill
+        writer2 = SpillingWriter(store, tmp_path / "spill", max_rows=250, on_overflow=overflows.append)
+        assert writer2.pending == 100
+        with caplog.at_level(logging.ERROR, logger="ward.store.spill"):
+            out = writer2.write(rows[200:400])  # 150 fit, 50 dropped
+        assert (out.spilled, out.dropped) == (150, 50)
+        assert overflows == [Overflow(50, 50, 250, 250)]
+        assert any("DROPPED 50" in r.message for r in caplog.records)
+    finally:
+        locker.rollback()
+        locker.close()
+
+    assert writer2.flush() and writer2.pending == 0
+    assert not (tmp_path / "spill" / "spill.jsonl").exists()
+    assert _count(store, "probability_samples") == 350
+    pts = store.history("bed-01", T0, T0 + timedelta(hours=1), "1s")
+    assert [p.t for p in pts] == [r.t for r in rows[:350]]  # in order, nothing but the overflow lost
+    tech = store.list_alarms(tier="technical")
+    assert len(tech) == 1 and "50 samples lost" in tech[0].reason
+    assert tech[0].start == rows[350].t and tech[0].end == rows[399].t
+    # later writes go straight through again
+    assert writer2.write([Sample("bed-01", T0 + timedelta(hours=2), 0.1)]).stored == 1
+
+
+def _pg_ctl(action: str) -> None:
+    ctl, data = os.environ.get("WARD_TEST_PG_CTL"), os.environ.get("WARD_TEST_PG_DATA")
+    if not ctl or not data:
+        pytest.fail("outage test needs WARD_TEST_PG_CTL and WARD_TEST_PG_DATA (exported by scripts/services.sh)")
+    cmd = [ctl, "-D", data, "-w", "-t", "30"] + (["-m", "fast", "stop"] if action == "stop" else
+                                                 ["-l", str(Path(data).parent / "server.log"), "start"])
+    runas = os.environ.get("WARD_TEST_PG_RUNAS")
+    if runas:
+        cmd = ["runuser", "-u", runas, "--"] + cmd
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.postgres
+def test_spill_postgres_real_outage(tmp_path: Path) -> None:
+    url = _pg_base_url()
+    _reset_pg(url)
+    store = Store(url)
+    store.upsert_bed("bed-01")
+    writer = SpillingWriter(store, tmp_path / "spill", max_rows=10_000)
+    rows = _samples("bed-01", 300)
+    assert writer.write(rows[:100]).stored == 100
+    _pg_ctl("stop")
+    try:
+        assert writer.write(rows[100:200]).spilled == 100
+        assert writer.write(rows[200:250]).spilled == 50
+        assert not writer.flush() and writer.pending == 150
+    finally:
+        _pg_ctl("start")
+    out = writer.write(rows[250:300])  # replays the spill first, then writes
+    assert (out.stored, out.spilled) == (200, 0) and writer.pending == 0
+    pts = store.history("bed-01", T0, T0 + timedelta(hours=1), "1s")
+    assert [p.t for p in pts] == [r.t for r in rows]
+    assert sum(p.n for p in store.history("bed-01", T0, T0 + timedelta(hours=1), "1m")) == 300
+    store.close()
