@@ -123,3 +123,17 @@ def test_collect_annotated_unknown_video(tmp_path):
     p = _csv(tmp_path, "video,eeg_onset,clinical_onset,seizure_end\nb.mp4,1,2,3\n")
     with pytest.raises(ValueError, match="'b.mp4' is not in the video folder"):
         collect_annotated(tmp_path / "vids", p)
+
+
+def test_build_with_the_real_patch_extractor(tmp_path):
+    sc = Scenario(seed=7, duration_s=6, fps=12, width=320, height=180, seizures=[])
+    render_to_files(sc, tmp_path / "v")
+    man = build_dataset(collect_sim([tmp_path / "v"]), tmp_path / "ds", stride_s=0.5)
+    m = json.loads(man.read_text())
+    (f,) = m["splits"]["train"]
+    z = np.load(tmp_path / "ds" / f)
+    # 6 s at 6 fps = 36 frames -> clips ending at frames 29, 32, 35
+    assert z["patches"].shape == (3, 30, 15, 3, 32, 32) and z["patches"].max() > 0
+    assert np.allclose(z["t_end"], np.array([29, 32, 35]) * 2 / 12)
+    vis = z["kpts"][..., 2] > 0
+    assert vis[..., :3].all() and (z["kpts"][..., :2][vis] <= 1.0).all()   # the face is visible, coords normalised
