@@ -10,10 +10,8 @@ State (pose, visibility, labels) is computed vectorised for chunks of frames and
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -21,7 +19,7 @@ import numpy as np
 
 from ward.keypoints import OPENPOSE_18
 from ward.sim.behaviours import behaviour_pose, breathing, caregiver_joints
-from ward.sim.body import FACE_IDX, JI, LEG_JOINTS, BodyShape, PoseParams, forward_kinematics
+from ward.sim.body import FACE_IDX, JI, LEG_JOINTS, BodyShape, forward_kinematics
 from ward.sim.camera import FLOOR_Z, Camera, make_camera
 from ward.sim.labels import target as target_fn
 from ward.sim.motion import Sines, envelope
