@@ -1,0 +1,503 @@
+"""VSViG: video seizure classification from joint patches (arXiv 2311.14775), CPU/GPU inference core.
+
+The module tree and ``state_dict()`` follow the official layout key for key (1283 entries), so the
+published checkpoints load with strict checking. Two graph modes:
+
+* ``"official"`` reproduces what the released code computes. Its graph modules alias their tensors,
+  so the relative term is zero and each Grapher reduces to ``ReLU(x + c)`` with ``c`` a per-channel
+  constant: ``fc4(IntraPartMR.nn(0))``. The inter-part branch has no effect on the output.
+* ``"paper"`` computes the paper's max-relative graph convolutions: for joint ``i``, the inter-part
+  aggregate is ``max_{j not in part(i)} (x_j - x_i)`` and the intra-part aggregate is
+  ``max_{j in part(i), j != i} (x_j - x_i)``. Parts are consecutive triples of joints; the dynamic
+  partition orders move whole parts, so the parts stay the same sets of joints in every block.
+
+Both modes apply the dynamic joint permutations (order file + seed schedule) before each
+Part_3DCNN. ``nn_inter`` / ``nn_intra`` exist only so checkpoints keep their layout: no forward
+uses them. The temporal conv is a (3, 3) conv over (time, joint) with replicate padding of those
+two axes; the official (3, 3, 1) Conv3d over a replicate-padded singleton axis computes the same
+numbers three times and keeps one. Weights are stored in the official Conv3d shape and viewed.
+
+Layout inside the network: (B, C, T, P) with T frames and P = 15 joints.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Final, Literal, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ward.keypoints import JOINTS_PER_PART, NUM_PARTS, VSVIG_15
+from ward.vision.partition_order import (
+    OFFICIAL_SEEDS,
+    generate_partition_orders,
+    load_partition_orders,
+    validate_partition_orders,
+)
+
+Variant = Literal["light", "base"]
+GraphMode = Literal["official", "paper"]
+
+CHECKPOINT_FORMAT: Final[str] = "ward.vsvig/1"
+NUM_FRAMES: Final[int] = 30
+NUM_JOINTS: Final[int] = NUM_PARTS * JOINTS_PER_PART
+PATCH_SIZE: Final[int] = 32
+VARIANTS: Final[dict[str, tuple[int, ...]]] = {"light": (12, 24, 48, 96), "base": (24, 48, 96, 192)}
+LAYERS: Final[tuple[int, ...]] = (2, 2, 6, 2)
+EXPANSION: Final[int] = 2
+HEAD_DIM: Final[int] = 256
+GRAPH_GROUPS: Final[int] = 4
+ORDER_FILE_NAME: Final[str] = "dy_point_order.pt"
+
+
+class VSViGLoadError(ValueError):
+    """A state_dict or checkpoint does not fit the model (lists every offending key)."""
+
+
+# --------------------------------------------------------------------------------------------- layers
+class ConvBN(nn.Sequential):
+    """Conv (weight kept in its official 4-D or 5-D shape) + BatchNorm, keys ``0.*`` and ``1.*``.
+
+    The forward pass runs a 2-D conv over (T, P) with the weight viewed as 4-D; trailing singleton
+    kernel axes of the official Conv3d are dropped. After ``fuse()`` (inference only) the BN is
+    folded into the conv weight and bias, which must keep outputs equal to 1e-5.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, ...], *, groups: int = 1,
+                 stride: tuple[int, int] = (1, 1), act: bool = False) -> None:
+        conv = nn.Module()
+        conv.weight = nn.Parameter(torch.empty(cout, cin // groups, *kernel))
+        conv.bias = nn.Parameter(torch.empty(cout))
+        super().__init__(conv, nn.BatchNorm2d(cout))
+        k2 = tuple(kernel[:2]) if len(kernel) >= 2 else (1, 1)
+        self.kernel2d: tuple[int, int] = (int(k2[0]), int(k2[1]))
+        self.groups = groups
+        self.stride = stride
+        self.act = act
+        self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
+        fan_in = (cin // groups) * self.kernel2d[0] * self.kernel2d[1]
+        nn.init.kaiming_uniform_(conv.weight.view(cout, -1), a=5 ** 0.5)
+        nn.init.uniform_(conv.bias, -fan_in ** -0.5, fan_in ** -0.5)
+
+    def weight4d(self) -> torch.Tensor:
+        w = self[0].weight
+        return w.reshape(w.shape[0], w.shape[1], *self.kernel2d)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the BN running statistics into a cached conv weight/bias (used only in eval mode)."""
+        bn: nn.BatchNorm2d = self[1]
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        w = self.weight4d() * scale.view(-1, 1, 1, 1)
+        b = (self[0].bias - bn.running_mean) * scale + bn.bias
+        self._fused = (w.contiguous(), b.contiguous())
+
+    def unfuse(self) -> None:
+        self._fused = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, Cin, H, W)
+        if self._fused is not None and not self.training:
+            y = F.conv2d(x, self._fused[0], self._fused[1], self.stride, 0, 1, self.groups)
+        else:
+            y = self[1](F.conv2d(x, self.weight4d(), self[0].bias, self.stride, 0, 1, self.groups))
+        return F.relu(y) if self.act else y
+
+
+def _part_masks(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, P) boolean neighbour masks: inter = other parts, intra = same part minus self."""
+    part = torch.arange(NUM_JOINTS, device=device) // JOINTS_PER_PART
+    same = part.unsqueeze(0) == part.unsqueeze(1)
+    eye = torch.eye(NUM_JOINTS, dtype=torch.bool, device=device)
+    return ~same, same & ~eye
+
+
+def max_relative(x: torch.Tensor, mode: Literal["inter", "intra"]) -> torch.Tensor:
+    """Max-relative aggregate over the joint axis (last) of ``x`` (..., P=15).
+
+    ``inter``: out_i = max_{j in another part} x_j - x_i; ``intra``: out_i = max_{j in i's part,
+    j != i} x_j - x_i. Parts are consecutive triples. Vectorised with part-wise maxima: no loops.
+    """
+    if x.shape[-1] != NUM_JOINTS:
+        raise ValueError(f"max_relative expects the joint axis last with {NUM_JOINTS} joints, got {tuple(x.shape)}")
+    xp = x.unflatten(-1, (NUM_PARTS, JOINTS_PER_PART))  # (..., 5, 3)
+    if mode == "inter":
+        pmax = xp.amax(-1)  # (..., 5) max inside each part
+        off = ~torch.eye(NUM_PARTS, dtype=torch.bool, device=x.device)
+        other = pmax.unsqueeze(-2).masked_fill(~off, float("-inf")).amax(-1)  # (..., 5) max over other parts
+        nbr = other.unsqueeze(-1).expand_as(xp)
+    elif mode == "intra":
+        off = ~torch.eye(JOINTS_PER_PART, dtype=torch.bool, device=x.device)
+        nbr = xp.unsqueeze(-2).masked_fill(~off, float("-inf")).amax(-1)  # (..., 5, 3) max over part mates
+    else:
+        raise ValueError(f"mode must be 'inter' or 'intra', got {mode!r}")
+    return (nbr - xp).flatten(-2)
+
+
+class PartMR(nn.Module):
+    """Part max-relative graph conv: ``nn(cat[x, max_relative(x)])`` (grouped 1x1 conv + BN + ReLU)."""
+
+    def __init__(self, channels: int, mode: Literal["inter", "intra"]) -> None:
+        super().__init__()
+        self.mode = mode
+        self.nn = ConvBN(2 * channels, 2 * channels, (1, 1), groups=GRAPH_GROUPS, act=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nn(torch.cat([x, max_relative(x, self.mode)], dim=1))
+
+    def on_zeros(self, like: torch.Tensor) -> torch.Tensor:
+        """What the aliased official module returns: ``nn`` applied to an all-zero input, (1, 2C, 1, 2)."""
+        cin = self.nn[0].weight.shape[1] * GRAPH_GROUPS
+        # two positions so BN also works in training mode (batch stats of a constant: var 0)
+        return self.nn(like.new_zeros(1, cin, 1, 2))
+
+
+class Grapher(nn.Module):
+    """Inter-part then intra-part graph conv with 1x1 projections, residuals and a final ReLU."""
+
+    def __init__(self, cin: int, hidden: int, graph_mode: GraphMode) -> None:
+        super().__init__()
+        self.graph_mode = graph_mode
+        # unused by every forward: kept so checkpoints keep the official layout
+        self.nn_inter = ConvBN(5 * hidden, 5 * hidden, (1, 1), groups=GRAPH_GROUPS, act=True)
+        self.nn_intra = ConvBN(2 * hidden, 2 * hidden, (1, 1), groups=GRAPH_GROUPS, act=True)
+        self.fc1 = ConvBN(cin, hidden, (1, 1))
+        self.fc2 = ConvBN(2 * hidden, cin, (1, 1))
+        self.fc3 = ConvBN(cin, hidden, (1, 1))
+        self.fc4 = ConvBN(2 * hidden, cin, (1, 1))
+        self.InterPartMR = PartMR(hidden, "inter")
+        self.IntraPartMR = PartMR(hidden, "intra")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.graph_mode == "official":
+            return F.relu(x + self.fc4(self.IntraPartMR.on_zeros(x))[..., :1])
+        h = x + self.fc2(self.InterPartMR(self.fc1(x)))
+        return F.relu(h + self.fc4(self.IntraPartMR(self.fc3(h))))
+
+
+class Part3DCNN(nn.Module):
+    """Permute joints, then bottleneck (1x1, (3,3) over (time, joint), 1x1) + 1x1 residual, ReLU."""
+
+    def __init__(self, cin: int, hidden: int, stride: int) -> None:
+        super().__init__()
+        cout = hidden * EXPANSION
+        self.conv1 = ConvBN(cin, hidden, (1, 1, 1), act=True)
+        self.conv2 = ConvBN(hidden, hidden, (3, 3, 1), stride=(stride, 1), act=True)
+        self.conv3 = ConvBN(hidden, cout, (1, 1, 1), act=True)
+        self.downsample = ConvBN(cin, cout, (1, 1, 1), stride=(stride, 1))
+        self.register_buffer("order", torch.arange(NUM_JOINTS), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.index_select(3, self.order)
+        y = self.conv2(F.pad(self.conv1(x), (1, 1, 1, 1), mode="replicate"))
+        return F.relu(self.conv3(y) + self.downsample(x))
+
+
+class Stem(nn.Module):
+    """Conv + BN with keys ``stem.0.*`` / ``stem.1.*``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int) -> None:
+        super().__init__()
+        self.stem = ConvBN(cin, cout, (kernel, kernel))
+
+
+# ---------------------------------------------------------------------------------------------- model
+class VSViG(nn.Module):
+    """VSViG classifier: (patches, keypoints) of a 30-frame clip -> seizure probability.
+
+    ``forward(patches (B,30,15,3,32,32) float on the 0..255 scale, kpts (B,30,15,3)) -> (B,)``.
+    """
+
+    def __init__(self, variant: Variant = "light", graph_mode: GraphMode = "paper",
+                 partition_order: torch.Tensor | Sequence[Sequence[int]] | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        if graph_mode not in ("official", "paper"):
+            raise ValueError(f"graph_mode must be 'official' or 'paper', got {graph_mode!r}")
+        self.variant: str = variant
+        self.graph_mode: str = graph_mode
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        chans = VARIANTS[variant]
+        c0 = chans[0]
+        self.stem = Stem(3, c0, PATCH_SIZE)
+        self.stem_pe = Stem(3, c0, 1)
+        blocks: list[nn.Module] = []
+        cin = c0
+        for stage, (hidden, n_layers) in enumerate(zip(chans, LAYERS)):
+            strides = ([2] if stage > 0 else []) + [1] * n_layers
+            for s in strides:
+                blocks += [Grapher(cin, hidden, graph_mode), Part3DCNN(cin, hidden, s)]
+                cin = hidden * EXPANSION
+        self.backbone = nn.Sequential(*blocks)
+        self.fc = nn.Sequential(nn.Conv2d(cin, HEAD_DIM, 1), nn.BatchNorm2d(HEAD_DIM),
+                                nn.ReLU(), nn.Conv2d(HEAD_DIM, 1, 1))
+        self.set_partition_order(generate_partition_orders(0) if partition_order is None else partition_order)
+
+    # ------------------------------------------------------------------------------ partition order
+    @property
+    def partition_order(self) -> torch.Tensor:
+        """The (n, 15) order table the seed schedule indexes."""
+        return self._partition_order
+
+    def set_partition_order(self, orders: torch.Tensor | Sequence[Sequence[int]]) -> None:
+        """Install an order table; block k permutes its input joints with ``orders[OFFICIAL_SEEDS[k]]``."""
+        table = validate_partition_orders(orders, whole_parts=self.graph_mode == "paper")
+        self._partition_order = table
+        cnns = [m for m in self.backbone if isinstance(m, Part3DCNN)]
+        for block, seed in zip(cnns, OFFICIAL_SEEDS, strict=True):
+            block.order = table[seed].to(block.order.device)
+
+    # ------------------------------------------------------------------------------------- forward
+    @staticmethod
+    def _check_inputs(patches: torch.Tensor, kpts: torch.Tensor) -> None:
+        exp_p = f"(B,{NUM_FRAMES},{NUM_JOINTS},3,{PATCH_SIZE},{PATCH_SIZE})"
+        exp_k = f"(B,{NUM_FRAMES},{NUM_JOINTS},3)"
+        if not isinstance(patches, torch.Tensor) or not isinstance(kpts, torch.Tensor):
+            raise ValueError(f"patches and kpts must be torch tensors of shape {exp_p} and {exp_k}")
+        if patches.ndim != 6 or tuple(patches.shape[1:]) != (NUM_FRAMES, NUM_JOINTS, 3, PATCH_SIZE, PATCH_SIZE):
+            raise ValueError(f"patches must have shape {exp_p}, got {tuple(patches.shape)}")
+        if kpts.ndim != 4 or tuple(kpts.shape[1:]) != (NUM_FRAMES, NUM_JOINTS, 3):
+            raise ValueError(f"kpts must have shape {exp_k} (x, y, confidence), got {tuple(kpts.shape)}")
+        if kpts.shape[0] != patches.shape[0]:
+            raise ValueError(f"patches and kpts batch sizes differ: {patches.shape[0]} vs {kpts.shape[0]}")
+        if patches.shape[0] == 0:
+            raise ValueError(f"empty batch: patches must have shape {exp_p} with B >= 1")
+        for name, t in (("patches", patches), ("kpts", kpts)):
+            if not t.dtype.is_floating_point:
+                raise ValueError(f"{name} must be a floating tensor (got {t.dtype}); e.g. patches.float() "
+                                 f"on the 0..255 scale, shape {exp_p if name == 'patches' else exp_k}")
+
+    def forward(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
+        """Seizure probability per clip, shape (B,)."""
+        self._check_inputs(patches, kpts)
+        w = self.stem.stem[0].weight
+        patches = patches.to(w.dtype)
+        kpts = kpts.to(w.dtype)
+        b, t, p = patches.shape[:3]
+        x = self._stem(patches.reshape(b * t * p, 3, PATCH_SIZE, PATCH_SIZE))  # (BTP, C)
+        x = x.view(b, t, p, -1).permute(0, 3, 1, 2)  # (B, C, T, P)
+        x = x + self.stem_pe.stem(kpts.permute(0, 3, 1, 2))
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.backbone(x)
+        x = x.mean(dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.fc(x)).view(b)
+
+    _channels_last: bool = False
+
+    def _stem(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch embedding (N, 3, 32, 32) -> (N, C): one 32x32 stride-32 conv per patch, then BN.
+
+        Official mode stacks the patches into one tall image and convolves it with stride 32: the
+        same numbers, bit for bit, as the official code's per-patch convs (whose float32 rounding
+        this calibrated network amplifies past 1e-5 otherwise). Paper mode uses one GEMM (4x faster).
+        """
+        conv: ConvBN = self.stem.stem
+        w, bias = conv[0].weight, conv[0].bias
+        n = patches.shape[0]
+        if self.graph_mode == "official":
+            tall = patches.transpose(0, 1).reshape(1, 3, n * PATCH_SIZE, PATCH_SIZE)
+            y = F.conv2d(tall, w, bias, stride=PATCH_SIZE)[0, :, :, 0].t().contiguous()  # (N, C)
+        else:
+            y = F.linear(patches.reshape(n, -1), w.reshape(w.shape[0], -1), bias)
+        return conv[1](y[:, :, None, None]).view(n, -1)
+
+    # ----------------------------------------------------------------------------------- inference
+    def fuse_for_inference(self, channels_last: bool = True) -> "VSViG":
+        """Fold every BN into its conv (cached; state_dict unchanged) and optionally use channels_last.
+
+        Only affects eval mode; call again after changing weights. Returns self.
+        """
+        self.eval()
+        for m in self.modules():
+            if isinstance(m, ConvBN):
+                m.fuse()
+        self._channels_last = channels_last
+        return self
+
+    def unfuse(self) -> "VSViG":
+        for m in self.modules():
+            if isinstance(m, ConvBN):
+                m.unfuse()
+        self._channels_last = False
+        return self
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:  # loading drops fused caches
+        self.unfuse()
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: VSViG, n_batches: int = 4, batch_size: int = 4, seed: int = 0) -> VSViG:
+    """Set every BN's running statistics from random-ish clips (cumulative average), then eval().
+
+    For benchmarks and tests of untrained models: fresh running stats (mean 0, var 1) leave the
+    activations badly scaled, which overflows or produces denormals and distorts timings.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    model.train()
+    dev = next(model.parameters()).device
+    for _ in range(n_batches):
+        patches, kpts = random_clips(batch_size, generator=gen)
+        model(patches.to(dev), kpts.to(dev))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return model.eval()
+
+
+def random_clips(batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random but image-like inputs: smooth patches on 0..255 and keypoints in [0, 1]."""
+    g = generator
+    base = torch.rand(batch_size, 1, NUM_JOINTS, 3, 8, 8, generator=g) * 255
+    drift = torch.randn(batch_size, NUM_FRAMES, NUM_JOINTS, 3, 8, 8, generator=g).cumsum(1) * 4
+    small = (base + drift).clamp(0, 255).flatten(0, 2)
+    patches = F.interpolate(small, size=(PATCH_SIZE, PATCH_SIZE), mode="bilinear", align_corners=False)
+    patches = patches.view(batch_size, NUM_FRAMES, NUM_JOINTS, 3, PATCH_SIZE, PATCH_SIZE)
+    kpts = torch.rand(batch_size, 1, NUM_JOINTS, 3, generator=g)
+    kpts = (kpts + 0.01 * torch.randn(batch_size, NUM_FRAMES, NUM_JOINTS, 3, generator=g).cumsum(1)).clamp(0, 1)
+    return patches, kpts
+
+
+# -------------------------------------------------------------------------------------------- loading
+def build_vsvig(variant: Variant = "light", graph_mode: GraphMode = "paper",
+                partition_order: torch.Tensor | Sequence[Sequence[int]] | str | Path | None = None) -> VSViG:
+    """A freshly initialised VSViG; ``partition_order`` defaults to ward's seed-0 generated table."""
+    if isinstance(partition_order, (str, Path)):
+        partition_order = load_partition_orders(partition_order)
+    return VSViG(variant, graph_mode, partition_order)
+
+
+def _strip_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def check_state_dict(model: nn.Module, sd: Mapping[str, Any]) -> None:
+    """Raise VSViGLoadError listing missing keys, unexpected keys and shape mismatches (if any)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    mism = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in own.items() if k in sd and (not isinstance(sd[k], torch.Tensor) or sd[k].shape != v.shape)]
+    if missing or unexpected or mism:
+        lines = []
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mism)):
+            if items:
+                lines.append(f"{title} ({len(items)}): " + ", ".join(items))
+        raise VSViGLoadError("state_dict does not fit VSViG-" + getattr(model, "variant", "?") + ": "
+                             + "; ".join(lines))
+
+
+def _infer_variant(sd: Mapping[str, Any]) -> str:
+    w = sd.get("stem.stem.0.weight")
+    if not isinstance(w, torch.Tensor):
+        raise VSViGLoadError("cannot infer the VSViG variant: missing key stem.stem.0.weight")
+    for name, chans in VARIANTS.items():
+        if w.shape[0] == chans[0]:
+            return name
+    raise VSViGLoadError(f"cannot infer the VSViG variant: stem.stem.0.weight has {w.shape[0]} output "
+                         f"channels, expected one of {[c[0] for c in VARIANTS.values()]}")
+
+
+def _build_and_load(sd: Mapping[str, Any], variant: str, graph_mode: str, orders: Any,
+                    metadata: Mapping[str, Any], device: str | torch.device) -> VSViG:
+    model = VSViG(variant, graph_mode, orders, metadata)  # type: ignore[arg-type]
+    check_state_dict(model, sd)
+    model.load_state_dict(sd, strict=True)
+    return model.to(device).eval()
+
+
+def load_vsvig(source: str | Path | Mapping[str, Any], *, variant: Variant | None = None,
+               graph_mode: GraphMode | None = None,
+               partition_order: torch.Tensor | Sequence[Sequence[int]] | str | Path | None = None,
+               device: str | torch.device = "cpu") -> VSViG:
+    """Load an official raw state_dict (.pth) or a ward checkpoint into an eval-mode VSViG.
+
+    Official files: the variant is inferred from shapes, ``graph_mode`` defaults to ``"official"``
+    and the order file must be passed or lie next to the weights as ``dy_point_order.pt``.
+    Ward checkpoints carry variant, graph mode, joint layout and partition order in their metadata;
+    explicit arguments override them. Every mismatch is reported at once; nothing loads half a model.
+    """
+    src_path: Path | None = None
+    if isinstance(source, (str, Path)):
+        src_path = Path(source)
+        if not src_path.is_file():
+            raise FileNotFoundError(f"VSViG weights not found: {src_path}")
+        data = torch.load(src_path, map_location="cpu", weights_only=True)
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        raise ValueError(f"source must be a path or a loaded dict, got {type(source).__name__}")
+    if not isinstance(data, Mapping):
+        raise VSViGLoadError(f"{src_path or 'source'} holds a {type(data).__name__}, not a state_dict or checkpoint")
+    if isinstance(partition_order, (str, Path)):
+        partition_order = load_partition_orders(partition_order)
+
+    if data.get("format") == CHECKPOINT_FORMAT:
+        meta = dict(data.get("metadata") or {})
+        sd = data.get("state_dict")
+        if not isinstance(sd, Mapping):
+            raise VSViGLoadError("ward checkpoint has no 'state_dict' mapping")
+        layout = meta.get("joint_layout")
+        if layout is None or list(layout) != list(VSVIG_15):
+            raise VSViGLoadError(f"checkpoint joint_layout {layout!r} differs from ward.keypoints.VSVIG_15 "
+                                 f"{list(VSVIG_15)}; re-export the model in the canonical layout")
+        v = variant or meta.get("variant") or _infer_variant(sd)
+        if meta.get("variant") not in (None, v):
+            raise VSViGLoadError(f"checkpoint is VSViG-{meta['variant']} but variant={v!r} was requested")
+        mode = graph_mode or meta.get("graph_mode") or "paper"
+        orders = partition_order if partition_order is not None else meta.get("partition_order")
+        if orders is None:
+            raise VSViGLoadError("ward checkpoint metadata has no partition_order; pass partition_order=")
+        return _build_and_load(_strip_prefix(sd), v, mode, orders, meta, device)
+
+    if "format" in data:
+        raise VSViGLoadError(f"unknown checkpoint format {data['format']!r}; expected {CHECKPOINT_FORMAT!r}")
+    sd = data["state_dict"] if isinstance(data.get("state_dict"), Mapping) else data
+    sd = _strip_prefix(sd)
+    v = variant or _infer_variant(sd)
+    if partition_order is None:
+        guess = (src_path.parent if src_path else Path.cwd()) / ORDER_FILE_NAME
+        if not guess.is_file():
+            raise FileNotFoundError(
+                f"official VSViG weights need the partition order file {ORDER_FILE_NAME}: none was given "
+                f"and {guess} does not exist. Put the official {ORDER_FILE_NAME} next to the weights or pass "
+                "partition_order=<path>.")
+        partition_order = load_partition_orders(guess)
+    meta = {"source": str(src_path) if src_path else None, "trained_on": "official release",
+            "notes": "official VSViG weights"}
+    return _build_and_load(sd, v, graph_mode or "official", partition_order, meta, device)
+
+
+def save_vsvig_checkpoint(model: VSViG, path: str | Path, **metadata: Any) -> Path:
+    """Write a ward checkpoint (format ``ward.vsvig/1``) with the model's state and metadata.
+
+    ``metadata`` extends ``model.metadata`` (e.g. trained_on=..., notes=...); variant, graph mode,
+    joint layout, partition order and created_utc are filled in from the model.
+    """
+    for key in ("variant", "graph_mode"):
+        if key in metadata and metadata[key] != getattr(model, key):
+            raise ValueError(f"metadata {key}={metadata[key]!r} contradicts the model's {getattr(model, key)!r}")
+    if "joint_layout" in metadata and list(metadata["joint_layout"]) != list(VSVIG_15):
+        raise ValueError("joint_layout must equal ward.keypoints.VSVIG_15")
+    meta: dict[str, Any] = {"trained_on": None, "notes": ""}
+    meta.update({k: v for k, v in model.metadata.items() if k not in ("source",)})
+    meta.update(metadata)
+    meta.update(variant=model.variant, graph_mode=model.graph_mode, joint_layout=list(VSVIG_15),
+                partition_order=model.partition_order.clone())
+    meta.setdefault("created_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": meta}, path)
+    return path
