@@ -97,7 +97,6 @@ def _fail(msg: str) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the store's commands to the root `ward` app."""
-    from ward.store.repository import StoreError
 
     @app.command("alarms")
     def alarms(bed: Optional[str] = typer.Option(None, help="Bed key, e.g. bed-07."),
@@ -114,7 +113,7 @@ def register(app: typer.Typer) -> None:
         try:
             rows = store.list_alarms(bed=bed, since=parse_time(since), until=parse_time(until),
                                      tier=tier or None, verdict=verdict or None, limit=limit, offset=offset)
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         _emit([r.as_dict() for r in rows], fmt,
               ("id", "bed", "tier", "start", "end", "peak", "state", "acknowledged", "verdict", "reason"))
@@ -131,7 +130,7 @@ def register(app: typer.Typer) -> None:
         store = _store(db)
         try:
             rows = store.history(bed, parse_time(since), parse_time(until), resolution)  # type: ignore[arg-type]
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         _emit([p.as_dict() for p in rows], fmt, ("t", "p_max", "p_mean", "n", "accumulator"))
 
@@ -145,7 +144,7 @@ def register(app: typer.Typer) -> None:
         store = _store(db)
         try:
             rows = store.stats(parse_time(since), parse_time(until))  # type: ignore[arg-type]
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         _emit([r.as_dict() for r in rows], fmt,
               ("bed", "alarms", "by_tier", "verdicts", "hours_monitored", "hours_offline"))
@@ -162,7 +161,7 @@ def register(app: typer.Typer) -> None:
         store = _store(db)
         try:
             u = store.create_user(username, password, role)
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         typer.echo(f"created user {u.username} ({u.role})")
 
@@ -179,7 +178,7 @@ def register(app: typer.Typer) -> None:
         """Disable a user (they can no longer log in or use tokens)."""
         try:
             _store(db).disable_user(username)
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         typer.echo(f"disabled user {username}")
 
@@ -188,7 +187,7 @@ def register(app: typer.Typer) -> None:
         """Create an API token (printed once; only its hash is stored)."""
         try:
             typer.echo(_store(db).create_token(username, name))
-        except StoreError as exc:
+        except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
 
     dbg = typer.Typer(help="Schema migrations.", no_args_is_help=True)
