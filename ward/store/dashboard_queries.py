@@ -56,7 +56,9 @@ class BedThresholds(BaseModel):
 
 def latest_samples(store: Store) -> dict[str, LatestSample]:
     """Newest sample of every bed that has one (one indexed seek per bed)."""
-    latest_t = select(_S.c.t).where(_S.c.bed_id == _B.c.id).order_by(_S.c.t.desc()).limit(1).scalar_subquery()
+    s2 = _S.alias("s2")
+    latest_t = (select(s2.c.t).where(s2.c.bed_id == _B.c.id).order_by(s2.c.t.desc()).limit(1)
+                .correlate(_B).scalar_subquery())
     q = (select(_B.c.key, _S.c.t, _S.c.probability, _S.c.accumulator, ModelVersion.name)
          .join_from(_B, _S, and_(_S.c.bed_id == _B.c.id, _S.c.t == latest_t))
          .outerjoin(ModelVersion, ModelVersion.id == _S.c.model_version_id))
@@ -85,8 +87,9 @@ def recent_samples(store: Store, since: datetime,
 
 def latest_health(store: Store) -> dict[str, HealthEvent]:
     """Current camera health state of every bed that has reported one, with the time it began."""
-    latest_id = (select(_H.c.id).where(_H.c.bed_id == _B.c.id)
-                 .order_by(_H.c.at.desc(), _H.c.id.desc()).limit(1).scalar_subquery())
+    h2 = _H.alias("h2")
+    latest_id = (select(h2.c.id).where(h2.c.bed_id == _B.c.id)
+                 .order_by(h2.c.at.desc(), h2.c.id.desc()).limit(1).correlate(_B).scalar_subquery())
     q = (select(_B.c.key, _H.c.at, _H.c.state, _H.c.reason)
          .join_from(_B, _H, _H.c.id == latest_id))
     with store.engine.connect() as conn:

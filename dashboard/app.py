@@ -1,0 +1,65 @@
+"""ward dashboard entry point: `streamlit run dashboard/app.py`.
+
+Login against the ward's user store, then a multipage app (st.navigation): overview, bed view,
+alarms, history, event review, and an admin page for admins. The database URL comes from
+$WARD_DB_URL (default sqlite:///./ward.db); $WARD_API_URL optionally adds live camera state.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, str(_ROOT))
+
+from ward.dashboard.ui import SOURCE, current_user, footer, get_store  # noqa: E402
+
+st.set_page_config(page_title="ward", page_icon="🛏️", layout="wide")
+store = get_store()
+
+
+def login_page() -> None:
+    st.title("ward — log in")
+    with st.form("login_form"):
+        username = st.text_input("User name", key="login_user")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in")
+    if submitted:
+        user = store.authenticate(username.strip(), password)
+        if user is None:
+            store.audit("login.failed", user=username.strip()[:64] or None, source=SOURCE)
+            st.error("Unknown user or wrong password.")
+            return
+        store.audit("login", user=user.username, source=SOURCE)
+        st.session_state["user"] = user
+        st.rerun()
+    st.caption("First start: the admin account is created from WARD_ADMIN_PASSWORD, or with a one-time "
+               "password printed once in the dashboard's log.")
+
+
+user = current_user()
+if user is None:
+    nav = st.navigation([st.Page(login_page, title="Log in", icon="🔑")])
+else:
+    pages = [
+        st.Page("views/overview.py", title="Ward overview", icon="🛏️", default=True),
+        st.Page("views/bed.py", title="Bed view", icon="📈"),
+        st.Page("views/alarms.py", title="Alarms", icon="🚨"),
+        st.Page("views/history.py", title="History", icon="🗂️"),
+        st.Page("views/review.py", title="Event review", icon="🔎"),
+    ]
+    if user.role == "admin":
+        pages.append(st.Page("views/admin.py", title="Admin", icon="⚙️"))
+    nav = st.navigation(pages)
+    with st.sidebar:
+        st.markdown(f"Signed in as **{user.username}** ({user.role})")
+        if st.button("Log out", key="logout"):
+            store.audit("logout", user=user.username, source=SOURCE)
+            del st.session_state["user"]
+            st.rerun()
+nav.run()
+footer(store)

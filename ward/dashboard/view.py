@@ -1,0 +1,276 @@
+"""Pure view logic of the ward dashboard: no Streamlit, no database, so it is unit-testable.
+
+The overview is built as one HTML block (a CSS grid of tiles with inline SVG sparklines) because a
+wall screen of 64 beds must re-render in well under a second every refresh: one markdown element is
+far cheaper than 64 x (metric + chart + text) Streamlit elements.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import wave
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import numpy as np
+
+from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
+
+# Colour stops of the risk scale: green (calm) -> amber -> red (seizure likely).
+_STOPS = np.array([0.0, 0.5, 1.0])
+_RGB = np.array([[46, 125, 50], [249, 168, 37], [198, 40, 40]], dtype=float)
+LIMB_INDEX = np.array([[OPENPOSE_INDEX[a], OPENPOSE_INDEX[b]] for a, b in OPENPOSE_LIMBS], dtype=np.int64)
+SIMULATED_LABEL = "trained on simulated data — not for clinical use"
+
+
+def risk_colour(p: float | None) -> str:
+    """Hex colour of a probability on the green-amber-red scale; grey for unknown/invalid values."""
+    if p is None or not math.isfinite(p):
+        return "#9e9e9e"
+    p = min(max(float(p), 0.0), 1.0)
+    rgb = [np.interp(p, _STOPS, _RGB[:, c]) for c in range(3)]
+    return "#" + "".join(f"{int(round(v)):02x}" for v in rgb)
+
+
+def format_age(seconds: float | None) -> str:
+    """Short human age: '4 s', '3 min', '2 h', '5 d' ('never' for None)."""
+    if seconds is None:
+        return "never"
+    s = max(0.0, float(seconds))
+    if s < 60:
+        return f"{int(s)} s"
+    if s < 3600:
+        return f"{int(s // 60)} min"
+    if s < 86400:
+        return f"{int(s // 3600)} h"
+    return f"{int(s // 86400)} d"
+
+
+def is_stale(updated_at: datetime | None, now: datetime, stale_after_s: float) -> bool:
+    """True when a bed's newest probability is older than ``stale_after_s`` (or there is none)."""
+    if stale_after_s <= 0:
+        raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
+    return updated_at is None or (now - updated_at).total_seconds() > stale_after_s
+
+
+def is_escalated(start: datetime, acknowledged: bool, tier: str, now: datetime, escalate_after_s: float) -> bool:
+    """An alarm escalates when it is a clinical alarm still unacknowledged ``escalate_after_s``
+    after it started (DESIGN §5: unacknowledged alarms escalate; review items never do)."""
+    if escalate_after_s <= 0:
+        raise ValueError(f"escalate_after_s must be > 0, got {escalate_after_s}")
+    return tier == "alarm" and not acknowledged and (now - start).total_seconds() >= escalate_after_s
+
+
+def is_simulated_model(name: str | None, description: str | None) -> bool:
+    """Whether a model version's provenance says it was trained on simulated data."""
+    text = f"{name or ''} {description or ''}".lower()
+    return any(w in text for w in ("simulated", "synthetic", "sim-", "sim_", "(sim)", " sim "))
+
+
+def provenance_label(name: str | None, description: str | None) -> str:
+    """Footer text for the model in use."""
+    if not name:
+        return "Model: none recorded yet (no probabilities stored)"
+    label = f"Model: {name}"
+    if description:
+        label += f" — {description}"
+    if is_simulated_model(name, description):
+        label += f" · ⚠ {SIMULATED_LABEL}"
+    return label
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Everything one overview tile shows."""
+
+    bed: str
+    name: str | None = None
+    probability: float | None = None
+    accumulator: float | None = None
+    updated_at: datetime | None = None
+    state: str = "unknown"           # online / degraded / offline / unknown
+    reason: str | None = None
+    since: datetime | None = None
+    alarm_id: int | None = None      # the bed's open alarm of tier "alarm", if any
+    alarm_start: datetime | None = None
+    alarm_acknowledged: bool = False
+    review: bool = False             # an open review item (second tier)
+    spark: tuple[float, ...] = field(default_factory=tuple)
+
+    @property
+    def alarm_active(self) -> bool:
+        return self.alarm_id is not None
+
+
+def order_tiles(tiles: Sequence[Tile]) -> list[Tile]:
+    """Beds with an active alarm first (unacknowledged before acknowledged, longest-waiting first),
+    then open review items, then the rest in bed order, so calm beds keep their place on the wall."""
+    def key(t: Tile) -> tuple:
+        if t.alarm_active:
+            start = t.alarm_start.timestamp() if t.alarm_start else 0.0
+            return (0, int(t.alarm_acknowledged), start, t.bed)
+        if t.review:
+            return (1, 0, 0.0, t.bed)
+        return (2, 0, 0.0, t.bed)
+    return sorted(tiles, key=key)
+
+
+def downsample_max(values: Sequence[float], n: int) -> list[float]:
+    """Reduce a series to at most ``n`` points keeping each chunk's maximum (peaks must survive)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    v = np.asarray(values, dtype=float)
+    if v.size <= n:
+        return v.tolist()
+    edges = np.linspace(0, v.size, n + 1).astype(int)
+    return np.maximum.reduceat(v, edges[:-1]).tolist()
+
+
+def sparkline_svg(values: Sequence[float], width: int = 160, height: int = 32, colour: str = "#ffffff",
+                  threshold: float | None = None) -> str:
+    """Inline SVG polyline of probabilities in [0, 1] (y axis fixed to [0, 1] so tiles compare)."""
+    if len(values) == 0:
+        return f'<svg width="{width}" height="{height}" class="spark"></svg>'
+    v = np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
+    x = np.linspace(1, width - 1, v.size) if v.size > 1 else np.array([width / 2])
+    y = (height - 1) - v * (height - 2)
+    pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
+    th = ""
+    if threshold is not None:
+        ty = (height - 1) - min(max(threshold, 0.0), 1.0) * (height - 2)
+        th = (f'<line x1="0" x2="{width}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="{colour}" '
+              'stroke-opacity="0.45" stroke-dasharray="3,3"/>')
+    return (f'<svg width="{width}" height="{height}" class="spark" viewBox="0 0 {width} {height}">{th}'
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{pts}"/></svg>')
+
+
+def skeleton_svg(keypoints: np.ndarray, width: int = 240, height: int = 240, min_conf: float = 0.1,
+                 trail: int = 5) -> str:
+    """Stick figure(s) of recent poses as SVG: the newest pose solid, up to ``trail`` older ones faded.
+
+    ``keypoints`` is (18, 3) or (T, 18, 3) in the OpenPose-18 layout, (x, y, confidence) in any pixel
+    space; the figure is fitted to the box. Limbs with a joint below ``min_conf`` are not drawn."""
+    k = np.asarray(keypoints, dtype=float)
+    if k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3 or k.shape[1:] != (len(OPENPOSE_18), 3):
+        raise ValueError(f"expected keypoints of shape (T, 18, 3) in OpenPose order, got {tuple(k.shape)}")
+    k = k[-(trail + 1):]
+    ok = np.isfinite(k).all(-1) & (k[..., 2] >= min_conf)
+    if not ok.any():
+        return f'<svg width="{width}" height="{height}"><text x="8" y="20">no pose</text></svg>'
+    xy = k[..., :2]
+    lo, hi = xy[ok].min(0), xy[ok].max(0)
+    scale = 0.9 * min(width, height) / max(float((hi - lo).max()), 1e-6)
+    off = np.array([width, height]) / 2 - (lo + hi) / 2 * scale
+    p = xy * scale + off                                    # (T, 18, 2) in SVG space
+    seg = p[:, LIMB_INDEX]                                  # (T, L, 2, 2)
+    seg_ok = ok[:, LIMB_INDEX].all(-1)                      # (T, L)
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="skeleton">']
+    n = k.shape[0]
+    for ti, li in zip(*np.nonzero(seg_ok)):
+        (x1, y1), (x2, y2) = seg[ti, li]
+        op = 1.0 if ti == n - 1 else 0.15 + 0.5 * (ti + 1) / n
+        parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#1565c0" '
+                     f'stroke-opacity="{op:.2f}" stroke-width="3" stroke-linecap="round"/>')
+    for (x, y) in p[-1][ok[-1]]:
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#0d47a1"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+OVERVIEW_CSS = """
+<style>
+.ward-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:8px}
+.tile{border-radius:8px;padding:8px 10px;color:#fff;font-family:sans-serif;line-height:1.25;
+      border:3px solid transparent}
+.tile .bed{font-weight:700;font-size:1.05em}
+.tile .risk{font-size:2.1em;font-weight:800}
+.tile .meta{font-size:.8em;opacity:.95}
+.tile.stale{filter:grayscale(85%);opacity:.75}
+.tile.offline{background:#616161 !important}
+.tile.alarm{border-color:#fff;animation:ward-flash 1s steps(2,start) infinite}
+.tile.alarm.acked{animation:none;border-color:#ffeb3b}
+.tile .badge{display:inline-block;background:#000;color:#fff;border-radius:4px;padding:0 5px;
+      font-size:.75em;font-weight:700;margin-right:4px}
+.tile .badge.esc{background:#ffeb3b;color:#000}
+@keyframes ward-flash{0%{background:#b71c1c}50%{background:#ff1744}100%{background:#b71c1c}}
+</style>
+"""
+
+
+def tile_html(t: Tile, now: datetime, *, stale_after_s: float, escalate_after_s: float,
+              threshold: float | None = None) -> str:
+    """One tile: bed, risk number on its colour, state + reason + since, update age, sparkline."""
+    stale = is_stale(t.updated_at, now, stale_after_s)
+    cls = ["tile"]
+    if t.alarm_active:
+        cls.append("alarm")
+        if t.alarm_acknowledged:
+            cls.append("acked")
+    if stale:
+        cls.append("stale")
+    if t.state == "offline":
+        cls.append("offline")
+    risk = "–" if t.probability is None else f"{t.probability:.2f}"
+    badges = []
+    if t.alarm_active:
+        badges.append('<span class="badge">ALARM</span>' if not t.alarm_acknowledged
+                      else '<span class="badge">ALARM · ACK</span>')
+        if t.alarm_start and is_escalated(t.alarm_start, t.alarm_acknowledged, "alarm", now, escalate_after_s):
+            badges.append('<span class="badge esc">ESCALATED</span>')
+    elif t.review:
+        badges.append('<span class="badge">REVIEW</span>')
+    since = f" since {t.since:%H:%M:%S} ({format_age((now - t.since).total_seconds())})" if t.since else ""
+    reason = f" — {html.escape(t.reason)}" if t.reason else ""
+    age = format_age((now - t.updated_at).total_seconds()) if t.updated_at else "never"
+    title = html.escape(t.name or t.bed)
+    acc = "" if t.accumulator is None else f" · acc {t.accumulator:.2f}"
+    return (f'<div class="{" ".join(cls)}" style="background:{risk_colour(t.probability)}" '
+            f'data-bed="{html.escape(t.bed)}">'
+            f'<div class="bed">{"".join(badges)}{title}</div>'
+            f'<div class="risk">{risk}</div>'
+            f'<div class="meta">{html.escape(t.state)}{since}{reason}</div>'
+            f'<div class="meta">updated {age} ago{acc}{" · STALE" if stale else ""}</div>'
+            f'{sparkline_svg(t.spark, threshold=threshold)}</div>')
+
+
+def overview_html(tiles: Sequence[Tile], now: datetime, *, stale_after_s: float, escalate_after_s: float,
+                  threshold: float | None = None) -> str:
+    """The whole overview grid (tiles already ordered by the caller or ordered here)."""
+    body = "".join(tile_html(t, now, stale_after_s=stale_after_s, escalate_after_s=escalate_after_s,
+                             threshold=threshold) for t in order_tiles(tiles))
+    return f'{OVERVIEW_CSS}<div class="ward-grid">{body}</div>'
+
+
+def beep_wav_data_uri(freq_hz: float = 880.0, seconds: float = 0.4, rate: int = 8000) -> str:
+    """A short alarm tone as a WAV data URI (generated, so no audio asset is shipped)."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.5 * np.sin(2 * np.pi * freq_hz * t) * 32767).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(tone.tobytes())
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def window_bounds(center: datetime, pre_s: float, post_s: float) -> tuple[datetime, datetime]:
+    """[center - pre, center + post] for event review; both must be non-negative."""
+    if pre_s < 0 or post_s < 0:
+        raise ValueError(f"pre/post window must be >= 0 s, got pre={pre_s} post={post_s}")
+    return center - timedelta(seconds=pre_s), center + timedelta(seconds=post_s)
+
+
+def history_resolution(since: datetime, until: datetime) -> str:
+    """Timeline resolution for a date range: raw seconds up to 2 h, minutes up to 3 days, else hours
+    (keeps a plot under ~7 200 points whatever range is chosen)."""
+    span = (until - since).total_seconds()
+    if span <= 0:
+        raise ValueError("empty or inverted date range: 'from' must be before 'to'")
+    return "1s" if span <= 7200 else "1m" if span <= 3 * 86400 else "1h"
