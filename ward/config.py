@@ -1,0 +1,539 @@
+"""The ward's own configuration: one strict schema, validated before anything starts.
+
+Ray Serve silently ignores unknown keys in its own YAML, so the ward validates its part (the
+application's ``args``) itself: every model forbids extra keys and uses strict types, and
+:func:`load_ward_config` turns all problems into one :class:`ConfigError` that lists each bad key as
+a dotted path (``beds[2].fps: must be > 0 (got 0)``), so a typo never becomes a silent default.
+
+The module is pure (pydantic + PyYAML, no Ray, no OpenCV) so the builder, the camera actors, the
+CLI and the tests can all import it cheaply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ward.serve.sources import source_kind
+
+__all__ = [
+    "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
+    "ConfigError", "DashboardConfig", "DatabaseConfig", "DeploymentResources", "IngestConfig",
+    "ModelsConfig", "PoseModelConfig", "ResourcesConfig", "VSViGModelConfig", "WardConfig",
+    "WatchdogConfig", "format_validation_error", "load_ward_config", "validate_rule_overrides",
+]
+
+CLIP_LENGTH = 30  # VSViG is trained on 30-frame clips; other lengths are not a configuration choice
+
+
+class ConfigError(ValueError):
+    """The ward configuration is invalid; ``problems`` holds one ``"dotted.key: message"`` per issue."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems)
+
+
+class _NestedError(ValueError):
+    """Raised inside validators for problems below the validated field (exact dotted keys)."""
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+        self.problems = list(problems)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+# ----------------------------------------------------------------------------------------- sections
+
+class WatchdogConfig(_Strict):
+    """Reconnect pacing and the no-frame watchdog (per ward, overridable per bed for slow cameras)."""
+
+    no_frame_timeout_s: float = Field(10.0, gt=0, description="no frame this long -> release and reopen")
+    backoff_initial_s: float = Field(0.5, ge=0, description="first retry delay; doubles per failed attempt")
+    backoff_max_s: float = Field(30.0, gt=0, description="cap of the retry delay")
+    jitter: float = Field(0.2, ge=0, le=1, description="relative +- random spread of each delay")
+
+    @model_validator(mode="after")
+    def _order(self) -> "WatchdogConfig":
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise _NestedError([(("backoff_max_s",), f"must be >= backoff_initial_s ({self.backoff_initial_s}) "
+                                 f"(got {self.backoff_max_s})")])
+        return self
+
+
+class BedConfig(_Strict):
+    """One bed: its camera, how it is sampled, where the bed is in the image, and rule overrides."""
+
+    bed_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                        description="unique, URL-safe (used in API paths)")
+    source: str = Field(min_length=1, description="file path, rtsp://, http(s):// (MJPEG), device:N, /dev/videoN, sim://")
+    label: Optional[str] = None
+    fps: float = Field(6.0, gt=0, le=60, description="model sampling rate; 30 frames = one clip")
+    height: int = Field(360, ge=64, le=2160, description="working resolution: frames are resized once to this height")
+    bed_roi: tuple[float, float, float, float] = Field(
+        (0.0, 0.0, 1.0, 1.0), description="normalised x0, y0, x1, y1 of the bed in the image")
+    loop: bool = Field(True, description="file sources: loop at the end (else the bed goes offline)")
+    rules: dict[str, Any] = Field(default_factory=dict, description="overrides of the ward's detection rule")
+    offline_alarm_after_s: float = Field(60.0, gt=0, description="technical alarm when offline this long")
+    watchdog: Optional[WatchdogConfig] = Field(None, description="per-bed override of the ward's watchdog")
+
+    @field_validator("bed_roi", mode="before")
+    @classmethod
+    def _roi_list(cls, v: Any) -> Any:
+        # YAML has no tuples; accept a list of exactly the same items.
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("bed_roi")
+    @classmethod
+    def _roi_order(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = v
+        if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+            raise ValueError(f"must be normalised x0, y0, x1, y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (got {list(v)})")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_rules(v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        source_kind(v)  # raises ValueError naming the accepted forms
+        return v
+
+
+def _check_file(value: str | None, info: ValidationInfo) -> str | None:
+    """With context ``validate_paths``: the file must exist and be readable; made absolute so Ray
+    workers started in another directory find it."""
+    ctx = info.context or {}
+    if value is None or not ctx.get("validate_paths", False):
+        return value
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = Path(ctx.get("base_dir") or os.getcwd()) / p
+    problem = _unreadable(p)
+    if problem:
+        raise ValueError(f"{problem}: {p} (fetch official files with `ward models fetch`, or fix the path)")
+    return str(p.resolve())
+
+
+class PoseModelConfig(_Strict):
+    path: str = Field(min_length=1, description="pose weights (.pth)")
+    config: Literal["official", "small"] = "small"
+    refinement_stages: int = Field(1, ge=0, le=5)
+
+    _path = field_validator("path")(_check_file)
+
+
+class VSViGModelConfig(_Strict):
+    path: str = Field(min_length=1, description="VSViG weights (.pth)")
+    variant: Literal["light", "base"] = "light"
+    graph_mode: Literal["official", "paper"] = "paper"
+    partition_order: Optional[str] = Field(None, description="dynamic partition order file (.pt/.npy/.json)")
+
+    _paths = field_validator("path", "partition_order")(_check_file)
+
+
+class ModelsConfig(_Strict):
+    pose: PoseModelConfig
+    vsvig: VSViGModelConfig
+
+
+class DatabaseConfig(_Strict):
+    url: str = Field("sqlite:///./ward.db", min_length=1, description="SQLAlchemy URL (SQLite or PostgreSQL)")
+    spill_dir: str = Field("./ward_spill", min_length=1, description="rows are spilled here while the DB is down")
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError(f"must be an SQLAlchemy URL starting with sqlite:// or postgresql:// (got {v!r})")
+        return v
+
+
+class BatchConfig(_Strict):
+    max_batch_size: int = Field(4, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(0.02, ge=0, le=5)
+
+
+class BatchingConfig(_Strict):
+    pose: BatchConfig = Field(default_factory=BatchConfig)
+    vsvig: BatchConfig = Field(default_factory=lambda: BatchConfig(max_batch_size=4, batch_wait_timeout_s=0.05))
+
+
+class DeploymentResources(_Strict):
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    replicas: int = Field(1, ge=1)
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per replica")
+
+
+class CameraActorResources(_Strict):
+    num_cpus: float = Field(0.1, ge=0)
+    beds_per_actor: int = Field(2, ge=1, description="beds read by one actor (threads), saving a process per bed")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per actor")
+
+
+class ResourcesConfig(_Strict):
+    pose: DeploymentResources = Field(default_factory=lambda: DeploymentResources(num_cpus=1.0))
+    vsvig: DeploymentResources = Field(default_factory=lambda: DeploymentResources(num_cpus=0.25))
+    camera_actors: CameraActorResources = Field(default_factory=CameraActorResources)
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class DashboardConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=1, le=65535)
+
+
+class ClipConfig(_Strict):
+    length: Literal[30] = Field(CLIP_LENGTH, description="fixed: VSViG needs 30 frames")
+    stride_s: float = Field(1.0, gt=0, le=30, description="a new clip every stride_s seconds")
+
+
+class IngestConfig(_Strict):
+    max_inflight_per_bed: int = Field(2, ge=1, le=16, description="pose requests outstanding per bed")
+    degraded_fps_ratio: float = Field(0.8, gt=0, le=1, description="degraded below this fraction of the model fps")
+    patient_lost_after_s: float = Field(10.0, gt=0, description="degraded when no patient is found this long")
+
+
+class WardConfig(_Strict):
+    """The whole ward: beds, models, storage, batching, resources and the front ends."""
+
+    name: str = Field("ward", min_length=1)
+    beds: list[BedConfig] = Field(min_length=1)
+    models: ModelsConfig
+    rules: dict[str, Any] = Field(default_factory=dict, description="ward-wide detection rule (ward.detect.RuleConfig)")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_rules(v)
+
+    @field_validator("beds")
+    @classmethod
+    def _unique_ids(cls, beds: list[BedConfig]) -> list[BedConfig]:
+        first: dict[str, int] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, bed in enumerate(beds):
+            if bed.bed_id in first:
+                problems.append(((i, "bed_id"), f"duplicate bed id {bed.bed_id!r} (also beds[{first[bed.bed_id]}]); "
+                                              "bed ids must be unique"))
+            else:
+                first[bed.bed_id] = i
+        if problems:
+            raise _NestedError(problems)
+        return beds
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "WardConfig":
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        rule_cls = _rule_config_class()
+        for i, bed in enumerate(self.beds):
+            if rule_cls is not None and bed.rules and self.rules:  # each part alone was checked per field
+                problems += [(("beds", i, "rules", *loc), msg)
+                             for loc, msg in validate_rule_overrides(bed.rules, rule_cls, base=self.rules)]
+            if round(self.clip.stride_s * bed.fps) < 1:
+                problems.append((("beds", i, "fps"), f"clip.stride_s * fps must give at least one frame "
+                                                     f"(got {self.clip.stride_s} * {bed.fps})"))
+        if problems:
+            raise _NestedError(problems)
+        return self
+
+    # -- convenience used by the serving code ---------------------------------------------------
+
+    def bed(self, bed_id: str) -> BedConfig:
+        """The bed with this id (KeyError naming the known ids otherwise)."""
+        for b in self.beds:
+            if b.bed_id == bed_id:
+                return b
+        raise KeyError(f"no bed {bed_id!r}; known beds: {[b.bed_id for b in self.beds]}")
+
+    def watchdog_for(self, bed_id: str) -> WatchdogConfig:
+        """The bed's own watchdog settings if given, else the ward's."""
+        return self.bed(bed_id).watchdog or self.watchdog
+
+    def rules_for(self, bed_id: str) -> dict[str, Any]:
+        """Ward rule merged with the bed's overrides (a dict for ``RuleConfig.model_validate``)."""
+        return {**self.rules, **self.bed(bed_id).rules}
+
+    def stride_frames(self, bed_id: str) -> int:
+        """Clip stride in sampled frames for this bed (stride_s at the bed's fps)."""
+        return max(1, round(self.clip.stride_s * self.bed(bed_id).fps))
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+def _unreadable(p: Path) -> str | None:
+    if not p.exists():
+        return "file not found"
+    if not p.is_file():
+        return "not a file"
+    if not os.access(p, os.R_OK):
+        return "file not readable"
+    return None
+
+
+def _check_rules(v: dict[str, Any]) -> dict[str, Any]:
+    rule_cls = _rule_config_class()
+    if rule_cls is not None and v:
+        problems = validate_rule_overrides(v, rule_cls)
+        if problems:
+            raise _NestedError(problems)
+    return v
+
+
+def _rule_config_class() -> type[BaseModel] | None:
+    """ward.detect.RuleConfig when the detection module is installed (imported lazily), else None."""
+    try:
+        from ward.detect import RuleConfig  # noqa: PLC0415 (optional dependency between concerns)
+    except ImportError:
+        return None
+    return RuleConfig
+
+
+def validate_rule_overrides(overrides: Mapping[str, Any], rule_cls: type[BaseModel],
+                            base: Mapping[str, Any] | None = None) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems (sub-key, message) of a partial rule dict applied over ``base`` and ``rule_cls``'s defaults.
+
+    Unknown keys are reported by name (with the closest known field); value errors come from
+    ``rule_cls`` itself, so the rule's own cross-field checks also apply to overrides.
+    """
+    if not isinstance(overrides, Mapping):
+        return [((), f"must be a mapping of rule parameters (got {type(overrides).__name__})")]
+    known = list(rule_cls.model_fields)
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for key in overrides:
+        if key not in known:
+            problems.append(((str(key),), _unknown_key_msg(str(key), known)))
+    if problems:
+        return problems
+    try:
+        rule_cls.model_validate({**(base or {}), **overrides})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if loc and loc[0] not in overrides and base and loc[0] in base:
+                continue  # the ward-wide value is reported once, at `rules`
+            problems.append((loc, _message(err)))
+    return problems
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unknown_key_msg(key: str, allowed: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true or false",
+               "dict": "a mapping", "list": "a list", "tuple": "a list", "model": "a mapping"}
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """One human message for one pydantic error (``must be > 0 (got 0)`` style)."""
+    typ: str = err["type"]
+    ctx = err.get("ctx") or {}
+    got = f" (got {_short(err.get('input'))})"
+    for op, sym in (("greater_than_equal", ">="), ("greater_than", ">"), ("less_than_equal", "<="), ("less_than", "<")):
+        if typ == op:
+            key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[op]
+            bound = ctx.get(key)
+            return f"must be {sym} {bound:g}{got}" if isinstance(bound, (int, float)) else f"must be {sym} {bound}{got}"
+    if typ == "missing":
+        return "required key is missing"
+    if typ == "literal_error":
+        return f"must be one of {ctx.get('expected')}{got}"
+    if typ == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')} (letters, digits, '_', '.', '-'; quote it in YAML){got}"
+    if typ in ("too_short", "string_too_short"):
+        return f"must not be empty{got}" if ctx.get("min_length") in (1, None) else f"{err['msg'].lower()}{got}"
+    if typ.endswith("_type") or typ in ("model_attributes_type", "dict_type"):
+        base = typ.removesuffix("_type").removesuffix("_attributes")
+        want = _TYPE_NAMES.get(base)
+        if want:
+            return f"must be {want}{got}"
+    if typ == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{err['msg']}{got}"
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model class found by walking ``loc`` from ``model`` (for 'allowed keys' hints)."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            args = typing.get_args(cur)
+            cur = args[0] if args else None
+            continue
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+            return None
+        cur = cur.model_fields[part].annotation
+        # unwrap Optional[X]
+        if typing.get_origin(cur) in (Union, types.UnionType):
+            non_none = [a for a in typing.get_args(cur) if a is not type(None)]
+            cur = non_none[0] if len(non_none) == 1 else None
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] = None) -> list[str]:  # type: ignore[assignment]
+    """``["beds[2].fps: must be > 0 (got 0)", ...]`` for a pydantic error on ``model`` (default WardConfig)."""
+    model = model or WardConfig
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, _NestedError):
+            lines += [f"{_dotted(loc + sub)}: {msg}" for sub, msg in inner.problems]
+            continue
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = list(parent.model_fields) if parent else []
+            lines.append(f"{_dotted(loc)}: {_unknown_key_msg(str(loc[-1]), allowed)}")
+            continue
+        lines.append(f"{_dotted(loc) or '<top level>'}: {_message(err)}")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read ward config {path}: {exc.strerror or exc}") from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from exc
+
+
+def _ward_args(data: Mapping[str, Any], origin: str) -> Mapping[str, Any]:
+    """The ward's part of a document: the document itself, or a Serve config's application ``args``."""
+    if "applications" not in data:
+        return data
+    apps = data["applications"]
+    if not isinstance(apps, list) or not apps:
+        raise ConfigError(f"{origin}: applications: must be a non-empty list of Serve applications")
+    ward_apps = [(i, a) for i, a in enumerate(apps)
+                 if isinstance(a, Mapping) and str(a.get("import_path", "")).startswith("ward.")]
+    if len(apps) == 1 and isinstance(apps[0], Mapping):
+        ward_apps = [(0, apps[0])]
+    if len(ward_apps) != 1:
+        raise ConfigError(f"{origin}: expected exactly one application whose import_path starts with 'ward.' "
+                          f"(found {len(ward_apps)})")
+    i, app = ward_apps[0]
+    args = app.get("args")
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"{origin}: applications[{i}].args: must be the ward configuration mapping "
+                          f"(got {type(args).__name__})")
+    return args
+
+
+def _duplicate_ids(beds: Any) -> list[str]:
+    """Duplicate bed ids in raw data (reported even when other bed errors stop pydantic's list check)."""
+    if not isinstance(beds, list):
+        return []
+    first: dict[str, int] = {}
+    out = []
+    for i, bed in enumerate(beds):
+        bid = bed.get("bed_id") if isinstance(bed, Mapping) else None
+        if not isinstance(bid, str):
+            continue
+        if bid in first:
+            out.append(f"beds[{i}].bed_id: duplicate bed id {bid!r} (also beds[{first[bid]}]); bed ids must be unique")
+        else:
+            first[bid] = i
+    return out
+
+
+def load_ward_config(source: str | os.PathLike[str] | Mapping[str, Any] | WardConfig, *,
+                     validate_paths: bool = True, base_dir: str | os.PathLike[str] | None = None) -> WardConfig:
+    """Validate a ward configuration: a YAML path, a dict, or a whole Serve config (its ward ``args``).
+
+    ``validate_paths`` checks that model weight files exist and are readable (and makes them absolute,
+    relative to ``base_dir``, default the current directory); turn it off only for offline checks.
+    Every problem is collected into one :class:`ConfigError`.
+    """
+    if isinstance(source, WardConfig):
+        source = source.model_dump(mode="python")
+    if isinstance(source, Mapping):
+        data: Any = source
+        origin = "ward config"
+    else:
+        path = Path(source)
+        data = _read_yaml(path)
+        origin = str(path)
+    if data is None:
+        raise ConfigError(f"{origin}: empty configuration (expected a mapping with beds and models)")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: the configuration must be a mapping (got {type(data).__name__})")
+    data = _ward_args(data, origin)
+    ctx = {"validate_paths": validate_paths, "base_dir": str(base_dir) if base_dir is not None else None}
+    try:
+        return WardConfig.model_validate(dict(data), context=ctx)
+    except ValidationError as exc:
+        problems = format_validation_error(exc)
+        problems += [p for p in _duplicate_ids(data.get("beds")) if p not in problems]
+        n = len(problems)
+        raise ConfigError(f"invalid ward configuration ({origin}), {n} problem{'s' if n != 1 else ''}:\n  "
+                          + "\n  ".join(problems), problems) from None
