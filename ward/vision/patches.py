@@ -48,15 +48,18 @@ _NUM_OUT = len(VSVIG_15)
 
 
 def window_size_for_height(h: int) -> int:
-    """Window side in pixels for frames with ``h`` rows: 128 at 1080, scaled linearly, rounded half up."""
+    """Window side in pixels for frames with ``h`` rows: 128 at 1080, scaled linearly, rounded half up.
+
+    At least 3 px, the smallest window whose Gaussian is 0 at the corners and 1 at the centre.
+    """
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0:
         raise ValueError(f"frame height must be a positive integer, got {h!r}")
-    return max(1, math.floor(REFERENCE_WINDOW * int(h) / REFERENCE_HEIGHT + 0.5))
+    return max(3, math.floor(REFERENCE_WINDOW * int(h) / REFERENCE_HEIGHT + 0.5))
 
 
 @lru_cache(maxsize=32)
-def _constants(w: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-window-size constants: Gaussian (w,w), tap indices (2*32,), tap-weighted Gaussian (64,64).
+def _constants(w: int, device: str) -> tuple[torch.Tensor, ...]:
+    """Per-window-size constants: Gaussian (w,w), tap rows (64,), tap bytes (192,), tap weights (64,192), arange(w).
 
     Cached because they depend only on the window size and device.
     """
@@ -65,7 +68,7 @@ def _constants(w: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.T
     sigma = SIGMA_FRACTION * w
     g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * sigma * sigma))
     gmin, gmax = g.min(), g.max()
-    g = (g - gmin) / (gmax - gmin) if gmax > gmin else torch.ones_like(g)
+    g = (g - gmin) / (gmax - gmin)
     # OpenCV INTER_LINEAR source coordinates (no antialiasing), clamped at the borders.
     d = torch.arange(PATCH_SIZE, dtype=torch.float64)
     src = (d + 0.5) * (w / PATCH_SIZE) - 0.5
@@ -78,7 +81,10 @@ def _constants(w: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.T
     taps = torch.cat([i0, i1])  # (64,): first the lower taps, then the upper ones
     wt = torch.cat([1.0 - frac, frac])  # (64,)
     g_taps = g[taps][:, taps] * wt[:, None] * wt[None, :]  # (64, 64) Gaussian x bilinear weights
-    return (g.float().to(dev), taps.to(dev), g_taps.float().to(dev), torch.arange(w, device=dev))
+    g_taps = g_taps.repeat_interleave(3, dim=1)  # (64, 64 * 3): same weight for the 3 channels
+    tap_bytes = (taps[:, None] * 3 + torch.arange(3)).reshape(-1)  # (64 * 3,) byte offsets in a row
+    return (g.float().to(dev), taps.to(dev), tap_bytes.to(dev), g_taps.float().to(dev),
+            torch.arange(w, device=dev))
 
 
 def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
@@ -128,7 +134,7 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
         f = torch.nn.functional.pad(f, (0, 0, 0, w - wd))
     f = f.contiguous()
     wp = f.shape[2]
-    g, taps, g_taps, ar = _constants(w, str(dev))
+    g, taps, tap_bytes, g_taps, ar = _constants(w, str(dev))
 
     # Keypoints in VSViG order; float64 so floor() of fractional pixel coordinates is exact.
     k = k.to(device=dev, dtype=torch.float64)[:, torch.as_tensor(OPENPOSE_TO_VSVIG, device=dev)]
@@ -143,10 +149,13 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
     row_ok = (rows >= 0) & (rows < h)
     x0c = x0.clamp(0, wp - w)
 
-    # Sliding-window view: element [n, r, c] is the run of w pixels starting at column c of row r.
-    view = f.as_strided((n, h, wp - w + 1, w * 3), (h * wp * 3, wp * 3, 3, 1))
+    # Sliding view over the flat bytes: row s is the w*3 bytes starting at byte s. One index_select
+    # then copies every window row of every joint as a contiguous run (no per-pixel indexing).
+    flat = f.view(-1)
+    runs = flat.as_strided((flat.numel() - w * 3 + 1, w * 3), (1, 1))
     nidx = torch.arange(n, device=dev)[:, None, None]
-    win = view[nidx, rows.clamp(0, h - 1), x0c[..., None]].view(n, _NUM_OUT, w, w, 3)
+    starts = ((nidx * h + rows.clamp(0, h - 1)) * wp + x0c[..., None]) * 3  # (N, 15, w)
+    win = runs.index_select(0, starts.reshape(-1)).view(n, _NUM_OUT, w, w, 3)
 
     # Windows that cross the border: shift columns back into place and zero what lies outside.
     shift = x0 - x0c
@@ -163,15 +172,18 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
 
     # Max of (pixel * G) over the window; the minimum is 0 (G is 0 at the corners, pixels >= 0).
     cmax = torch.maximum(torch.maximum(win[..., 0], win[..., 1]), win[..., 2])
-    peak = (cmax.to(torch.float32) * g).amax(dim=(-2, -1))  # (N, 15)
+    peak = cmax.to(torch.float32).mul_(g).view(n, _NUM_OUT, -1).amax(-1)  # (N, 15)
     scale = torch.where(valid & (peak > 0), 255.0 / torch.where(peak > 0, peak, torch.ones_like(peak)),
                         torch.zeros_like(peak)).to(torch.float32)
 
-    # Bilinear taps of the product only: (N, 15, 64, 64, 3) -> 2x2 blend -> (N, 15, 32, 32, 3).
-    t = win[:, :, taps[:, None], taps[None, :]].to(torch.float32)
-    t = t * g_taps[..., None]
-    t = t.view(n, _NUM_OUT, 2, PATCH_SIZE, 2, PATCH_SIZE, 3).sum(dim=(2, 4))
-    out = (t * scale[:, :, None, None, None]).permute(0, 1, 4, 2, 3)
+    # Bilinear taps of the product only: rows then columns (channels kept innermost, contiguous),
+    # weight by Gaussian x bilinear weights, add the two taps per axis -> (N, 15, 32, 32, 3).
+    t = win.view(n, _NUM_OUT, w, w * 3).index_select(2, taps)
+    t = t[..., tap_bytes].to(torch.float32).mul_(g_taps)
+    t = t.view(n, _NUM_OUT, 2, PATCH_SIZE, 2, PATCH_SIZE * 3)
+    t = t[:, :, 0] + t[:, :, 1]
+    t = (t[:, :, :, 0] + t[:, :, :, 1]).view(n, _NUM_OUT, PATCH_SIZE, PATCH_SIZE, 3)
+    out = t.mul_(scale[:, :, None, None, None]).permute(0, 1, 4, 2, 3)
     if out_dtype.is_floating_point:
         return out.to(out_dtype).contiguous()
     return out.round().clamp(0, 255).to(out_dtype).contiguous()
@@ -195,3 +207,39 @@ def normalise_keypoints(kpts18: ArrayLike, frame_hw: tuple[int, int]) -> torch.T
     out = k * scale
     keep = (k[..., 2] > 0) & torch.isfinite(k).all(-1)
     return torch.where(keep[..., None], out, torch.zeros_like(out)).to(torch.float32)
+
+
+def extract_patches_reference(frame: np.ndarray, kpts18: np.ndarray) -> np.ndarray:
+    """Straightforward per-joint OpenCV/numpy version of the official algorithm, for one frame.
+
+    Kept as the readable specification that ``extract_patches`` is tested and benchmarked against;
+    far too slow for serving. frame (H, W, 3) uint8, kpts18 (18, 3) -> (15, 3, 32, 32) float32.
+    """
+    import cv2
+
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError("frame must be a (H, W, 3) uint8 numpy array")
+    kpts18 = np.asarray(kpts18, dtype=np.float64)
+    if kpts18.shape != (_NUM_IN, 3):
+        raise ValueError(f"kpts18 must have shape ({_NUM_IN}, 3), got {kpts18.shape}")
+    h, wd = frame.shape[:2]
+    w = window_size_for_height(h)
+    padded = np.pad(frame, ((w, w), (w, w), (0, 0)))  # the official zero padding
+    r = np.arange(w) - (w - 1) / 2.0
+    gauss = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * (SIGMA_FRACTION * w) ** 2))
+    gauss = ((gauss - gauss.min()) / (gauss.max() - gauss.min())).astype(np.float32)
+    out = np.zeros((_NUM_OUT, 3, PATCH_SIZE, PATCH_SIZE), dtype=np.float32)
+    for j, src in enumerate(OPENPOSE_TO_VSVIG):
+        x, y, c = kpts18[src]
+        if not (c > 0 and np.isfinite(x) and np.isfinite(y)):
+            continue
+        x0, y0 = math.floor(x) - w // 2, math.floor(y) - w // 2
+        if x0 + w <= 0 or y0 + w <= 0 or x0 >= wd or y0 >= h:
+            continue  # window entirely outside the frame: all padding, no contrast
+        win = padded[y0 + w:y0 + 2 * w, x0 + w:x0 + 2 * w].astype(np.float32) * gauss[..., None]
+        lo, hi = float(win.min()), float(win.max())
+        if hi <= lo:
+            continue
+        win = (win - lo) / (hi - lo) * 255.0
+        out[j] = cv2.resize(win, (PATCH_SIZE, PATCH_SIZE), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    return out
