@@ -17,10 +17,10 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ward.serve.sources import source_kind
 
@@ -92,6 +92,8 @@ class BedConfig(_Strict):
     @classmethod
     def _roi_list(cls, v: Any) -> Any:
         # YAML has no tuples; accept a list of exactly the same items.
+        if isinstance(v, (list, tuple)) and len(v) != 4:
+            raise ValueError(f"must be 4 numbers x0, y0, x1, y1 (got {len(v)}: {list(v)})")
         return tuple(v) if isinstance(v, list) else v
 
     @field_validator("bed_roi")
@@ -255,8 +257,10 @@ class WardConfig(_Strict):
     def _cross_checks(self) -> "WardConfig":
         problems: list[tuple[tuple[str | int, ...], str]] = []
         rule_cls = _rule_config_class()
+        if rule_cls is not None and self.rules:
+            problems += [(("rules", *loc), msg) for loc, msg in validate_rule_overrides(self.rules, rule_cls)]
         for i, bed in enumerate(self.beds):
-            if rule_cls is not None and bed.rules and self.rules:  # each part alone was checked per field
+            if rule_cls is not None and bed.rules:  # keys and bounds were checked per field already
                 problems += [(("beds", i, "rules", *loc), msg)
                              for loc, msg in validate_rule_overrides(bed.rules, rule_cls, base=self.rules)]
             if round(self.clip.stride_s * bed.fps) < 1:
@@ -301,9 +305,10 @@ def _unreadable(p: Path) -> str | None:
 
 
 def _check_rules(v: dict[str, Any]) -> dict[str, Any]:
+    """Per-key check (names, types, bounds); cross-field checks run on the merged rule in WardConfig."""
     rule_cls = _rule_config_class()
     if rule_cls is not None and v:
-        problems = validate_rule_overrides(v, rule_cls)
+        problems = validate_rule_overrides(v, rule_cls, fields_only=True)
         if problems:
             raise _NestedError(problems)
     return v
@@ -319,11 +324,14 @@ def _rule_config_class() -> type[BaseModel] | None:
 
 
 def validate_rule_overrides(overrides: Mapping[str, Any], rule_cls: type[BaseModel],
-                            base: Mapping[str, Any] | None = None) -> list[tuple[tuple[str | int, ...], str]]:
+                            base: Mapping[str, Any] | None = None,
+                            fields_only: bool = False) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems (sub-key, message) of a partial rule dict applied over ``base`` and ``rule_cls``'s defaults.
 
     Unknown keys are reported by name (with the closest known field); value errors come from
-    ``rule_cls`` itself, so the rule's own cross-field checks also apply to overrides.
+    ``rule_cls`` itself, so the rule's own cross-field checks also apply to overrides. With
+    ``fields_only`` each key is checked alone (type and bounds), since a cross-field check depends on
+    the base the override is merged into.
     """
     if not isinstance(overrides, Mapping):
         return [((), f"must be a mapping of rule parameters (got {type(overrides).__name__})")]
@@ -333,6 +341,14 @@ def validate_rule_overrides(overrides: Mapping[str, Any], rule_cls: type[BaseMod
         if key not in known:
             problems.append(((str(key),), _unknown_key_msg(str(key), known)))
     if problems:
+        return problems
+    if fields_only:
+        for key, value in overrides.items():
+            fi = rule_cls.model_fields[key]
+            try:
+                TypeAdapter(Annotated[fi.annotation, fi]).validate_python(value)
+            except ValidationError as exc:
+                problems += [((key, *err["loc"]), _message(err)) for err in exc.errors()]
         return problems
     try:
         rule_cls.model_validate({**(base or {}), **overrides})
