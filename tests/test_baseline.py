@@ -65,6 +65,10 @@ def test_streaming_matches_offline():
         mb.update(v[0][:100])
     mb.reset()
     assert mb.update(v[0][:100]) == 0.0
+    hopped = MotionBaseline(FPS, hop=7)
+    held = np.array([hopped.update(f) for f in v])
+    assert np.allclose(held[ends], offline, atol=1e-9)
+    assert np.all(held[ends[0]:ends[0] + 7] == held[ends[0]])  # held between scored frames
 
 
 def test_keypoint_scores_follow_rhythmic_joint_motion():

@@ -179,9 +179,17 @@ def scores_from_keypoints(keypoints: np.ndarray, fps: float, config: BaselineCon
 
 
 class MotionBaseline:
-    """Streaming version for one camera: feed grayscale frames in order, get a score per frame."""
+    """Streaming version for one camera: feed grayscale frames in order, get a score per frame.
 
-    def __init__(self, fps: float, window_s: float = 5.0, config: BaselineConfig | None = None) -> None:
+    With hop > 1 the window is scored only every hop frames once full (the same frames as
+    `scores_from_frames(..., hop=hop)`); in between, `update` returns the last score (cheap).
+    """
+
+    def __init__(self, fps: float, window_s: float = 5.0, config: BaselineConfig | None = None,
+                 hop: int = 1) -> None:
+        if hop < 1:
+            raise ValueError(f"hop must be >= 1 frame, got {hop}")
+        self.hop = int(hop)
         base = config or BaselineConfig()
         self.config = base.model_copy(update={"window_s": window_s}) if window_s != base.window_s else base
         BaselineConfig.model_validate(self.config.model_dump())
@@ -189,11 +197,15 @@ class MotionBaseline:
         self.n = _window_len(self.fps, self.config)
         self._buf: deque[np.ndarray] = deque(maxlen=self.n)
         self._shape: tuple[int, ...] | None = None
+        self._count = 0
+        self.score = 0.0
 
     def reset(self) -> None:
         """Forget the window (e.g. after a gap or camera change)."""
         self._buf.clear()
         self._shape = None
+        self._count = 0
+        self.score = 0.0
 
     def update(self, frame_gray: np.ndarray) -> float:
         """Add one frame; return the score of the last window_s seconds (0 until the window is full)."""
@@ -204,9 +216,11 @@ class MotionBaseline:
             raise ValueError(f"frame size changed ({np.shape(frame_gray)}); call reset() after a camera change")
         self._shape = pooled.shape
         self._buf.append(pooled.ravel())
-        if len(self._buf) < self.n:
-            return 0.0
+        self._count += 1
+        if self._count < self.n or (self._count - self.n) % self.hop:
+            return self.score
         series = np.stack(self._buf)  # (n, P)
         c = self.config
-        return float(_window_scores(series, np.array([self.n - 1]), self.n, self.fps, c.band_hz, c.percentile,
-                                    c.threshold_power, c.slope_decades, True)[0])
+        self.score = float(_window_scores(series, np.array([self.n - 1]), self.n, self.fps, c.band_hz,
+                                          c.percentile, c.threshold_power, c.slope_decades, True)[0])
+        return self.score
