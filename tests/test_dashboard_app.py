@@ -1,0 +1,189 @@
+"""Every dashboard page through Streamlit's AppTest on a seeded temporary SQLite database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ward.dashboard.demo import DEMO_USERS, seed_demo
+from ward.store.dashboard_queries import get_thresholds
+from ward.store.repository import Store
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture()
+def ward(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'ward.db'}"
+    monkeypatch.setenv("WARD_DB_URL", url)
+    monkeypatch.delenv("WARD_API_URL", raising=False)
+    store = Store(url)
+    demo = seed_demo(store, datetime.now(timezone.utc), n_beds=6, minutes=10)
+    yield store, demo
+    store.close()
+
+
+def _app(store: Store, username: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if username:
+        at.session_state["user"] = store.authenticate(username, DEMO_USERS[username][0])
+    return at.run()
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+                     + [w.value for w in at.warning] + [e.value for e in at.error] + [s.value for s in at.success])
+
+
+def test_login_rejects_bad_password_and_shows_overview(ward):
+    store, demo = ward
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    at.text_input(key="login_user").input("nurse")
+    at.text_input(key="login_password").input("wrong-password")
+    _button(at, "Log in").click().run()
+    assert "wrong password" in at.error[0].value
+    assert store.audit_log(limit=1)[0].action == "login.failed"
+    at.text_input(key="login_password").input(DEMO_USERS["nurse"][0])
+    _button(at, "Log in").click().run()
+    assert not at.exception
+    text = _texts(at)
+    assert "1 active alarm(s)** (1 unacknowledged) · 6 beds" in text
+    grid = next(m.value for m in at.markdown if "ward-grid" in m.value)
+    assert grid.index('data-bed="bed-02"') < grid.index('data-bed="bed-01"')  # alarm bed first
+    assert "ESCALATED" in grid  # seeded alarm is 180 s old, unacknowledged, escalation after 120 s
+    latest = store.history("bed-01", datetime.now(timezone.utc) - timedelta(minutes=2),
+                           datetime.now(timezone.utc) + timedelta(seconds=1), "1s")[-1]
+    tile = grid.split('data-bed="bed-01"')[1].split("data-bed=")[0]
+    assert f'<div class="risk">{latest.p_max:.2f}</div>' in tile
+    assert "STALE DATA" in text and "bed-04" in at.warning[0].value
+    assert "trained on simulated data — not for clinical use" in text
+    assert any(a.action == "login" and a.username == "nurse" for a in store.audit_log())
+
+
+def test_clinician_acknowledges_with_verdict_and_audit(ward):
+    store, demo = ward
+    at = _app(store, "nurse")
+    at.switch_page("views/alarms.py").run()
+    assert not at.exception
+    assert "ESCALATED" in _texts(at)
+    at.button(key=f"ack_{demo.alarm_id}").click().run()  # no verdict chosen yet: refused
+    assert "Choose a verdict" in at.error[0].value
+    assert store.get_alarm(demo.alarm_id).verdict is None
+    at.radio(key=f"verdict_{demo.alarm_id}").set_value("true")
+    at.text_input(key=f"note_{demo.alarm_id}").input("clonic jerks, called doctor")
+    at.button(key=f"ack_{demo.alarm_id}").click().run()
+    assert not at.exception
+    alarm = store.get_alarm(demo.alarm_id)
+    assert alarm.acknowledged and alarm.verdict == "true"
+    ev = store.ack_events(demo.alarm_id)[-1]
+    assert (ev.username, ev.verdict, ev.note, ev.source) == ("nurse", "true", "clinic jerks, called doctor"
+                                                             .replace("clinic", "clonic"), "dashboard")
+    audit = store.audit_log(limit=1)[0]
+    assert audit.action == "acknowledge" and audit.username == "nurse"
+    assert audit.detail["alarm_id"] == demo.alarm_id and audit.detail["verdict"] == "true"
+    assert f"Alarm #{demo.alarm_id} acknowledged as true seizure" in at.success[0].value
+    assert "ESCALATED" not in _texts(at)  # acknowledged alarms no longer escalate
+
+
+def test_viewer_cannot_acknowledge(ward):
+    store, demo = ward
+    at = _app(store, "watcher")
+    at.switch_page("views/alarms.py").run()
+    assert not at.exception
+    assert "viewers can see alarms but not acknowledge" in _texts(at)
+    assert not [b for b in at.button if str(b.key).startswith("ack_")]
+    assert not at.radio
+    assert store.get_alarm(demo.alarm_id).verdict is None
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("views/admin.py")  # the admin page is not in a viewer's navigation
+
+
+def test_bed_view_values_and_admin_thresholds(ward):
+    store, demo = ward
+    at = _app(store, "nurse")
+    at.session_state["bed"] = "bed-02"
+    at.switch_page("views/bed.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    last = store.history("bed-02", datetime.now(timezone.utc) - timedelta(minutes=10),
+                         datetime.now(timezone.utc) + timedelta(seconds=1), "1s")[-1]
+    assert metrics["Probability"] == f"{last.p_max:.2f}"
+    assert metrics["Accumulator"] == f"{last.accumulator:.2f}"
+    assert metrics["Camera"] == "online"
+    assert f"#{demo.alarm_id} alarm" in _texts(at)  # alarm marker listed for the window
+    assert "not stored by this deployment" in _texts(at)
+    assert not at.number_input  # clinicians do not configure
+    at.selectbox(key="bed_select").set_value("bed-04").run()
+    assert {m.label: m.value for m in at.metric}["Camera"] == "offline"
+
+    admin = _app(store, "admin")
+    admin.session_state["bed"] = "bed-01"
+    admin.switch_page("views/bed.py").run()
+    admin.number_input(key="th_prob").set_value(0.65)
+    admin.number_input(key="th_acc").set_value(3.0)
+    _button(admin, "Save thresholds").click().run()
+    assert not admin.exception
+    assert get_thresholds(store, "bed-01").probability == pytest.approx(0.65)
+    assert get_thresholds(store, "bed-01").accumulator == pytest.approx(3.0)
+    entry = store.audit_log(limit=1)[0]
+    assert (entry.action, entry.username, entry.source) == ("config.thresholds", "admin", "dashboard")
+    assert "saved (audited)" in admin.success[0].value
+
+
+def test_history_filters_and_audited_export(ward):
+    store, demo = ward
+    at = _app(store, "nurse")
+    at.switch_page("views/history.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Alarms"] == "4" and metrics["False alarms"] == "1" and metrics["Unacknowledged"] == "3"
+    at.multiselect(key="hist_tiers").set_value(["alarm"]).run()
+    assert {m.label: m.value for m in at.metric}["Alarms"] == "2"
+    at.multiselect(key="hist_beds").set_value(["bed-03"]).run()
+    df = at.dataframe[0].value
+    assert list(df["id"]) == [demo.ended_alarm_id] and list(df["verdict"]) == ["false"]
+    at.download_button(key="export_alarms").click().run()
+    entry = store.audit_log(limit=1)[0]
+    assert entry.action == "export.csv" and entry.username == "nurse"
+    assert entry.detail["what"] == "alarms" and entry.detail["rows"] == 1 and entry.detail["beds"] == ["bed-03"]
+
+
+def test_event_review_shows_window_and_acknowledgements(ward):
+    store, demo = ward
+    at = _app(store, "watcher")
+    at.session_state["review_alarm"] = demo.ended_alarm_id
+    at.switch_page("views/review.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Bed"] == "bed-03" and metrics["Verdict"] == "false" and metrics["Peak"] == "0.71"
+    assert metrics["Duration"] == "40 s"
+    assert "Clips and keypoints are not stored by this deployment" in _texts(at)
+    acks = at.dataframe[0].value
+    assert list(acks["user"]) == ["nurse"] and list(acks["note"]) == ["patient brushing teeth"]
+    n = int(next(c.value for c in at.caption if "samples from" in c.value).split()[0])
+    alarm = store.get_alarm(demo.ended_alarm_id)
+    window = store.history("bed-03", alarm.start - timedelta(seconds=120), alarm.end + timedelta(seconds=120), "1s")
+    assert n == len(window) >= 270  # 1 Hz samples from 120 s before the start to 120 s after the end
+
+
+def test_admin_page_creates_user(ward):
+    store, _ = ward
+    at = _app(store, "admin")
+    at.switch_page("views/admin.py").run()
+    assert not at.exception
+    assert set(at.dataframe[0].value["user"]) == set(DEMO_USERS)
+    at.text_input(key="new_user_name").input("night-nurse")
+    at.text_input(key="new_user_pw").input("long-enough-pw")
+    at.selectbox(key="new_user_role").set_value("clinician")
+    _button(at, "Create user").click().run()
+    assert not at.exception
+    assert store.authenticate("night-nurse", "long-enough-pw").role == "clinician"
+    assert any(a.action == "user.create.by" and a.username == "admin" for a in store.audit_log())
