@@ -1,0 +1,107 @@
+"""Joint-patch extraction throughput (frames/s, all 15 joints per frame) at 1080p, 720p and 360p.
+
+Compares ``ward.vision.patches.extract_patches`` (batched torch) with ``extract_patches_reference``
+(a straightforward per-joint OpenCV/numpy version of the official algorithm), measured side by side
+in the same run, interleaved, so machine load affects both alike. Frames are the official fixture's
+two 1080p frames (resized for lower resolutions) with its keypoints, tiled to the batch size.
+
+    .venv/bin/python benchmarks/bench_patches.py [--repeats 7] [--batches 8 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._util import report  # noqa: E402
+from ward.vision.patches import extract_patches, extract_patches_reference, window_size_for_height  # noqa: E402
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_patches.npz"
+RESOLUTIONS = ((1080, 1920), (720, 1280), (360, 640))
+
+
+def load_frames() -> tuple[np.ndarray, np.ndarray, str]:
+    """Two 1080p frames and (2, 18, 3) keypoints: the fixture if present, else seeded noise."""
+    if FIXTURE.is_file():
+        d = np.load(FIXTURE)
+        xy = d["keypoints_xy_coco18"]
+        return d["frames_bgr"], np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], -1), "fixture"
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 1080, 1920, 3), dtype=np.uint8)
+    k = np.stack([rng.uniform(0, 1920, (2, 18)), rng.uniform(0, 1080, (2, 18)), np.ones((2, 18))], -1)
+    return frames, k, "random"
+
+
+def at_resolution(frames: np.ndarray, kpts: np.ndarray, hw: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize the frames (and scale keypoints) to hw and tile them to n frames."""
+    h, w = hw
+    if (h, w) != frames.shape[1:3]:
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        kpts = kpts * np.array([w / 1920, h / 1080, 1.0])
+    reps = -(-n // len(frames))
+    return np.ascontiguousarray(np.concatenate([frames] * reps)[:n]), np.concatenate([kpts] * reps)[:n]
+
+
+def time_call(fn, repeats: int) -> list[float]:
+    """Wall-clock seconds of each of `repeats` calls after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--ref-frames", type=int, default=4, help="frames per timed call of the reference")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    frames2, kpts2, source = load_frames()
+    load_before = os.getloadavg()
+    rows = []
+    for hw in RESOLUTIONS:
+        ref_f, ref_k = at_resolution(frames2, kpts2, hw, args.ref_frames)
+        for n in args.batches:
+            f, k = at_resolution(frames2, kpts2, hw, n)
+            ft, kt = torch.from_numpy(f), torch.from_numpy(k)
+            ours, ref = [], []
+            for _ in range(args.repeats):  # interleave: both see the same machine load
+                ours += time_call(lambda: extract_patches(ft, kt), 1)
+                ref += time_call(lambda: [extract_patches_reference(ref_f[i], ref_k[i]) for i in range(len(ref_f))], 1)
+            ours_fps = [n / t for t in ours]
+            ref_fps = [len(ref_f) / t for t in ref]
+            rows.append({
+                "resolution": f"{hw[1]}x{hw[0]}",
+                "window": window_size_for_height(hw[0]),
+                "batch": n,
+                "torch_fps_median": statistics.median(ours_fps),
+                "torch_fps_best": max(ours_fps),
+                "reference_fps_median": statistics.median(ref_fps),
+                "speedup_median": statistics.median(ours_fps) / statistics.median(ref_fps),
+            })
+    report("bench_patches", rows, {
+        "frames": source,
+        "repeats": args.repeats,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "target": ">= 300 frames/s at 1920x1080 (original ~98 frames/s)",
+    })
+    print(f"load average before {load_before}, after {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
