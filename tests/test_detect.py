@@ -155,6 +155,9 @@ def test_state_dict_round_trip_continues_identically():
         assert ev == ev_whole
         assert b.accumulator == whole.accumulator and b.bed_id == "bed-1"
     assert len(starts(ev_whole)) == 1
+    reconfigured = BedRule(RuleConfig(alarm_threshold=0.9, release_threshold=0.5))
+    reconfigured.load_state_dict(whole.state_dict(), keep_config=True)
+    assert reconfigured.config.alarm_threshold == 0.9 and reconfigured.accumulator == whole.accumulator
     with pytest.raises(ValueError, match="missing"):
         BedRule().load_state_dict({"version": 1})
     with pytest.raises(ValueError, match="version"):

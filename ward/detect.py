@@ -271,15 +271,19 @@ class BedRule:
         return {"version": STATE_VERSION, "bed_id": self.bed_id, "config": self.config.model_dump(),
                 **{k: getattr(self, k) for k in _STATE_KEYS}}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state saved by `state_dict` (config included); raises ValueError if it does not fit."""
+    def load_state_dict(self, state: Mapping[str, Any], keep_config: bool = False) -> None:
+        """Restore a state saved by `state_dict`; raises ValueError if it does not fit.
+
+        The saved config is restored too, unless keep_config (the bed's rule was reconfigured since).
+        """
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"rule state version {state.get('version')!r} is not supported (expected "
                              f"{STATE_VERSION}); start the bed with a fresh BedRule")
         missing = [k for k in (*_STATE_KEYS, "config") if k not in state]
         if missing:
             raise ValueError(f"rule state is missing {', '.join(missing)}; it was not made by BedRule.state_dict")
-        self.config = RuleConfig.model_validate(state["config"])
+        if not keep_config:
+            self.config = RuleConfig.model_validate(state["config"])
         self.bed_id = state.get("bed_id", self.bed_id)
         for k in _STATE_KEYS:
             setattr(self, k, state[k])
