@@ -137,6 +137,7 @@ class CameraReader:
         self._worker: threading.Thread | None = None
         self._outcome: tuple[str, str] = ("", "")   # (kind, reason) of the last finished session
         self._finished = False
+        self._last_failure = ""
         self._offline_reason = "starting"
         self._patient_found = True
         self._patient_lost_since: float | None = None
@@ -270,6 +271,7 @@ class CameraReader:
             if gen != self._gen:
                 return
             self._outcome = (kind, reason)
+            self._last_failure = reason
             self._connected = False
             self._offline_reason = offline_reason or reason
             self._update_state_locked(self._clock())
@@ -306,6 +308,7 @@ class CameraReader:
                 if stalled:
                     with self._lock:
                         self._gen += 1  # abandon the worker; it releases its capture when read() returns
+                    self._last_failure = f"no frame for {self.no_frame_timeout_s:g} s"
                     self._set_offline(f"no frame for {self.no_frame_timeout_s:g} s; reopening")
                     break
             if self._stop.is_set():
@@ -330,9 +333,8 @@ class CameraReader:
         with self._lock:
             self.open_attempts.append(self._clock())
             if gen == self._gen and not self._connected:
-                prev = self._offline_reason.split("; retry in")[0]
-                self._offline_reason = ("connecting" if self._sessions <= 1
-                                        else f"{prev}; reconnecting (attempt {self._sessions})")
+                self._offline_reason = ("connecting" if self._sessions <= 1 else
+                                        f"reconnecting (attempt {self._sessions}; last problem: {self._last_failure})")
         try:
             cap = self._opener(self.uri)
         except (SourceError, OSError, ValueError, RuntimeError) as exc:
@@ -353,7 +355,8 @@ class CameraReader:
             if gen != self._gen:
                 return
             self._connected = True
-            self._offline_reason = "connected, waiting for frames"
+            self._offline_reason = "connected, waiting for frames" + (
+                f" (last problem: {self._last_failure})" if self._last_failure else "")
         src_fps = cap.get(cv2.CAP_PROP_FPS) if self.kind == "file" else 0.0
         period = 1.0 / src_fps if self.pace_files and src_fps and 0 < src_fps < 1000 else 0.0
         next_t = self._clock()
