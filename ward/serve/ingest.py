@@ -134,6 +134,7 @@ class CameraReader:
         self._last_frame_at: float | None = None
         self._recent: deque[float] = deque(maxlen=2048)
         self._first_frame_at: float | None = None  # first frame of the current session
+        self._connected_at: float | None = None    # when the current session's source opened
         self._worker: threading.Thread | None = None
         self._outcome: tuple[str, str] = ("", "")   # (kind, reason) of the last finished session
         self._finished = False
@@ -290,6 +291,7 @@ class CameraReader:
                 self._sessions += 1
                 self._session_started = self._clock()
                 self._first_frame_at = None
+                self._connected_at = None
                 self._recent.clear()
                 self._outcome = ("", "")
             worker = threading.Thread(target=self._session, args=(gen,), name=f"cam-{self.name}-s{gen}", daemon=True)
@@ -302,8 +304,11 @@ class CameraReader:
                     break
                 with self._lock:
                     now = self._clock()
-                    ref = self._last_frame_at if (self._last_frame_at or 0) > self._session_started else self._session_started
-                    stalled = now - ref > self.no_frame_timeout_s
+                    if self._connected_at is None:  # still opening: FFmpeg's open timeout applies first
+                        stalled = now - self._session_started > self.open_timeout_s + self.no_frame_timeout_s
+                    else:
+                        ref = max(self._connected_at, self._last_frame_at or 0.0)
+                        stalled = now - ref > self.no_frame_timeout_s
                     self._update_state_locked(now)
                 if stalled:
                     with self._lock:
@@ -355,6 +360,7 @@ class CameraReader:
             if gen != self._gen:
                 return
             self._connected = True
+            self._connected_at = self._clock()
             self._offline_reason = "connected, waiting for frames" + (
                 f" (last problem: {self._last_failure})" if self._last_failure else "")
         src_fps = cap.get(cv2.CAP_PROP_FPS) if self.kind == "file" else 0.0
