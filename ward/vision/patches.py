@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 import torch
@@ -57,34 +57,40 @@ def window_size_for_height(h: int) -> int:
     return max(3, math.floor(REFERENCE_WINDOW * int(h) / REFERENCE_HEIGHT + 0.5))
 
 
-@lru_cache(maxsize=32)
-def _constants(w: int, device: str) -> tuple[torch.Tensor, ...]:
-    """Per-window-size constants: Gaussian (w,w), tap rows (64,), tap bytes (192,), tap weights (64,192), arange(w).
+class _Consts(NamedTuple):
+    """Per-window-size constants (cached: they depend only on the window size and device)."""
 
-    Cached because they depend only on the window size and device.
-    """
+    gauss: torch.Tensor  # (w, w) float32, min-max scaled to [0, 1]
+    row_taps: torch.Tensor  # (64,) rows i0[d], i0[d] + 1 interleaved, d = 0..31
+    col_first: torch.Tensor  # (32,) left column i0[d] of each column tap pair
+    weights: torch.Tensor  # (32, 2, 32, 6) Gaussian x bilinear weight per (row d, row tap, col d, col tap x channel)
+    half_step: int  # s/2 if w = 32 * s with s even (taps are fixed offsets: slicing, no gather), else 0
+    arange: torch.Tensor  # (w,) 0..w-1
+
+
+@lru_cache(maxsize=32)
+def _constants(w: int, device: str) -> _Consts:
     dev = torch.device(device)
     r = torch.arange(w, dtype=torch.float64) - (w - 1) / 2.0
     sigma = SIGMA_FRACTION * w
     g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2.0 * sigma * sigma))
-    gmin, gmax = g.min(), g.max()
-    g = (g - gmin) / (gmax - gmin)
-    # OpenCV INTER_LINEAR source coordinates (no antialiasing), clamped at the borders.
+    g = (g - g.min()) / (g.max() - g.min())
+    # OpenCV INTER_LINEAR source coordinates (no antialiasing), clamped at the borders, expressed as
+    # two adjacent taps i0, i0 + 1 with weights (1 - frac, frac); needs w >= 2.
     d = torch.arange(PATCH_SIZE, dtype=torch.float64)
-    src = (d + 0.5) * (w / PATCH_SIZE) - 0.5
-    i0 = torch.floor(src)
+    src = ((d + 0.5) * (w / PATCH_SIZE) - 0.5).clamp(0.0, w - 1.0)
+    i0 = torch.floor(src).clamp(max=w - 2)
     frac = src - i0
-    frac = torch.where(i0 < 0, torch.zeros_like(frac), frac)
-    i0 = i0.clamp(min=0).long()
-    i1 = (i0 + 1).clamp(max=w - 1)
-    frac = torch.where(i0 + 1 > w - 1, torch.zeros_like(frac), frac)
-    taps = torch.cat([i0, i1])  # (64,): first the lower taps, then the upper ones
-    wt = torch.cat([1.0 - frac, frac])  # (64,)
-    g_taps = g[taps][:, taps] * wt[:, None] * wt[None, :]  # (64, 64) Gaussian x bilinear weights
-    g_taps = g_taps.repeat_interleave(3, dim=1)  # (64, 64 * 3): same weight for the 3 channels
-    tap_bytes = (taps[:, None] * 3 + torch.arange(3)).reshape(-1)  # (64 * 3,) byte offsets in a row
-    return (g.float().to(dev), taps.to(dev), tap_bytes.to(dev), g_taps.float().to(dev),
-            torch.arange(w, device=dev))
+    i0 = i0.long()
+    wt = torch.stack([1.0 - frac, frac], dim=1)  # (32, 2)
+    rows = (i0[:, None] + torch.arange(2)).reshape(-1)  # (64,)
+    gt = g[rows][:, rows].view(PATCH_SIZE, 2, PATCH_SIZE, 2)
+    weights = gt * wt[:, :, None, None] * wt[None, None, :, :]
+    weights = weights[..., None].expand(-1, -1, -1, -1, 3).reshape(PATCH_SIZE, 2, PATCH_SIZE, 6)
+    step = w // PATCH_SIZE
+    half_step = step // 2 if w % PATCH_SIZE == 0 and step % 2 == 0 else 0
+    return _Consts(g.float().to(dev), rows.to(dev), i0.to(dev), weights.float().to(dev), half_step,
+                   torch.arange(w, device=dev))
 
 
 def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
@@ -134,7 +140,8 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
         f = torch.nn.functional.pad(f, (0, 0, 0, w - wd))
     f = f.contiguous()
     wp = f.shape[2]
-    g, taps, tap_bytes, g_taps, ar = _constants(w, str(dev))
+    c = _constants(w, str(dev))
+    ar = c.arange
 
     # Keypoints in VSViG order; float64 so floor() of fractional pixel coordinates is exact.
     k = k.to(device=dev, dtype=torch.float64)[:, torch.as_tensor(OPENPOSE_TO_VSVIG, device=dev)]
@@ -147,42 +154,51 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
     y0 = torch.floor(y).long() - w // 2
     rows = y0[..., None] + ar  # (N, 15, w)
     row_ok = (rows >= 0) & (rows < h)
-    x0c = x0.clamp(0, wp - w)
 
     # Sliding view over the flat bytes: row s is the w*3 bytes starting at byte s. One index_select
-    # then copies every window row of every joint as a contiguous run (no per-pixel indexing).
+    # copies every window row of every joint as a contiguous run (no per-pixel indexing). A run that
+    # starts left of the frame (x0 < 0) or ends right of it reads the neighbouring row's pixels in
+    # those columns; they are zeroed below, which is the official zero padding.
     flat = f.view(-1)
     runs = flat.as_strided((flat.numel() - w * 3 + 1, w * 3), (1, 1))
     nidx = torch.arange(n, device=dev)[:, None, None]
-    starts = ((nidx * h + rows.clamp(0, h - 1)) * wp + x0c[..., None]) * 3  # (N, 15, w)
-    win = runs.index_select(0, starts.reshape(-1)).view(n, _NUM_OUT, w, w, 3)
+    starts = ((nidx * h + rows.clamp(0, h - 1)) * wp + x0[..., None]) * 3  # (N, 15, w)
+    clamped = starts.clamp(0, runs.shape[0] - 1)
+    win = runs.index_select(0, clamped.reshape(-1)).view(n, _NUM_OUT, w, w, 3)
 
-    # Windows that cross the border: shift columns back into place and zero what lies outside.
-    shift = x0 - x0c
-    border = (shift != 0) | ~row_ok.all(-1)
+    border = (x0 < 0) | (x0 > wd - w) | ~row_ok.all(-1)
     if bool(border.any()):
         bi = border.nonzero(as_tuple=True)
-        cols = ar + shift[bi][:, None]  # (B, w) index into the gathered run
-        col_ok = ((x0[bi][:, None] + ar) >= 0) & ((x0[bi][:, None] + ar) < wd)
-        wb = win[bi]  # (B, w, w, 3)
-        idx = cols.clamp(0, w - 1)[:, None, :, None].expand(-1, w, -1, 3)
-        wb = torch.gather(wb, 2, idx)
-        mask = row_ok[bi][:, :, None] & col_ok[:, None, :]
-        win[bi] = wb * mask[..., None].to(wb.dtype)
+        colpos = x0[bi][:, None] + ar  # (B, w) frame column of each window column
+        col_ok = (colpos >= 0) & (colpos < wd)
+        wb = win[bi] * (row_ok[bi][:, :, None] & col_ok[:, None, :])[..., None].to(torch.uint8)
+        # Runs clamped at the very start/end of the buffer (top-left of frame 0, bottom-right of the
+        # last frame) hold shifted pixels: re-read those few rows pixel by pixel.
+        moved = (clamped != starts)[bi] & row_ok[bi]  # (B, w)
+        if bool(moved.any()):
+            b_idx, r_idx = moved.nonzero(as_tuple=True)
+            px = f[bi[0][b_idx][:, None], rows[bi][b_idx, r_idx][:, None], colpos[b_idx].clamp(0, wp - 1)]
+            wb[b_idx, r_idx] = px * col_ok[b_idx][..., None].to(torch.uint8)
+        win[bi] = wb
 
     # Max of (pixel * G) over the window; the minimum is 0 (G is 0 at the corners, pixels >= 0).
-    cmax = torch.maximum(torch.maximum(win[..., 0], win[..., 1]), win[..., 2])
-    peak = cmax.to(torch.float32).mul_(g).view(n, _NUM_OUT, -1).amax(-1)  # (N, 15)
+    flat_win = win.view(n, _NUM_OUT, w, w * 3)
+    cmax = torch.maximum(torch.maximum(flat_win[..., 0::3], flat_win[..., 1::3]), flat_win[..., 2::3])
+    peak = cmax.to(torch.float32).mul_(c.gauss).view(n, _NUM_OUT, -1).amax(-1)  # (N, 15)
     scale = torch.where(valid & (peak > 0), 255.0 / torch.where(peak > 0, peak, torch.ones_like(peak)),
                         torch.zeros_like(peak)).to(torch.float32)
 
-    # Bilinear taps of the product only: rows then columns (channels kept innermost, contiguous),
-    # weight by Gaussian x bilinear weights, add the two taps per axis -> (N, 15, 32, 32, 3).
-    t = win.view(n, _NUM_OUT, w, w * 3).index_select(2, taps)
-    t = t[..., tap_bytes].to(torch.float32).mul_(g_taps)
-    t = t.view(n, _NUM_OUT, 2, PATCH_SIZE, 2, PATCH_SIZE * 3)
-    t = t[:, :, 0] + t[:, :, 1]
-    t = (t[:, :, :, 0] + t[:, :, :, 1]).view(n, _NUM_OUT, PATCH_SIZE, PATCH_SIZE, 3)
+    # Bilinear taps of the product only, as (row d, row tap, col d, col tap x channel), weighted by
+    # Gaussian x bilinear weights, then the two taps per axis added -> (N, 15, 32, 32, 3).
+    if c.half_step:  # w = 32 * s, s even: taps s/2 - 1 and s/2 of every block of s pixels
+        s, hs = w // PATCH_SIZE, c.half_step
+        t = flat_win.view(n, _NUM_OUT, PATCH_SIZE, s, PATCH_SIZE, s * 3)[:, :, :, hs - 1:hs + 1, :, (hs - 1) * 3:(hs + 1) * 3]
+    else:
+        t = flat_win.index_select(2, c.row_taps).view(n, _NUM_OUT, PATCH_SIZE, 2, w * 3)
+        t = t.unfold(-1, 6, 3)[:, :, :, :, c.col_first]  # (N, 15, 32, 2, 32, 6)
+    t = t.to(torch.float32).mul_(c.weights)
+    t = t[:, :, :, 0] + t[:, :, :, 1]  # (N, 15, 32, 32, 6)
+    t = t[..., :3] + t[..., 3:]
     out = t.mul_(scale[:, :, None, None, None]).permute(0, 1, 4, 2, 3)
     if out_dtype.is_floating_point:
         return out.to(out_dtype).contiguous()
