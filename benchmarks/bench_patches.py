@@ -5,7 +5,7 @@ Compares ``ward.vision.patches.extract_patches`` (batched torch) with ``extract_
 in the same run, interleaved, so machine load affects both alike. Frames are the official fixture's
 two 1080p frames (resized for lower resolutions) with its keypoints, tiled to the batch size.
 
-    .venv/bin/python benchmarks/bench_patches.py [--repeats 7] [--batches 8 32]
+    .venv/bin/python benchmarks/bench_patches.py [--repeats 7] [--batches 8 32] [--threads 2 1]
 """
 
 from __future__ import annotations
@@ -67,13 +67,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--ref-frames", type=int, default=4, help="frames per timed call of the reference")
+    ap.add_argument("--threads", type=int, nargs="+", default=[2],
+                    help="torch/OpenCV thread counts to measure (1 is steadier on a loaded machine)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    cv2.setNumThreads(2)
     frames2, kpts2, source = load_frames()
     load_before = os.getloadavg()
     rows = []
-    for hw in RESOLUTIONS:
+    for threads, hw in ((t, hw) for t in args.threads for hw in RESOLUTIONS):
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
         ref_f, ref_k = at_resolution(frames2, kpts2, hw, args.ref_frames)
         for n in args.batches:
             f, k = at_resolution(frames2, kpts2, hw, n)
@@ -85,6 +87,7 @@ def main() -> None:
             ours_fps = [n / t for t in ours]
             ref_fps = [len(ref_f) / t for t in ref]
             rows.append({
+                "threads": threads,
                 "resolution": f"{hw[1]}x{hw[0]}",
                 "window": window_size_for_height(hw[0]),
                 "batch": n,
