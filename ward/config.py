@@ -135,6 +135,8 @@ class PoseModelConfig(_Strict):
     path: str = Field(min_length=1, description="pose weights (.pth)")
     config: Literal["official", "small"] = "small"
     refinement_stages: int = Field(1, ge=0, le=5)
+    input_height: int = Field(256, ge=64, le=1024, multiple_of=8,
+                              description="network input height (the demo uses 256; lower is faster, less accurate)")
 
     _path = field_validator("path")(_check_file)
 
