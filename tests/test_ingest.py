@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ward.serve.ingest import (CameraReader, ClipAssembler, FrameSampler, SourceError, backoff_delay, open_source,
-                               resize_to_height)
+                               reader_from_config, resize_to_height)
 from ward.serve.sources import source_kind
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -111,7 +111,7 @@ def test_reader_on_a_video_file_is_online_and_paced(video: Path) -> None:
         assert all(f.image.shape == got[0].image.shape for f in got)
         assert [f.seq for f in got] == sorted(f.seq for f in got)
         assert st.frames_in >= got[-1].seq and st.reconnects == 0 and st.frames_corrupt == 0
-    assert not r._thread.is_alive()  # stop() joined the reader
+    assert not r.running  # stop() joined the reader
     assert r.status().state == "offline" and r.status().reason == "stopped"
 
 
@@ -260,6 +260,17 @@ def test_degraded_when_too_slow_or_patient_missing(video: Path) -> None:
         r.set_patient_found(True)
         st = r.status()
     assert st.state == "online" and st.since >= since
+
+
+def test_reader_from_ward_config(video: Path, tmp_path: Path) -> None:
+    from ward.config import load_ward_config
+
+    cfg = load_ward_config({"beds": [{"bed_id": "b1", "source": str(video), "fps": 5, "loop": False,
+                                      "watchdog": {"no_frame_timeout_s": 4, "backoff_initial_s": 0.1}}],
+                            "models": {"pose": {"path": "p.pth"}, "vsvig": {"path": "v.pth"}}}, validate_paths=False)
+    with reader_from_config(cfg, "b1", pace_files=False) as r:
+        assert (r.name, r.model_fps, r.no_frame_timeout_s, r.backoff_initial_s, r.loop) == ("b1", 5.0, 4.0, 0.1, False)
+        assert wait_until(lambda: r.finished, 20)
 
 
 def test_offline_duration_drives_technical_alarm(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from ward.serve.sources import Capture, SourceError, open_source, source_kind
 
 __all__ = [
     "CameraReader", "CameraStatus", "Clip", "ClipAssembler", "Frame", "FrameSampler", "SourceError",
-    "backoff_delay", "open_source", "resize_to_height",
+    "backoff_delay", "open_source", "reader_from_config", "resize_to_height",
 ]
 
 State = Literal["online", "degraded", "offline"]
@@ -215,6 +215,11 @@ class CameraReader:
             self._connected = False
             self._offline_reason = "stopped"
             self._update_state_locked(self._clock())
+
+    @property
+    def running(self) -> bool:
+        """True while the supervisor thread is alive (False after stop() or a finished file)."""
+        return self._thread.is_alive()
 
     @property
     def finished(self) -> bool:
@@ -423,6 +428,18 @@ class CameraReader:
             self._connected = True
             self._update_state_locked(now)
             self._new_frame.notify_all()
+
+
+def reader_from_config(cfg: Any, bed_id: str, **overrides: Any) -> CameraReader:
+    """A CameraReader for one bed of a :class:`ward.config.WardConfig` (its watchdog, fps, loop, ingest)."""
+    bed = cfg.bed(bed_id)
+    wd = cfg.watchdog_for(bed_id)
+    kw: dict[str, Any] = dict(name=bed.bed_id, model_fps=bed.fps, no_frame_timeout_s=wd.no_frame_timeout_s,
+                              backoff_initial_s=wd.backoff_initial_s, backoff_max_s=wd.backoff_max_s,
+                              jitter=wd.jitter, loop=bed.loop, degraded_fps_ratio=cfg.ingest.degraded_fps_ratio,
+                              patient_lost_after_s=cfg.ingest.patient_lost_after_s)
+    kw.update(overrides)
+    return CameraReader(bed.source, **kw)
 
 
 # ------------------------------------------------------------------------------------------ sampling
