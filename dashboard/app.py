@@ -43,17 +43,17 @@ def login_page() -> None:
 
 user = current_user()
 if user is None:
-    nav = st.navigation([st.Page(login_page, title="Log in", icon="🔑")])
+    nav = st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")])
 else:
     pages = [
-        st.Page("views/overview.py", title="Ward overview", icon="🛏️", default=True),
-        st.Page("views/bed.py", title="Bed view", icon="📈"),
-        st.Page("views/alarms.py", title="Alarms", icon="🚨"),
-        st.Page("views/history.py", title="History", icon="🗂️"),
-        st.Page("views/review.py", title="Event review", icon="🔎"),
+        st.Page("views/overview.py", title="Ward overview", icon=":material/grid_view:", default=True),
+        st.Page("views/bed.py", title="Bed view", icon=":material/monitor_heart:"),
+        st.Page("views/alarms.py", title="Alarms", icon=":material/notifications_active:"),
+        st.Page("views/history.py", title="History", icon=":material/history:"),
+        st.Page("views/review.py", title="Event review", icon=":material/manage_search:"),
     ]
     if user.role == "admin":
-        pages.append(st.Page("views/admin.py", title="Admin", icon="⚙️"))
+        pages.append(st.Page("views/admin.py", title="Admin", icon=":material/settings:"))
     nav = st.navigation(pages)
     with st.sidebar:
         st.markdown(f"Signed in as **{user.username}** ({user.role})")

@@ -17,7 +17,8 @@ from ward.dashboard.view import (Tile, downsample_max, history_resolution, is_es
                                  overview_html, provenance_label, risk_colour, skeleton_svg, sparkline_svg)
 from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
 from ward.store.dashboard_queries import (BedThresholds, get_thresholds, latest_health, latest_samples,
-                                          open_alarms, recent_samples, set_thresholds)
+                                          open_alarms, recent_probabilities, recent_samples,
+                                          set_thresholds)
 from ward.store.repository import Store, StoreError
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -153,6 +154,9 @@ def test_dashboard_queries(store, demo):
     assert demo.alarm_id in ids and demo.ended_alarm_id not in ids  # ended + acknowledged is closed
     recent = recent_samples(store, NOW - timedelta(seconds=9), ["bed-01"])
     assert list(recent) == ["bed-01"] and len(recent["bed-01"]) == 10
+    probs = recent_probabilities(store, NOW - timedelta(seconds=9))
+    assert set(probs) == set(demo.beds) and probs["bed-04"] == []  # bed 4 silent for 45 s
+    assert probs["bed-01"] == [p for _, p, _ in recent["bed-01"]]
 
 
 def test_thresholds_round_trip_and_audit(store, demo):

@@ -76,7 +76,11 @@ tl = pd.DataFrame(rows, columns=["bed", "t", "p_max", "p_mean", "n"])
 if tl.empty:
     st.info("No probabilities stored for this selection.")
 else:
-    st.line_chart(tl, x="t", y="p_max", color="bed", height=280)
+    import altair as alt
+
+    st.altair_chart(alt.Chart(tl).mark_line().encode(
+        x=alt.X("t:T", title="time (UTC)", scale=alt.Scale(type="utc")), y=alt.Y("p_max:Q", title="max probability"),
+        color="bed:N", tooltip=["bed", "t:T", "p_max", "n"]).properties(height=280), width="stretch")
     st.caption(f"{res} resolution, maximum probability per bucket.")
     out = tl.assign(t=tl["t"].map(lambda t: t.isoformat()))
     st.download_button("Export timeline (CSV)", out.to_csv(index=False), file_name=f"risk_{d0}_{d1}.csv",

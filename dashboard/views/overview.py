@@ -31,14 +31,14 @@ def live() -> None:
                             api=api)
     except SQLAlchemyError as exc:
         st.error(f"DATABASE UNREACHABLE — the ward's data cannot be read ({type(exc).__name__}). "
-                 "Tiles are not shown until it is back; check the database server.", icon="🛑")
+                 "Tiles are not shown until it is back; check the database server.", icon=":material/error:")
         return
     if ov.api_error:
-        st.warning(f"Live camera state unavailable: {ov.api_error}. Showing the database's data.", icon="📡")
+        st.warning(f"Live camera state unavailable: {ov.api_error}. Showing the database's data.", icon=":material/wifi_off:")
     if ov.stale_beds:
         shown = ", ".join(ov.stale_beds[:12]) + (" …" if len(ov.stale_beds) > 12 else "")
         st.warning(f"STALE DATA: no new probability for more than {cfg.stale_after_s:.0f} s from "
-                   f"{len(ov.stale_beds)} of {len(ov.tiles)} bed(s): {shown}", icon="⏱️")
+                   f"{len(ov.stale_beds)} of {len(ov.tiles)} bed(s): {shown}", icon=":material/schedule:")
     alarms = [t for t in ov.tiles if t.alarm_active]
     unacked = [t for t in alarms if not t.alarm_acknowledged]
     st.markdown(f"**{len(alarms)} active alarm(s)** ({len(unacked)} unacknowledged) · {len(ov.tiles)} beds · "

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from ward.dashboard.view import Tile, downsample_max, is_stale
-from ward.store.dashboard_queries import latest_health, latest_samples, open_alarms, recent_samples
+from ward.store.dashboard_queries import latest_health, latest_samples, open_alarms, recent_probabilities
 from ward.store.repository import Store
 
 SPARK_POINTS = 60
@@ -67,7 +67,7 @@ def build_overview(store: Store, now: datetime, *, stale_after_s: float, spark_w
     camera health, open alarms), merged with the live API state when available."""
     beds = [b for b in store.list_beds() if b.active]
     latest = latest_samples(store)
-    recent = recent_samples(store, now - timedelta(seconds=spark_window_s), [b.key for b in beds])
+    recent = recent_probabilities(store, now - timedelta(seconds=spark_window_s), [b.key for b in beds])
     health = latest_health(store)
     alarms: dict[str, Any] = {}
     reviews: set[str] = set()
@@ -90,7 +90,7 @@ def build_overview(store: Store, now: datetime, *, stale_after_s: float, spark_w
             if t_live and (upd is None or t_live > upd) and live.get("probability") is not None:
                 prob, upd = float(live["probability"]), t_live
                 acc = float(live["accumulator"]) if live.get("accumulator") is not None else acc
-        spark = tuple(downsample_max([p for _, p, _ in recent.get(b.key, [])], SPARK_POINTS))
+        spark = tuple(downsample_max(recent.get(b.key, []), SPARK_POINTS))
         tile = Tile(bed=b.key, name=b.name, probability=prob, accumulator=acc, updated_at=upd, state=state,
                     reason=reason, since=since, alarm_id=a.id if a else None, alarm_start=a.start if a else None,
                     alarm_acknowledged=a.acknowledged if a else False, review=b.key in reviews, spark=spark)

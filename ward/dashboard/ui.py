@@ -113,7 +113,7 @@ def timeline_chart(points: list[Any], *, threshold: float | None = None, acc_thr
             rows.append({"t": p.t, "series": "accumulator", "value": p.accumulator})
     df = pd.DataFrame(rows, columns=["t", "series", "value"])
     layers = [alt.Chart(df).mark_line(interpolate="step-after").encode(
-        x=alt.X("t:T", title="time (UTC)"), y=alt.Y("value:Q", title=""),
+        x=alt.X("t:T", title="time (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M:%S")), y=alt.Y("value:Q", title=""),
         color=alt.Color("series:N", scale=alt.Scale(domain=["probability", "accumulator"],
                                                     range=["#c62828", "#1565c0"])))]
     rules = [{"y": threshold, "what": "probability threshold"}] if threshold is not None else []
@@ -124,5 +124,5 @@ def timeline_chart(points: list[Any], *, threshold: float | None = None, acc_thr
             y="y:Q", tooltip=["what:N", "y:Q"]))
     if markers:
         layers.append(alt.Chart(pd.DataFrame({"t": markers})).mark_rule(color="#d50000", strokeWidth=2)
-                      .encode(x="t:T"))
+                      .encode(x=alt.X("t:T", scale=alt.Scale(type="utc"))))
     return alt.layer(*layers).properties(height=260, title=title)

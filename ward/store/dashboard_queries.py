@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from ward.store.models import Alarm, Bed, BedCameraConfig, CameraHealthEvent, ModelVersion, ProbabilitySample
 from ward.store.repository import AlarmRecord, HealthEvent, Store, StoreError, _utc
@@ -55,14 +55,21 @@ class BedThresholds(BaseModel):
 
 
 def latest_samples(store: Store) -> dict[str, LatestSample]:
-    """Newest sample of every bed that has one (one indexed seek per bed)."""
+    """Newest sample of every bed that has one.
+
+    Two statements on one connection: (bed, max t) per bed -- one primary-key seek each -- then the
+    rows at exactly those keys. A single statement with a correlated join predicate lets SQLite's
+    planner flatten it into a scan of every stored sample (~1000x slower at 230k rows)."""
     s2 = _S.alias("s2")
-    latest_t = (select(s2.c.t).where(s2.c.bed_id == _B.c.id).order_by(s2.c.t.desc()).limit(1)
-                .correlate(_B).scalar_subquery())
-    q = (select(_B.c.key, _S.c.t, _S.c.probability, _S.c.accumulator, ModelVersion.name)
-         .join_from(_B, _S, and_(_S.c.bed_id == _B.c.id, _S.c.t == latest_t))
-         .outerjoin(ModelVersion, ModelVersion.id == _S.c.model_version_id))
+    last_t = select(func.max(s2.c.t)).where(s2.c.bed_id == _B.c.id).correlate(_B).scalar_subquery()
     with store.engine.connect() as conn:
+        keys = [(bid, t) for bid, t in conn.execute(select(_B.c.id, last_t.label("t"))) if t is not None]
+        if not keys:
+            return {}
+        q = (select(_B.c.key, _S.c.t, _S.c.probability, _S.c.accumulator, ModelVersion.name)
+             .join_from(_S, _B, _B.c.id == _S.c.bed_id)
+             .outerjoin(ModelVersion, ModelVersion.id == _S.c.model_version_id)
+             .where(or_(*[and_(_S.c.bed_id == bid, _S.c.t == t) for bid, t in keys])))
         return {r[0]: LatestSample(*r) for r in conn.execute(q)}
 
 
@@ -82,6 +89,25 @@ def recent_samples(store: Store, since: datetime,
     out: dict[str, list[tuple[datetime, float, float]]] = {k: [] for k in ids.values()}
     for bid, t, p, a in rows:
         out[ids[bid]].append((t, p, a))
+    return out
+
+
+def recent_probabilities(store: Store, since: datetime, beds: list[str] | None = None) -> dict[str, list[float]]:
+    """Probabilities with t >= since per bed, oldest first: the sparkline series, without the cost
+    of converting thousands of timestamps back to datetimes."""
+    since = _utc(since, "since")
+    with store.engine.connect() as conn:
+        ids = dict(conn.execute(select(_B.c.id, _B.c.key)).all())
+        if beds is not None:
+            ids = {i: k for i, k in ids.items() if k in set(beds)}
+        if not ids:
+            return {}
+        rows = conn.execute(select(_S.c.bed_id, _S.c.probability)
+                            .where(_S.c.bed_id.in_(list(ids)), _S.c.t >= since)
+                            .order_by(_S.c.bed_id, _S.c.t)).all()
+    out: dict[str, list[float]] = {k: [] for k in ids.values()}
+    for bid, p in rows:
+        out[ids[bid]].append(p)
     return out
 
 
@@ -144,4 +170,4 @@ def now_utc() -> datetime:
 
 
 __all__ = ["BedThresholds", "LatestSample", "ModelVersionRecord", "get_thresholds", "latest_health",
-           "latest_samples", "model_versions", "open_alarms", "recent_samples", "set_thresholds"]
+           "latest_samples", "model_versions", "open_alarms", "recent_probabilities", "recent_samples", "set_thresholds"]

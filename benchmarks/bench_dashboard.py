@@ -1,0 +1,108 @@
+"""Overview render time for a 64-bed ward (issue 8 target: < 1 s per refresh).
+
+Seeds a temporary SQLite ward (64 beds, 1 h of 1 Hz samples each = 230 400 samples, alarms, health),
+then times one overview refresh three ways, side by side in the same run:
+  * data+html: ward.dashboard.data.build_overview + view.overview_html (what the fragment does);
+  * apptest:   a full Streamlit script run of the overview page through AppTest (login state set);
+  * reference: the same tiles assembled naively from the public Store API, one set of queries per
+               bed (history 1s + list_alarms + health_events), to show what the batched queries buy.
+
+    .venv/bin/python benchmarks/bench_dashboard.py [--beds 64] [--minutes 60] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+
+from _util import report  # noqa: E402
+from ward.dashboard.data import build_overview  # noqa: E402
+from ward.dashboard.demo import DEMO_USERS, seed_demo  # noqa: E402
+from ward.dashboard.view import Tile, overview_html  # noqa: E402
+from ward.store.repository import Store  # noqa: E402
+
+
+def naive_tiles(store: Store, now: datetime, window_s: float) -> list[Tile]:
+    tiles = []
+    for b in store.list_beds():
+        pts = store.history(b.key, now - timedelta(seconds=window_s), now + timedelta(seconds=1), "1s")
+        last = store.history(b.key, now - timedelta(hours=2), now + timedelta(seconds=1), "1s")[-1:]
+        alarms = [a for a in store.list_alarms(bed=b.key, limit=50) if a.state == "active" and a.tier == "alarm"]
+        health = store.health_events(bed=b.key)[-1:]
+        tiles.append(Tile(b.key, b.name, last[0].p_max if last else None, last[0].accumulator if last else None,
+                          last[0].t if last else None, health[0].state if health else "unknown",
+                          alarm_id=alarms[0].id if alarms else None, spark=tuple(p.p_max for p in pts)))
+    return tiles
+
+
+def timed(fn, repeats: int) -> dict[str, float]:
+    fn()  # warm-up (SQLite page cache, SQLAlchemy statement cache)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return {"median_ms": 1000 * statistics.median(ts), "p95_ms": 1000 * ts[min(len(ts) - 1, int(0.95 * len(ts)))],
+            "max_ms": 1000 * ts[-1]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--beds", type=int, default=64)
+    ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    tmp = tempfile.mkdtemp(prefix="bench_dash_")
+    url = f"sqlite:///{tmp}/ward.db"
+    os.environ["WARD_DB_URL"] = url
+    store = Store(url)
+    now = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    seed_demo(store, now, n_beds=args.beds, minutes=args.minutes)
+    seed_s = time.perf_counter() - t0
+    window = 120.0
+    rows = []
+
+    def data_html() -> None:
+        ov = build_overview(store, now, stale_after_s=10, spark_window_s=window)
+        overview_html(ov.tiles, now, stale_after_s=10, escalate_after_s=120)
+
+    rows.append({"path": "data+html (fragment body)", **timed(data_html, args.repeats)})
+
+    def naive() -> None:
+        overview_html(naive_tiles(store, now, window), now, stale_after_s=10, escalate_after_s=120)
+
+    rows.append({"path": "reference: per-bed Store API", **timed(naive, max(3, args.repeats // 3))})
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    at.session_state["user"] = store.authenticate("watcher", DEMO_USERS["watcher"][0])
+    at.run()
+    assert not at.exception, at.exception
+    grid = next(m.value for m in at.markdown if "ward-grid" in m.value)
+    assert grid.count('class="tile') == args.beds, "overview did not render every bed"
+    rows.append({"path": "apptest: full overview page run", **timed(lambda: at.run(), args.repeats)})
+    for r in rows:
+        r["beds"] = args.beds
+        r["target_ms"] = 1000
+    report("bench_dashboard", rows, {"samples": args.beds * args.minutes * 60, "seed_s": round(seed_s, 1),
+                                     "db": "sqlite (temp file)", "loadavg": os.getloadavg()})
+
+
+if __name__ == "__main__":
+    main()
