@@ -1,0 +1,81 @@
+"""Face anonymisation changes the face pixels and only those (or the whole frame without a head)."""
+
+import numpy as np
+import pytest
+
+from ward.keypoints import OPENPOSE_INDEX
+from ward.privacy import blur_faces, blur_faces_clip, face_box
+
+
+
+def _frame(h=360, w=640, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)  # texture everywhere: any blur changes it
+
+
+def _kpts(nose=(320, 100)):
+    k = np.zeros((18, 3), np.float32)
+    x, y = nose
+    for name, dx, dy in [("nose", 0, 0), ("r_eye", -8, -6), ("l_eye", 8, -6), ("r_ear", -16, 0),
+                         ("l_ear", 16, 0), ("neck", 0, 40), ("r_sho", -40, 45), ("l_sho", 40, 45)]:
+        k[OPENPOSE_INDEX[name]] = (x + dx, y + dy, 0.9)
+    return k
+
+
+def test_face_pixels_change_and_far_pixels_do_not():
+    frame, k = _frame(), _kpts()
+    out = blur_faces(frame, k)
+    x0, y0, x1, y1 = face_box(k, frame.shape[:2])
+    assert x0 < 304 and x1 > 336 and y0 < 94 and y1 > 100  # covers every head joint
+    face_before = frame[y0:y1, x0:x1].astype(int)
+    face_after = out[y0:y1, x0:x1].astype(int)
+    assert np.mean(face_before != face_after) > 0.9
+    # high-frequency content is gone: neighbouring pixels are nearly equal after anonymising
+    assert np.abs(np.diff(face_after, axis=1)).mean() < 0.2 * np.abs(np.diff(face_before, axis=1)).mean()
+    mask = np.ones(frame.shape[:2], bool)
+    mask[y0:y1, x0:x1] = False
+    assert np.array_equal(out[mask], frame[mask])
+    assert not np.shares_memory(out, frame)
+
+
+def test_no_head_found_blurs_whole_frame():
+    frame = _frame()
+    k = _kpts()
+    k[:, 2] = 0
+    out = blur_faces(frame, k)
+    assert np.mean(out != frame) > 0.9
+    assert np.mean(blur_faces(frame, None) != frame) > 0.9
+
+
+def test_rendered_patient_face_changes():
+    from ward.sim.render import SimCamera
+    from ward.sim.scenario import random_scenario
+
+    cam = SimCamera(random_scenario(seed=5, duration_s=20, n_seizures=0))
+    img, k, _ = cam.frame(10)
+    out = blur_faces(img, k)
+    box = face_box(k, img.shape[:2])
+    assert box is not None, "the simulated patient's head keypoints should be visible"
+    x0, y0, x1, y1 = box
+    head = k[[0, 14, 15]]
+    for x, y, v in head:
+        if v > 0:
+            assert x0 <= x < x1 and y0 <= y < y1
+    face_diff = np.abs(out[y0:y1, x0:x1].astype(int) - img[y0:y1, x0:x1].astype(int)).mean()
+    assert face_diff > 2
+    outside = out.copy()
+    outside[y0:y1, x0:x1] = img[y0:y1, x0:x1]
+    assert np.array_equal(outside, img)
+
+
+def test_clip_and_bad_input():
+    frames = np.stack([_frame(seed=s) for s in range(3)])
+    kp = np.stack([_kpts()] * 3)
+    out = blur_faces_clip(frames, kp)
+    assert out.shape == frames.shape and np.mean(out != frames) > 0
+    with pytest.raises(ValueError, match="one \\(18, 3\\)"):
+        blur_faces_clip(frames, kp[:2])
+    with pytest.raises(ValueError, match="uint8"):
+        blur_faces(frames[0].astype(np.float32), kp[0])
+    with pytest.raises(ValueError, match="18, 3"):
+        blur_faces(frames[0], np.zeros((15, 3)))
