@@ -1,0 +1,71 @@
+"""Helpers for the ward-on-Ray tests: tiny weights, small ward configs, polling."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def make_weights(dirpath: Path) -> tuple[Path, Path]:
+    """Randomly initialised small pose and light VSViG checkpoints (deterministic seeds)."""
+    import torch
+
+    from ward.vision.openpose import build_openpose, save_openpose_checkpoint
+    from ward.vision.vsvig import build_vsvig, calibrate_batchnorm, save_vsvig_checkpoint
+
+    dirpath.mkdir(parents=True, exist_ok=True)
+    pose_p, vsvig_p = dirpath / "pose-small.pt", dirpath / "vsvig-light.pt"
+    if not pose_p.exists():
+        torch.manual_seed(0)
+        save_openpose_checkpoint(build_openpose("small"), pose_p, notes="untrained test weights")
+    if not vsvig_p.exists():
+        torch.manual_seed(0)
+        model = build_vsvig("light", "paper")
+        calibrate_batchnorm(model, n_batches=1, batch_size=2)
+        save_vsvig_checkpoint(model, vsvig_p, notes="untrained test weights")
+    return pose_p, vsvig_p
+
+
+def ward_args(tmp: Path, beds: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    """A small ward config: tiny weights, SQLite in ``tmp``, cheap resources, no dashboard."""
+    pose_p, vsvig_p = make_weights(tmp / "models")
+    args: dict[str, Any] = {
+        "name": "testward",
+        "beds": beds,
+        "models": {"pose": {"path": str(pose_p), "config": "small", "input_height": 128},
+                   "vsvig": {"path": str(vsvig_p), "variant": "light"}},
+        "database": {"url": f"sqlite:///{tmp / 'ward.db'}", "spill_dir": str(tmp / "spill"), "flush_interval_s": 0.5},
+        "batching": {"pose": {"max_batch_size": 4, "batch_wait_timeout_s": 0.02},
+                     "vsvig": {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}},
+        "resources": {"pose": {"num_cpus": 0.5}, "vsvig": {"num_cpus": 0.25},
+                      "camera_actors": {"num_cpus": 0.25, "beds_per_actor": 2}},
+        "dashboard": {"enabled": False},
+        "watchdog": {"no_frame_timeout_s": 5.0, "backoff_initial_s": 0.5, "backoff_max_s": 2.0},
+    }
+    for k, v in over.items():
+        args[k] = v
+    return args
+
+
+def sim_bed(bed_id: str, seed: int, seizure_at: float | None = None, fps: float = 6.0, **over: Any) -> dict[str, Any]:
+    uri = f"sim://?seed={seed}&duration=600&fps=12&width=320&height=180&loop=1&auto=0"
+    uri += f"&seizure=tonic_clonic@{seizure_at:g}" if seizure_at is not None else "&seizures=0"
+    return {"bed_id": bed_id, "source": uri, "fps": fps, "height": 180, **over}
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as exc:  # noqa: BLE001
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))

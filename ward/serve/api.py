@@ -1,0 +1,272 @@
+"""``WardAPI``: the HTTP ingress (FastAPI) and the supervisor of the camera actors.
+
+Endpoints (JSON; OpenAPI at /docs):
+
+- ``GET /api/health`` (open): is the ward up, beds per state.
+- ``GET /api/beds``: live state per bed (``bed_id, state, reason, since, probability, updated_at,
+  accumulator, alarm_active, ...``).
+- ``GET /api/beds/{bed_id}/probabilities?since=&until=&resolution=``: stored history.
+- ``GET /api/beds/{bed_id}/poses``: the bed's latest patient keypoints (kept in memory only).
+- ``GET /api/alarms?bed_id=&since=&until=&tier=&limit=``; ``POST /api/alarms/{alarm_id}/ack``
+  with ``{"verdict": "true"|"false"|"unsure", "note": ...}``.
+- ``GET /metrics``: Prometheus text (frames in/dropped per bed, batch sizes, queue depth,
+  end-to-end latency histogram).
+
+Authentication against the store's users: ``Authorization: Bearer <token>`` (``ward users token``)
+or HTTP Basic. Viewers read, clinicians also acknowledge, admins may do everything. Missing or bad
+credentials give 401, a too-low role 403.
+
+In ``__init__`` the replica starts one camera actor per ``beds_per_actor`` beds (spread over the
+cluster's nodes) and, when configured, the Streamlit dashboard; it returns quickly, and its health
+check never waits for the cameras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, Mapping
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPBasic, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from ward.config import load_ward_config
+from ward.serve.metrics import render_metrics
+
+log = logging.getLogger("ward.serve")
+
+__all__ = ["AckBody", "WardAPI", "fastapi_app", "role_allows"]
+
+ROLE_RANK = {"viewer": 0, "clinician": 1, "admin": 2}
+AUTH_CACHE_S = 60.0
+
+fastapi_app = FastAPI(title="ward", version="0.1.0",
+                      description="Real-time video seizure monitoring: beds, probabilities, alarms, metrics.")
+_bearer = HTTPBearer(auto_error=False, description="API token from `ward users token`")
+_basic = HTTPBasic(auto_error=False, description="username and password of a ward user")
+_DOC_AUTH = [Depends(_bearer), Depends(_basic)]  # shown in /docs; checked by WardAPI._auth
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """viewer < clinician < admin."""
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+
+
+class AckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["true", "false", "unsure"]
+    note: str | None = Field(None, max_length=2000)
+
+
+def _utc(v: datetime | None) -> datetime | None:
+    if v is None:
+        return None
+    return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
+
+
+@serve.deployment(name="WardAPI", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(fastapi_app)
+class WardAPI:
+    def __init__(self, config: Mapping[str, Any], coordinator: Any, pose: Any, vsvig: Any) -> None:
+        from ward.store import Store  # noqa: PLC0415
+
+        self.cfg = load_ward_config(config, validate_paths=False)
+        self.config = dict(config)
+        self.coordinator = coordinator
+        self.pose, self.vsvig = pose, vsvig
+        self.store = Store(self.cfg.database.url)
+        self.started = time.time()
+        self._auth_cache: dict[str, tuple[float, Any]] = {}
+        self.cameras: list[Any] = []
+        self.camera_of: dict[str, Any] = {}
+        self.dashboard: Any = None
+        try:
+            self.app_name = serve.get_replica_context().app_name
+        except Exception:  # noqa: BLE001
+            self.app_name = "ward"
+        self._start_cameras()
+        self._start_dashboard()
+
+    # -- supervisor ------------------------------------------------------------------------------
+    def _start_cameras(self) -> None:
+        import ray  # noqa: PLC0415
+
+        from ward.serve.camera import CameraActor, assign_beds  # noqa: PLC0415
+
+        res = self.cfg.resources.camera_actors
+        remote = ray.remote(CameraActor)
+        groups = assign_beds([b.bed_id for b in self.cfg.beds], res.beds_per_actor)
+        for beds in groups:
+            actor = remote.options(num_cpus=res.num_cpus, resources=dict(res.resources) or None, max_restarts=-1,
+                                   scheduling_strategy="SPREAD").remote(self.config, beds, self.app_name)
+            self.cameras.append(actor)
+            for b in beds:
+                self.camera_of[b] = actor
+        log.info("started %d camera actors for %d beds", len(self.cameras), len(self.cfg.beds))
+
+    def _start_dashboard(self) -> None:
+        if not self.cfg.dashboard.enabled:
+            return
+        from ward.serve.dashboard_proc import REPO_ROOT, DashboardProcess, dashboard_command  # noqa: PLC0415
+
+        app_path = REPO_ROOT / "dashboard" / "app.py"
+        if not app_path.is_file():
+            log.warning("dashboard.enabled but %s does not exist; not starting the dashboard", app_path)
+            return
+        d = self.cfg.dashboard
+        env = {"WARD_DB_URL": self.cfg.database.url, "WARD_API_URL": f"http://{self.cfg.api.host}:{self.cfg.api.port}"}
+        self.dashboard = DashboardProcess(dashboard_command(d.host, d.port, app_path), env=env, cwd=str(REPO_ROOT))
+        self.dashboard.start()
+
+    def check_health(self) -> None:
+        """Cheap on purpose: camera actors are supervised by Ray (max_restarts), not by this check."""
+        return None
+
+    def __del__(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        import ray  # noqa: PLC0415
+
+        if getattr(self, "dashboard", None) is not None:
+            self.dashboard.stop()
+            self.dashboard = None
+        cams, self.cameras = getattr(self, "cameras", []), []
+        refs = []
+        for a in cams:
+            try:
+                refs.append(a.stop.remote())
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            ray.wait(refs, num_returns=len(refs), timeout=5.0)
+        except Exception:  # noqa: BLE001
+            pass
+        for a in cams:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- auth ------------------------------------------------------------------------------------
+    def _auth(self, request: Request, needed: str) -> Any:
+        import base64  # noqa: PLC0415
+
+        header = request.headers.get("authorization", "")
+        challenge = {"WWW-Authenticate": 'Bearer realm="ward", Basic realm="ward"'}
+        if not header:
+            raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>' or HTTP Basic",
+                                headers=challenge)
+        key = hashlib.sha256(header.encode()).hexdigest()
+        hit = self._auth_cache.get(key)
+        user = None
+        if hit is not None and time.monotonic() - hit[0] < AUTH_CACHE_S:
+            user = hit[1]
+        else:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() == "bearer" and value:
+                user = self.store.authenticate_token(value.strip())
+            elif scheme.lower() == "basic" and value:
+                try:
+                    name, _, pw = base64.b64decode(value.strip()).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    name, pw = "", ""
+                user = self.store.authenticate(name, pw) if name else None
+            if user is not None:
+                self._auth_cache[key] = (time.monotonic(), user)
+        if user is None:
+            raise HTTPException(401, "invalid credentials", headers=challenge)
+        if not role_allows(user.role, needed):
+            raise HTTPException(403, f"user {user.username!r} has role {user.role!r}; this needs {needed!r} or higher")
+        return user
+
+    def _bed_or_404(self, bed_id: str) -> None:
+        if bed_id not in {b.bed_id for b in self.cfg.beds}:
+            raise HTTPException(404, f"unknown bed {bed_id!r}; beds: {[b.bed_id for b in self.cfg.beds]}")
+
+    # -- endpoints -------------------------------------------------------------------------------
+    @fastapi_app.get("/api/health")
+    async def health(self) -> dict[str, Any]:
+        try:
+            beds = await self.coordinator.snapshot.remote()
+            states: dict[str, int] = {}
+            for b in beds:
+                states[b["state"]] = states.get(b["state"], 0) + 1
+            ok = True
+        except Exception:  # noqa: BLE001
+            states, ok = {}, False
+        return {"status": "ok" if ok else "degraded", "coordinator": ok, "beds": len(self.cfg.beds),
+                "bed_states": states, "camera_actors": len(self.cameras),
+                "uptime_s": round(time.time() - self.started, 1)}
+
+    @fastapi_app.get("/api/beds", dependencies=_DOC_AUTH)
+    async def beds(self, request: Request) -> list[dict[str, Any]]:
+        self._auth(request, "viewer")
+        return await self.coordinator.snapshot.remote()
+
+    @fastapi_app.get("/api/beds/{bed_id}/probabilities", dependencies=_DOC_AUTH)
+    def probabilities(self, request: Request, bed_id: str, since: datetime | None = None,
+                      until: datetime | None = None,
+                      resolution: Literal["1s", "1m", "1h"] = "1s") -> dict[str, Any]:
+        self._auth(request, "viewer")
+        self._bed_or_404(bed_id)
+        until_ = _utc(until) or datetime.now(timezone.utc) + timedelta(seconds=1)
+        since_ = _utc(since) or until_ - timedelta(minutes=10)
+        if since_ > until_:
+            raise HTTPException(422, f"since ({since_.isoformat()}) is after until ({until_.isoformat()})")
+        try:
+            pts = self.store.history(bed_id, since_, until_, resolution)
+        except ValueError as exc:
+            if "unknown bed" in str(exc):
+                pts = []  # configured but nothing stored yet
+            else:
+                raise HTTPException(422, str(exc)) from None
+        return {"bed_id": bed_id, "since": since_.isoformat(), "until": until_.isoformat(), "resolution": resolution,
+                "points": [{"t": p.t.isoformat(), "probability": p.p_max, "p_mean": p.p_mean, "n": p.n,
+                            "accumulator": p.accumulator} for p in pts]}
+
+    @fastapi_app.get("/api/beds/{bed_id}/poses", dependencies=_DOC_AUTH)
+    async def poses(self, request: Request, bed_id: str) -> dict[str, Any]:
+        self._auth(request, "viewer")
+        self._bed_or_404(bed_id)
+        actor = self.camera_of.get(bed_id)
+        kp = await actor.last_keypoints.remote(bed_id) if actor is not None else None
+        if kp is None:
+            raise HTTPException(404, f"no pose for bed {bed_id!r} yet")
+        return {"bed_id": bed_id, "keypoints": [kp]}
+
+    @fastapi_app.get("/api/alarms", dependencies=_DOC_AUTH)
+    def alarms(self, request: Request, bed_id: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, tier: Literal["alarm", "review", "technical"] | None = None,
+               limit: int = Query(100, ge=1, le=10000)) -> list[dict[str, Any]]:
+        self._auth(request, "viewer")
+        if bed_id is not None:
+            self._bed_or_404(bed_id)
+        try:
+            rows = self.store.list_alarms(bed=bed_id, since=_utc(since), until=_utc(until), tier=tier, limit=limit)
+        except ValueError as exc:
+            if "unknown bed" in str(exc):
+                return []
+            raise HTTPException(422, str(exc)) from None
+        return [r.as_dict() for r in rows]
+
+    @fastapi_app.post("/api/alarms/{alarm_id}/ack", dependencies=_DOC_AUTH)
+    def ack(self, request: Request, alarm_id: int, body: AckBody) -> dict[str, Any]:
+        user = self._auth(request, "clinician")
+        try:
+            self.store.acknowledge(alarm_id, user.username, body.verdict, body.note, source="api")
+            alarm = self.store.get_alarm(alarm_id)
+        except ValueError as exc:
+            raise HTTPException(404 if "unknown alarm" in str(exc) else 422, str(exc)) from None
+        return alarm.as_dict()
+
+    @fastapi_app.get("/metrics", response_class=PlainTextResponse, dependencies=_DOC_AUTH)
+    async def metrics(self, request: Request) -> PlainTextResponse:
+        self._auth(request, "viewer")
+        snap = await self.coordinator.metrics.remote()
+        return PlainTextResponse(render_metrics(snap), media_type="text/plain; version=0.0.4")

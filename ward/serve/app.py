@@ -1,0 +1,74 @@
+"""The application builder: ``import_path: ward.serve.app:build_app`` in serve_configs/*.yaml.
+
+``build_app(args)`` validates the ward configuration (the YAML's ``args``) strictly before anything
+starts: unknown keys, wrong types, unreadable weights or duplicate bed ids raise one
+:class:`~ward.config.ConfigError` naming every bad key. It then binds
+
+    WardAPI(config, Coordinator(config), Pose(model), VSViG(model))
+
+with resources, replicas and batching taken from the ward config (``resources``, ``batching``).
+Batching lives in ``user_config`` so ``serve deploy`` with new values retunes it without restarts.
+Note: a ``deployments:`` section in the Serve YAML overrides these options, and its
+``ray_actor_options`` replace the whole dict (set num_cpus, num_gpus and resources together).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ray.serve import Application
+
+from ward.config import ConfigError, DeploymentResources, WardConfig, load_ward_config
+
+__all__ = ["ConfigError", "build_app", "deployment_options"]
+
+
+def _actor_options(r: DeploymentResources) -> dict[str, Any]:
+    opts: dict[str, Any] = {"num_cpus": r.num_cpus}
+    if r.num_gpus:
+        opts["num_gpus"] = r.num_gpus
+    if r.resources:
+        opts["resources"] = dict(r.resources)
+    return opts
+
+
+def deployment_options(cfg: WardConfig) -> dict[str, dict[str, Any]]:
+    """Serve options per deployment (pure: what build_app applies, also used by tests and docs)."""
+    r, b = cfg.resources, cfg.batching
+    opts = {}
+    for name, res, batch in (("Pose", r.pose, b.pose), ("VSViG", r.vsvig, b.vsvig)):
+        opts[name] = {"num_replicas": res.replicas, "ray_actor_options": _actor_options(res),
+                      "user_config": batch.model_dump(),
+                      # a replica never holds more than max_ongoing_requests, which would cap the batch
+                      "max_ongoing_requests": max(16, 2 * batch.max_batch_size)}
+    return opts
+
+
+def _model_args(cfg: WardConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    r = cfg.resources
+    pose = {"path": cfg.models.pose.path, "config": cfg.models.pose.config,
+            "refinement_stages": cfg.models.pose.refinement_stages, "input_height": cfg.models.pose.input_height,
+            "device": "cuda" if r.pose.num_gpus > 0 else "cpu", "num_cpus": r.pose.num_cpus}
+    vsvig = {"path": cfg.models.vsvig.path, "variant": cfg.models.vsvig.variant,
+             "graph_mode": cfg.models.vsvig.graph_mode, "partition_order": cfg.models.vsvig.partition_order,
+             "device": "cuda" if r.vsvig.num_gpus > 0 else "cpu", "num_cpus": r.vsvig.num_cpus}
+    return pose, vsvig
+
+
+def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
+    """Validate the ward config and bind the ward's deployments (raises ConfigError first)."""
+    from ward.serve.api import WardAPI  # noqa: PLC0415
+    from ward.serve.coordinator import Coordinator  # noqa: PLC0415
+    from ward.serve.deployments import Pose, VSViG  # noqa: PLC0415
+
+    if args is None:
+        raise ConfigError("build_app needs the ward configuration as `args:` in the Serve config "
+                          "(beds, models, database, ...); see serve_configs/ward.yaml")
+    cfg = load_ward_config(args, validate_paths=True)  # weights must exist; paths made absolute
+    config = cfg.model_dump(mode="json")
+    opts = deployment_options(cfg)
+    pose_model, vsvig_model = _model_args(cfg)
+    pose = Pose.options(**opts["Pose"]).bind(pose_model)
+    vsvig = VSViG.options(**opts["VSViG"]).bind(vsvig_model)
+    coordinator = Coordinator.bind(config)
+    return WardAPI.bind(config, coordinator, pose, vsvig)

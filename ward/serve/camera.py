@@ -1,0 +1,278 @@
+"""Camera actors: read beds, sample at the model rate, call Pose, assemble clips, call VSViG.
+
+One :class:`CameraActor` (a plain Ray actor, restarted by Ray if it dies) serves
+``beds_per_actor`` beds. Each bed is a :class:`BedPipeline` (no Ray in it):
+
+    CameraReader (thread, latest-frame slot) -> FrameSampler (model fps) -> resize once
+      -> Pose (at most ``max_inflight_per_bed`` requests in flight; extra frames are dropped and counted)
+      -> PatientSelector -> joint patches -> ClipAssembler (30 frames, stride) -> VSViG -> Coordinator
+
+Every bed runs its own coroutine on the actor's event loop (in a background thread started by the
+constructor, so a restarted actor resumes by itself): a slow or dead camera only stalls its own
+bed, and nothing waits for all cameras at start. Pose results are consumed in submission order so
+the patient tracker and the clip ring always see frames in time order. Camera state, reason and
+counters go to the Coordinator every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ward.config import BedConfig, WardConfig, load_ward_config
+from ward.serve.ingest import CameraReader, Clip, ClipAssembler, Frame, FrameSampler, resize_to_height
+
+log = logging.getLogger("ward.serve")
+
+__all__ = ["BedPipeline", "CameraActor", "assign_beds"]
+
+STATUS_PERIOD_S = 1.0
+CALL_TIMEOUT_S = 30.0
+
+
+def assign_beds(bed_ids: list[str], per_actor: int) -> list[list[str]]:
+    """Beds grouped into consecutive chunks of ``per_actor`` (one chunk per camera actor)."""
+    if per_actor < 1:
+        raise ValueError(f"beds_per_actor must be >= 1 (got {per_actor})")
+    return [bed_ids[i:i + per_actor] for i in range(0, len(bed_ids), per_actor)]
+
+
+class BedPipeline:
+    """One bed's ingest state and per-frame processing (pure Python + OpenCV/torch, no Ray)."""
+
+    def __init__(self, bed: BedConfig, cfg: WardConfig, *,
+                 reader_factory: Callable[..., CameraReader] = CameraReader) -> None:
+        wd = cfg.watchdog_for(bed.bed_id)
+        self.bed = bed
+        self.cfg = cfg
+        self.max_inflight = cfg.ingest.max_inflight_per_bed
+        self.reader = reader_factory(
+            bed.source, name=bed.bed_id, model_fps=bed.fps, no_frame_timeout_s=wd.no_frame_timeout_s,
+            backoff_initial_s=wd.backoff_initial_s, backoff_max_s=wd.backoff_max_s, jitter=wd.jitter,
+            loop=bed.loop, degraded_fps_ratio=cfg.ingest.degraded_fps_ratio,
+            patient_lost_after_s=cfg.ingest.patient_lost_after_s)
+        self.sampler = FrameSampler(bed.fps)
+        # a clip never spans a hole longer than a few sampled frames (camera gap, pose outage)
+        self.assembler = ClipAssembler(cfg.clip.length, cfg.stride_frames(bed.bed_id), max_gap_s=max(1.0, 4.0 / bed.fps))
+        self.selector: Any = None
+        self.size: tuple[int, int] | None = None  # (w, h) of working frames
+        self.wall_offset = 0.0                    # wall - reader clock, for clip times
+        self.inflight = 0
+        self.vsvig_inflight = 0
+        self.counters = {"frames_sampled": 0, "frames_dropped_inflight": 0, "pose_done": 0, "pose_errors": 0,
+                         "clips_emitted": 0, "clips_scored": 0, "clips_dropped": 0, "clips_failed": 0,
+                         "push_errors": 0}
+        self._pose_times: deque[float] = deque(maxlen=256)
+        self.last_keypoints: np.ndarray | None = None
+
+    # -- per frame -----------------------------------------------------------------------------
+    def prepare(self, frame: Frame) -> np.ndarray:
+        """Resize once to the working height (what Pose receives)."""
+        self.wall_offset = frame.wall - frame.t
+        return np.ascontiguousarray(resize_to_height(frame.image, self.bed.height))
+
+    def on_pose(self, frame: Frame, img: np.ndarray, people: np.ndarray) -> Clip | None:
+        """Patient selection, patches and clip assembly for one posed frame (in time order)."""
+        import torch  # noqa: PLC0415
+
+        from ward.vision.patches import extract_patches  # noqa: PLC0415
+        from ward.vision.patient import PatientSelector  # noqa: PLC0415
+
+        h, w = img.shape[:2]
+        if self.size != (w, h):  # first frame, or the camera changed resolution: start over
+            self.size = (w, h)
+            self.selector = PatientSelector(self.bed.bed_roi, frame_size=(w, h))
+            self.assembler.reset()
+        self.counters["pose_done"] += 1
+        self._pose_times.append(time.monotonic())
+        kp = self.selector.update(people, frame.t)
+        found = bool(self.selector.found or self.selector.has_identity)
+        self.reader.set_patient_found(found)
+        self.last_keypoints = kp
+        patches = None
+        if found and bool((kp[:, 2] > 0).any()):
+            patches = extract_patches(img[None], kp[None], out_dtype=torch.uint8)[0].numpy()
+        clip = self.assembler.push(kp, patches, frame.t)
+        if clip is not None:
+            self.counters["clips_emitted"] += 1
+        return clip
+
+    def clip_request(self, clip: Clip) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """VSViG inputs (patches uint8, normalised keypoints) and the metadata for the Coordinator."""
+        from ward.vision.patches import normalise_keypoints  # noqa: PLC0415
+
+        assert self.size is not None
+        w, h = self.size
+        kpts = normalise_keypoints(clip.keypoints, (h, w)).numpy()
+        t_end = clip.t_end + self.wall_offset
+        meta = {"bed_id": self.bed.bed_id, "t": t_end, "capture_wall": t_end, "clip_index": clip.index,
+                "pose_quality": clip.valid_fraction}
+        return clip.patches, kpts, meta
+
+    # -- status --------------------------------------------------------------------------------
+    def pose_fps(self, window_s: float = 5.0) -> float:
+        now = time.monotonic()
+        recent = [t for t in self._pose_times if now - t <= window_s]
+        return len(recent) / window_s if recent else 0.0
+
+    def status(self) -> dict[str, Any]:
+        """Reader state, with 'degraded' when pose cannot keep up with the model rate."""
+        st = self.reader.status()
+        state, reason, since_wall = st.state, st.reason, st.since_wall
+        fps = self.pose_fps()
+        need = self.cfg.ingest.degraded_fps_ratio * self.bed.fps
+        warm = st.state == "online" and st.duration_s > 6.0
+        if warm and fps < need:
+            state, reason = "degraded", f"pose keeps up with {fps:.1f} fps, the model needs >= {need:.1f}"
+            since_wall = time.time()
+        return {"state": state, "reason": reason, "since_wall": since_wall, "fps_measured": st.fps_measured,
+                "fps_sampled": fps, "frames_in": st.frames_in, "frames_dropped": st.frames_dropped,
+                "frames_corrupt": st.frames_corrupt, "reconnects": st.reconnects,
+                "inflight": self.inflight, "vsvig_inflight": self.vsvig_inflight, **self.counters}
+
+
+class _Loop:
+    """The actor's asyncio loop on a background thread: one coroutine per bed plus status reports."""
+
+    def __init__(self, cfg: WardConfig, pipelines: dict[str, BedPipeline], app_name: str) -> None:
+        self.cfg = cfg
+        self.pipelines = pipelines
+        self.app_name = app_name
+        self.stop = threading.Event()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(pipelines) + 2, thread_name_prefix="ward-wait")
+        self.thread = threading.Thread(target=self._run, name="ward-camera-loop", daemon=True)
+        self.handles: dict[str, Any] = {}
+        self.thread.start()
+
+    def _handle(self, name: str) -> Any:
+        if name not in self.handles:
+            from ray import serve  # noqa: PLC0415
+
+            self.handles[name] = serve.get_deployment_handle(name, app_name=self.app_name)
+        return self.handles[name]
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        tasks = [asyncio.create_task(self._bed(p)) for p in self.pipelines.values()]
+        tasks.append(asyncio.create_task(self._report()))
+        while not self.stop.is_set():
+            await asyncio.sleep(0.2)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _bed(self, p: BedPipeline) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        consumer = asyncio.create_task(self._consume(p, queue))
+        try:
+            while not self.stop.is_set():
+                frame = await loop.run_in_executor(self.pool, p.sampler.next_frame, p.reader, 0.5)
+                if frame is None:
+                    continue
+                p.counters["frames_sampled"] += 1
+                if p.inflight >= p.max_inflight:
+                    p.counters["frames_dropped_inflight"] += 1
+                    continue
+                img = p.prepare(frame)
+                p.inflight += 1
+                queue.put_nowait((frame, img, asyncio.ensure_future(self._pose(img))))
+        finally:
+            consumer.cancel()
+
+    async def _pose(self, img: np.ndarray) -> np.ndarray:
+        return await asyncio.wait_for(self._handle("Pose").estimate.remote(img), CALL_TIMEOUT_S)
+
+    async def _consume(self, p: BedPipeline, queue: asyncio.Queue) -> None:
+        while True:
+            frame, img, fut = await queue.get()
+            try:
+                people = await fut
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (replica died, backpressure, timeout: keep going)
+                p.counters["pose_errors"] += 1
+                log.warning("bed %s: pose failed: %s", p.bed.bed_id, type(exc).__name__)
+                continue
+            finally:
+                p.inflight -= 1
+            try:
+                clip = p.on_pose(frame, img, people)
+            except Exception:  # noqa: BLE001
+                log.exception("bed %s: frame processing failed", p.bed.bed_id)
+                continue
+            if clip is None:
+                continue
+            if p.vsvig_inflight >= p.max_inflight:
+                p.counters["clips_dropped"] += 1
+                continue
+            p.vsvig_inflight += 1
+            asyncio.ensure_future(self._score(p, clip))
+
+    async def _score(self, p: BedPipeline, clip: Clip) -> None:
+        try:
+            patches, kpts, meta = p.clip_request(clip)
+            prob = await asyncio.wait_for(self._handle("VSViG").score.remote(patches, kpts), CALL_TIMEOUT_S)
+            p.counters["clips_scored"] += 1
+        except Exception as exc:  # noqa: BLE001
+            p.counters["clips_failed"] += 1
+            log.warning("bed %s: VSViG failed: %s", p.bed.bed_id, type(exc).__name__)
+            return
+        finally:
+            p.vsvig_inflight -= 1
+        try:
+            await asyncio.wait_for(self._handle("Coordinator").push.remote({**meta, "probability": prob}),
+                                   CALL_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001
+            p.counters["push_errors"] += 1
+            log.warning("bed %s: coordinator push failed: %s", p.bed.bed_id, type(exc).__name__)
+
+    async def _report(self) -> None:
+        while not self.stop.is_set():
+            await asyncio.sleep(STATUS_PERIOD_S)
+            try:
+                statuses = {b: p.status() for b, p in self.pipelines.items()}
+                await asyncio.wait_for(self._handle("Coordinator").report_status.remote(statuses), 10.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("camera status not reported: %s", type(exc).__name__)
+
+
+class CameraActor:
+    """Reads ``bed_ids`` of the ward; everything runs on a background loop started here."""
+
+    def __init__(self, config: Mapping[str, Any], bed_ids: list[str], app_name: str) -> None:
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(1)
+        cfg = load_ward_config(config, validate_paths=False)
+        self.pipelines = {b: BedPipeline(cfg.bed(b), cfg) for b in bed_ids}
+        self.loop = _Loop(cfg, self.pipelines, app_name)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {b: p.status() for b, p in self.pipelines.items()}
+
+    def node_id(self) -> str:
+        import ray  # noqa: PLC0415
+
+        return ray.get_runtime_context().get_node_id()
+
+    def last_keypoints(self, bed_id: str) -> list | None:
+        kp = self.pipelines[bed_id].last_keypoints
+        return None if kp is None else kp.tolist()
+
+    def stop(self) -> None:
+        self.loop.stop.set()
+        for p in self.pipelines.values():
+            p.reader.stop(timeout=2.0)
+        self.loop.thread.join(timeout=5.0)

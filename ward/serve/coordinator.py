@@ -1,0 +1,424 @@
+"""The Coordinator: per-bed decision rule, batched storage writes, camera health, technical alarms.
+
+:class:`WardCoordinator` is the pure logic (no Ray): camera actors push clip probabilities and
+camera status into it; :meth:`WardCoordinator.flush` (about once per second, from a thread) writes
+the buffered samples through a :class:`~ward.store.SpillingWriter` (rows survive a database outage),
+then alarm episodes (open / raise peak / close), camera health changes and technical alarms. Work
+that fails because the database is down stays queued and is retried on the next flush.
+
+State lives in SQL: after a restart, :meth:`WardCoordinator.recover` replays each bed's recent
+stored probabilities through a fresh rule and adopts the alarms still open in the database, so a
+restarted coordinator neither forgets an ongoing alarm nor opens a duplicate.
+
+:class:`Coordinator` is the Serve deployment around it (one replica).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ward.config import WardConfig, load_ward_config
+from ward.detect import BedRule, RuleConfig
+
+log = logging.getLogger("ward.serve")
+
+__all__ = ["Coordinator", "LATENCY_BUCKETS", "WardCoordinator"]
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+STATUS_STALE_S = 15.0    # no status from a bed's camera actor this long -> offline
+RECOVER_WINDOW_S = 900.0  # stored samples replayed into the rule after a restart
+
+
+def _dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+@dataclass
+class Episode:
+    """An alarm as the coordinator knows it; synced to the database on flush."""
+
+    tier: str
+    start: float
+    peak: float
+    reason: str | None = None
+    end: float | None = None
+    db_id: int | None = None
+    synced_peak: float = -1.0
+    synced_end: bool = False
+
+    @property
+    def dirty(self) -> bool:
+        return self.db_id is None or self.peak > self.synced_peak or (self.end is not None and not self.synced_end)
+
+
+@dataclass
+class BedLive:
+    """Live view of one bed (what GET /api/beds shows)."""
+
+    bed_id: str
+    label: str | None
+    rule: BedRule
+    offline_alarm_after_s: float
+    probability: float | None = None
+    accumulator: float = 0.0
+    updated_at: float | None = None
+    state: str = "offline"
+    reason: str = "camera actor starting"
+    since: float = field(default_factory=time.time)
+    recorded_state: str | None = None
+    last_status_at: float | None = None
+    camera: dict[str, Any] = field(default_factory=dict)
+    episodes: dict[str, Episode] = field(default_factory=dict)  # open episode per tier
+    samples_stored: int = 0
+    clips_received: int = 0
+
+
+class WardCoordinator:
+    """Rule, buffering and storage for every bed of a ward (thread-safe)."""
+
+    def __init__(self, cfg: WardConfig, store: Any, writer: Any, *, model_version: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.writer = writer
+        self.model_version = model_version
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._samples: list[Any] = []       # Sample rows waiting for the next flush
+        self._capture: list[float] = []      # capture wall time of each buffered sample
+        self._health: list[tuple[str, str, float, str]] = []
+        self._closed: list[tuple[str, Episode]] = []  # ended episodes still to sync
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_n = 0
+        self.recent_latency: deque[float] = deque(maxlen=20000)
+        self.batches: dict[str, dict[str, dict[str, Any]]] = {"pose": {}, "vsvig": {}}
+        self.flushes = 0
+        self.flush_errors = 0
+        self.last_flush_error: str | None = None
+        now = clock()
+        self.beds: dict[str, BedLive] = {}
+        for b in cfg.beds:
+            rule = BedRule(RuleConfig.model_validate(cfg.rules_for(b.bed_id)), bed_id=b.bed_id)
+            self.beds[b.bed_id] = BedLive(b.bed_id, b.label, rule, b.offline_alarm_after_s, since=now)
+
+    # ------------------------------------------------------------------------------ recovery
+    def register_beds(self) -> None:
+        """Create/update the configured beds in the database (with their camera config)."""
+        for b in self.cfg.beds:
+            self.store.upsert_bed(b.bed_id, name=b.label, ward=self.cfg.name,
+                                  camera={"source": b.source, "fps": b.fps, "height": b.height,
+                                          "bed_roi": list(b.bed_roi)})
+
+    def recover(self) -> dict[str, Any]:
+        """Rebuild each bed's rule state and open alarms from storage (after a restart)."""
+        now = self.clock()
+        report: dict[str, Any] = {}
+        for bed in self.beds.values():
+            pts = self.store.history(bed.bed_id, _dt(now - RECOVER_WINDOW_S), _dt(now + 1), "1s")
+            for pt in pts:
+                bed.rule.update(pt.t.timestamp(), float(pt.p_max))
+            if pts:
+                bed.probability = float(pts[-1].p_max)
+                bed.accumulator = bed.rule.accumulator
+                bed.updated_at = pts[-1].t.timestamp()
+            open_db = [a for a in self.store.list_alarms(bed=bed.bed_id, limit=1000) if a.state == "active"]
+            adopted, closed = [], []
+            for a in sorted(open_db, key=lambda a: a.start, reverse=True):
+                keep = ((a.tier == "alarm" and bed.rule.alarm_active) or (a.tier == "review" and bed.rule.review_active)
+                        or a.tier == "technical")
+                if keep and a.tier not in bed.episodes:
+                    bed.episodes[a.tier] = Episode(a.tier, a.start.timestamp(), a.peak, a.reason, db_id=a.id,
+                                                   synced_peak=a.peak)
+                    adopted.append(a.id)
+                else:  # the replayed rule says this episode is over (or a duplicate)
+                    ep = Episode(a.tier, a.start.timestamp(), a.peak, a.reason, end=max(now, a.start.timestamp()),
+                                 db_id=a.id, synced_peak=a.peak)
+                    self._closed.append((bed.bed_id, ep))
+                    closed.append(a.id)
+            for tier, active, start, peak in (("alarm", bed.rule.alarm_active, bed.rule.alarm_start, bed.rule.alarm_peak),
+                                              ("review", bed.rule.review_active, bed.rule.review_start, bed.rule.review_peak)):
+                if active and tier not in bed.episodes:  # alarm raised but never stored before the crash
+                    bed.episodes[tier] = Episode(tier, float(start), float(peak))
+            report[bed.bed_id] = {"samples_replayed": len(pts), "alarm_active": bed.rule.alarm_active,
+                                  "adopted": adopted, "closed": closed}
+        return report
+
+    # ------------------------------------------------------------------------------ inputs
+    def push(self, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One clip probability: ``bed_id, t (clip end, epoch s), probability, capture_wall,
+        pose_quality``. Returns the rule events it caused (as dicts)."""
+        from ward.store import Sample  # noqa: PLC0415
+
+        bed = self.beds.get(str(result["bed_id"]))
+        if bed is None:
+            raise ValueError(f"unknown bed {result['bed_id']!r}; configured: {list(self.beds)}")
+        t, p = float(result["t"]), float(result["probability"])
+        with self._lock:
+            bed.clips_received += 1
+            if bed.rule.last_t is not None and t <= bed.rule.last_t:
+                return []  # stale or duplicate clip (the rule would ignore it as well)
+            events = bed.rule.update(t, p)
+            bed.probability, bed.accumulator, bed.updated_at = p, bed.rule.accumulator, t
+            q = result.get("pose_quality")
+            self._samples.append(Sample(bed.bed_id, _dt(t), p, bed.rule.accumulator,
+                                        None if q is None else float(q), self.model_version))
+            self._capture.append(float(result.get("capture_wall", t)))
+            for ev in events:
+                self._apply_event(bed, ev)
+            return [ev.to_dict() for ev in events]
+
+    def _apply_event(self, bed: BedLive, ev: Any) -> None:
+        tier = ev.tier
+        if ev.kind.endswith("_start"):
+            bed.episodes[tier] = Episode(tier, ev.t, ev.peak_probability, ev.reason)
+        elif ev.kind.endswith("_update"):
+            ep = bed.episodes.get(tier)
+            if ep is not None:
+                ep.peak = max(ep.peak, ev.peak_probability)
+        elif ev.kind.endswith("_end"):
+            ep = bed.episodes.pop(tier, None)
+            if ep is not None:
+                ep.peak = max(ep.peak, ev.peak_probability)
+                ep.end = max(ev.t, ep.start)
+                if ev.reason:
+                    ep.reason = ev.reason
+                self._closed.append((bed.bed_id, ep))
+
+    def report_status(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
+        """Camera state per bed from a camera actor (state, reason, since_wall and counters)."""
+        now = self.clock()
+        with self._lock:
+            for bed_id, st in statuses.items():
+                bed = self.beds.get(bed_id)
+                if bed is None:
+                    continue
+                bed.last_status_at = now
+                bed.camera = dict(st)
+                self._set_state(bed, str(st["state"]), str(st.get("reason", "")), float(st.get("since_wall", now)))
+
+    def report_batches(self, kind: str, replica: str, snapshot: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.batches.setdefault(kind, {})[replica] = dict(snapshot)
+
+    def _set_state(self, bed: BedLive, state: str, reason: str, since: float) -> None:
+        if state != bed.state:
+            bed.state, bed.since = state, since
+            bed.reason = reason
+            self._health.append((bed.bed_id, state, since, reason))
+        else:
+            bed.reason = reason
+
+    def check_timeouts(self) -> None:
+        """Beds whose camera actor went silent are offline; long offline -> technical alarm."""
+        now = self.clock()
+        with self._lock:
+            for bed in self.beds.values():
+                silent_since = bed.last_status_at if bed.last_status_at is not None else bed.since
+                if bed.state != "offline" and now - silent_since > STATUS_STALE_S:
+                    self._set_state(bed, "offline", f"no status from the camera actor for {now - silent_since:.0f} s",
+                                    silent_since)
+                tech = bed.episodes.get("technical")
+                offline_for = now - bed.since
+                if bed.state == "offline" and offline_for > bed.offline_alarm_after_s and tech is None:
+                    bed.episodes["technical"] = Episode("technical", bed.since, 0.0,
+                                                        f"camera offline > {bed.offline_alarm_after_s:g} s: {bed.reason}")
+                elif bed.state != "offline" and tech is not None:
+                    tech.end = max(bed.since, tech.start)
+                    bed.episodes.pop("technical")
+                    self._closed.append((bed.bed_id, tech))
+
+    # ------------------------------------------------------------------------------ storage
+    def flush(self) -> dict[str, Any]:
+        """Write buffered samples, alarm episodes and health events; returns what was done."""
+        self.check_timeouts()
+        with self._lock:
+            samples, capture = self._samples, self._capture
+            self._samples, self._capture = [], []
+        out = {"stored": 0, "spilled": 0, "dropped": 0, "alarms_synced": 0, "health": 0, "error": None}
+        if samples:
+            try:
+                res = self.writer.write(samples)
+                out.update(stored=res.stored, spilled=res.spilled, dropped=res.dropped)
+            except Exception as exc:  # noqa: BLE001 (bad rows: reported, never fatal for the ward)
+                out["error"] = f"sample write failed: {exc}"
+                log.error("coordinator: %s", out["error"])
+            else:
+                done = self.clock()
+                lat = np.maximum(0.0, done - np.asarray(capture))
+                with self._lock:
+                    for v in lat:
+                        self.latency_counts[int(np.searchsorted(LATENCY_BUCKETS, v, side="left"))] += 1
+                    self.latency_sum += float(lat.sum())
+                    self.latency_n += len(lat)
+                    self.recent_latency.extend(lat.tolist())
+                    for s in samples:
+                        self.beds[s.bed].samples_stored += 1
+        elif getattr(self.writer, "pending", 0):
+            try:
+                self.writer.flush()
+            except Exception as exc:  # noqa: BLE001
+                out["error"] = f"spill replay failed: {exc}"
+        try:
+            out["alarms_synced"] = self._sync_alarms()
+            out["health"] = self._sync_health()
+        except Exception as exc:  # noqa: BLE001 (database down: retried on the next flush)
+            out["error"] = f"alarm/health sync failed: {exc}"
+            log.warning("coordinator: %s", out["error"])
+        with self._lock:
+            self.flushes += 1
+            if out["error"]:
+                self.flush_errors += 1
+                self.last_flush_error = out["error"]
+        return out
+
+    def _sync_alarms(self) -> int:
+        with self._lock:
+            todo = [(b.bed_id, ep) for b in self.beds.values() for ep in b.episodes.values() if ep.dirty]
+            todo += [(bid, ep) for bid, ep in self._closed]
+        n = 0
+        for bed_id, ep in todo:
+            if ep.db_id is None:
+                ep.db_id = self.store.open_alarm(bed_id, ep.tier, _dt(ep.start), max(0.0, ep.peak), ep.reason)
+                ep.synced_peak = ep.peak
+            if ep.peak > ep.synced_peak:
+                self.store.update_alarm(ep.db_id, peak=ep.peak, reason=ep.reason)
+                ep.synced_peak = ep.peak
+            if ep.end is not None and not ep.synced_end:
+                if ep.reason:
+                    self.store.update_alarm(ep.db_id, reason=ep.reason)
+                self.store.close_alarm(ep.db_id, _dt(ep.end))
+                ep.synced_end = True
+            n += 1
+            with self._lock:
+                if ep.synced_end:
+                    self._closed = [(b, e) for b, e in self._closed if e is not ep]
+        return n
+
+    def _sync_health(self) -> int:
+        with self._lock:
+            todo = list(self._health)
+        for i, (bed, state, at, reason) in enumerate(todo):
+            self.store.record_health(bed, state, _dt(at), reason)
+            with self._lock:
+                self._health.pop(0)
+        return len(todo)
+
+    # ------------------------------------------------------------------------------ views
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Per bed: bed_id, state, probability, updated_at, reason, since, accumulator, alarm_active, ..."""
+        iso = lambda t: None if t is None else _dt(t).isoformat()  # noqa: E731
+        with self._lock:
+            out = []
+            for b in self.beds.values():
+                cam = b.camera
+                alarm = b.episodes.get("alarm")
+                out.append({
+                    "bed_id": b.bed_id, "label": b.label, "state": b.state, "reason": b.reason,
+                    "since": iso(b.since), "probability": b.probability, "updated_at": iso(b.updated_at),
+                    "accumulator": b.accumulator, "alarm_active": b.rule.alarm_active,
+                    "alarm_id": alarm.db_id if alarm else None, "review_active": b.rule.review_active,
+                    "technical_alarm": "technical" in b.episodes,
+                    "fps": cam.get("fps_sampled"), "camera_fps": cam.get("fps_measured"),
+                    "clips_scored": cam.get("clips_scored", 0), "samples_stored": b.samples_stored,
+                })
+            return out
+
+    def metrics(self) -> dict[str, Any]:
+        """Everything /metrics renders (counters are cumulative)."""
+        with self._lock:
+            return {
+                "beds": {b.bed_id: {**b.camera, "state": b.state, "samples_stored": b.samples_stored,
+                                    "clips_received": b.clips_received, "probability": b.probability,
+                                    "accumulator": b.accumulator} for b in self.beds.values()},
+                "batches": {k: {r: dict(s) for r, s in v.items()} for k, v in self.batches.items()},
+                "latency": {"buckets": list(LATENCY_BUCKETS), "counts": list(self.latency_counts),
+                            "sum": self.latency_sum, "count": self.latency_n},
+                "spill_pending": int(getattr(self.writer, "pending", 0)),
+                "flushes": self.flushes, "flush_errors": self.flush_errors,
+            }
+
+    def latency_quantiles(self, qs: tuple[float, ...] = (0.5, 0.95)) -> dict[str, float | None]:
+        with self._lock:
+            arr = np.asarray(self.recent_latency)
+        return {f"p{int(q * 100)}": (float(np.quantile(arr, q)) if arr.size else None) for q in qs}
+
+
+# ------------------------------------------------------------------------------------ deployment
+
+try:
+    from ray import serve
+except ImportError:  # pragma: no cover (the pure class above works without Ray)
+    serve = None  # type: ignore[assignment]
+
+if serve is not None:
+
+    @serve.deployment(name="Coordinator", num_replicas=1, max_ongoing_requests=256,
+                      ray_actor_options={"num_cpus": 0.25})
+    class Coordinator:
+        """One replica: owns the rule state and the single database writer."""
+
+        def __init__(self, config: Mapping[str, Any]) -> None:
+            from ward.store import SpillingWriter, Store  # noqa: PLC0415
+
+            cfg = load_ward_config(config, validate_paths=False)
+            self.store = Store(cfg.database.url)
+            writer = SpillingWriter(self.store, cfg.database.spill_dir)
+            version = f"vsvig:{cfg.models.vsvig.path.rsplit('/', 1)[-1]}"
+            self.core = WardCoordinator(cfg, self.store, writer, model_version=version)
+            self.core.register_beds()
+            self.recovered = self.core.recover()
+            log.info("coordinator recovered: %s", self.recovered)
+            self._stop = threading.Event()
+            self._interval = cfg.database.flush_interval_s
+            self._thread = threading.Thread(target=self._loop, name="ward-flush", daemon=True)
+            self._thread.start()
+
+        def _loop(self) -> None:
+            while not self._stop.wait(self._interval):
+                try:
+                    self.core.flush()
+                except Exception:  # noqa: BLE001
+                    log.exception("coordinator flush failed")
+
+        async def push(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+            return self.core.push(result)
+
+        async def report_status(self, statuses: dict[str, dict[str, Any]]) -> None:
+            self.core.report_status(statuses)
+
+        async def report_batches(self, kind: str, replica: str, snapshot: dict[str, Any]) -> None:
+            self.core.report_batches(kind, replica, snapshot)
+
+        async def snapshot(self) -> list[dict[str, Any]]:
+            return self.core.snapshot()
+
+        async def metrics(self) -> dict[str, Any]:
+            return self.core.metrics()
+
+        async def latency(self) -> dict[str, float | None]:
+            return self.core.latency_quantiles()
+
+        def recovery_report(self) -> dict[str, Any]:
+            return self.recovered
+
+        def check_health(self) -> None:
+            if not self._thread.is_alive():
+                raise RuntimeError("coordinator flush thread died")
+
+        def __del__(self) -> None:
+            stop = getattr(self, "_stop", None)
+            if stop is not None:
+                stop.set()
+                try:
+                    self.core.flush()  # last rows before shutdown
+                except Exception:  # noqa: BLE001
+                    pass
