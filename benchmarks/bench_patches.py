@@ -51,15 +51,20 @@ def at_resolution(frames: np.ndarray, kpts: np.ndarray, hw: tuple[int, int], n: 
     return np.ascontiguousarray(np.concatenate([frames] * reps)[:n]), np.concatenate([kpts] * reps)[:n]
 
 
-def time_call(fn, repeats: int) -> list[float]:
-    """Wall-clock seconds of each of `repeats` calls after one warm-up call."""
+def time_call(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU seconds of each of `repeats` calls after one warm-up call.
+
+    CPU time is what the call would take on an idle machine when single-threaded; wall time is
+    inflated by other processes on a shared machine (and multi-threaded spin-waits inflate CPU time).
+    """
     fn()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t)
-    return out
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
 
 
 def main() -> None:
@@ -80,10 +85,14 @@ def main() -> None:
         for n in args.batches:
             f, k = at_resolution(frames2, kpts2, hw, n)
             ft, kt = torch.from_numpy(f), torch.from_numpy(k)
-            ours, ref = [], []
+            ours, ref, ours_cpu, ref_cpu = [], [], [], []
             for _ in range(args.repeats):  # interleave: both see the same machine load
-                ours += time_call(lambda: extract_patches(ft, kt), 1)
-                ref += time_call(lambda: [extract_patches_reference(ref_f[i], ref_k[i]) for i in range(len(ref_f))], 1)
+                w_, c_ = time_call(lambda: extract_patches(ft, kt), 1)
+                ours += w_
+                ours_cpu += c_
+                w_, c_ = time_call(lambda: [extract_patches_reference(ref_f[i], ref_k[i]) for i in range(len(ref_f))], 1)
+                ref += w_
+                ref_cpu += c_
             ours_fps = [n / t for t in ours]
             ref_fps = [len(ref_f) / t for t in ref]
             rows.append({
@@ -95,6 +104,8 @@ def main() -> None:
                 "torch_fps_best": max(ours_fps),
                 "reference_fps_median": statistics.median(ref_fps),
                 "speedup_median": statistics.median(ours_fps) / statistics.median(ref_fps),
+                "torch_fps_per_cpu_s": n / statistics.median(ours_cpu),
+                "reference_fps_per_cpu_s": len(ref_f) / statistics.median(ref_cpu),
             })
     report("bench_patches", rows, {
         "frames": source,

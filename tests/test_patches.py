@@ -76,7 +76,7 @@ def test_540_rows_uses_a_64px_window_and_still_gives_32x32():
     assert wide.amax() > 20
 
 
-@pytest.mark.parametrize("hw", [(540, 960), (720, 1280), (360, 640), (100, 60)])
+@pytest.mark.parametrize("hw", [(540, 960), (720, 1280), (360, 640), (100, 60), (810, 240), (1440, 300)])
 def test_matches_per_joint_reference_at_other_resolutions(hw):
     rng = np.random.default_rng(hw[0])
     h, w = hw

@@ -12,9 +12,13 @@ once in torch, on the device of the input, without padding the frame:
   Windows crossing the frame border are fixed up afterwards (shifted and zero-masked), only for those
   windows, reproducing the official zero padding.
 - Because the Gaussian is exactly 0 at the window corners and pixels are >= 0, the minimum of the
-  product is always 0; the maximum needs the whole window (``max_c(p) * G`` since ``G >= 0``).
-- INTER_LINEAR downscaling does not antialias: each output pixel is a 2x2-tap bilinear blend of the
-  product (for the exact 4x case, pixels 4d+1 and 4d+2 with weight 1/2 each). Only those taps are read.
+  product is always 0, so min-max normalisation is a per-window scale.
+- Windows up to ~720p size (w <= 90): the full product is formed and resized by torch's bilinear
+  interpolation (align_corners=False, no antialias), which is what INTER_LINEAR computes.
+- Larger windows: the maximum is ``max(max_c(p) * G)`` (``G >= 0``) and, as INTER_LINEAR downscaling
+  does not antialias, each output pixel is a 2x2-tap bilinear blend of the product (for the exact 4x
+  case, pixels 4d+1 and 4d+2 with weight 1/2 each): only those taps are read, by plain slicing when
+  the window is 32 x an even number.
 
 Other resolutions scale the window with the frame height (``window_size_for_height``); the output is
 always 32x32. Joints with zero confidence (or non-finite coordinates) and windows without contrast
@@ -43,6 +47,8 @@ PATCH_SIZE = 32
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
+_SMALL_WINDOW_AREA = 2 * (2 * PATCH_SIZE) ** 2
+"""Windows up to this many pixels (w <= 90) take the full-product + interpolate path, larger ones the tap path."""
 _NUM_IN = len(OPENPOSE_18)
 _NUM_OUT = len(VSVIG_15)
 
@@ -61,6 +67,7 @@ class _Consts(NamedTuple):
     """Per-window-size constants (cached: they depend only on the window size and device)."""
 
     gauss: torch.Tensor  # (w, w) float32, min-max scaled to [0, 1]
+    gauss3: torch.Tensor  # (w, w * 3) the same, repeated for the 3 interleaved channels
     row_taps: torch.Tensor  # (64,) rows i0[d], i0[d] + 1 interleaved, d = 0..31
     col_first: torch.Tensor  # (32,) left column i0[d] of each column tap pair
     weights: torch.Tensor  # (32, 2, 32, 6) Gaussian x bilinear weight per (row d, row tap, col d, col tap x channel)
@@ -89,7 +96,7 @@ def _constants(w: int, device: str) -> _Consts:
     weights = weights[..., None].expand(-1, -1, -1, -1, 3).reshape(PATCH_SIZE, 2, PATCH_SIZE, 6)
     step = w // PATCH_SIZE
     half_step = step // 2 if w % PATCH_SIZE == 0 and step % 2 == 0 else 0
-    return _Consts(g.float().to(dev), rows.to(dev), i0.to(dev), weights.float().to(dev), half_step,
+    return _Consts(g.float().to(dev), g.float().repeat_interleave(3, dim=1).to(dev), rows.to(dev), i0.to(dev), weights.float().to(dev), half_step,
                    torch.arange(w, device=dev))
 
 
@@ -181,24 +188,35 @@ def extract_patches(frames: ArrayLike, kpts18: ArrayLike, *, out_dtype: torch.dt
             wb[b_idx, r_idx] = px * col_ok[b_idx][..., None].to(torch.uint8)
         win[bi] = wb
 
-    # Max of (pixel * G) over the window; the minimum is 0 (G is 0 at the corners, pixels >= 0).
     flat_win = win.view(n, _NUM_OUT, w, w * 3)
-    cmax = torch.maximum(torch.maximum(flat_win[..., 0::3], flat_win[..., 1::3]), flat_win[..., 2::3])
-    peak = cmax.to(torch.float32).mul_(c.gauss).view(n, _NUM_OUT, -1).amax(-1)  # (N, 15)
+    if w * w <= _SMALL_WINDOW_AREA:
+        # Small windows (<= ~720p): the full product is cheaper than the tap grid; torch's bilinear
+        # resize (align_corners=False, no antialias) computes what OpenCV's INTER_LINEAR does.
+        prod = flat_win.to(torch.float32).mul_(c.gauss3)
+        peak = prod.view(n, _NUM_OUT, -1).amax(-1)
+        t = torch.nn.functional.interpolate(
+            prod.view(n * _NUM_OUT, w, w, 3).permute(0, 3, 1, 2), size=(PATCH_SIZE, PATCH_SIZE),
+            mode="bilinear", align_corners=False, antialias=False,
+        ).permute(0, 2, 3, 1).reshape(n, _NUM_OUT, PATCH_SIZE, PATCH_SIZE, 3)
+    else:
+        # Max of (pixel * G) over the window is max(max_c(pixel) * G) since G >= 0.
+        cmax = torch.maximum(torch.maximum(flat_win[..., 0::3], flat_win[..., 1::3]), flat_win[..., 2::3])
+        peak = cmax.to(torch.float32).mul_(c.gauss).view(n, _NUM_OUT, -1).amax(-1)  # (N, 15)
+        # Bilinear taps of the product only, as (row d, row tap, col d, col tap x channel), weighted
+        # by Gaussian x bilinear weights, then the two taps per axis added -> (N, 15, 32, 32, 3).
+        if c.half_step:  # w = 32 * s, s even: taps s/2 - 1 and s/2 of every block of s pixels
+            s, hs = w // PATCH_SIZE, c.half_step
+            t = flat_win.view(n, _NUM_OUT, PATCH_SIZE, s, PATCH_SIZE, s * 3)
+            t = t[:, :, :, hs - 1:hs + 1, :, (hs - 1) * 3:(hs + 1) * 3]
+        else:
+            t = flat_win.index_select(2, c.row_taps).view(n, _NUM_OUT, PATCH_SIZE, 2, w * 3)
+            t = t.unfold(-1, 6, 3)[:, :, :, :, c.col_first]  # (N, 15, 32, 2, 32, 6)
+        t = t.to(torch.float32).mul_(c.weights)
+        t = t[:, :, :, 0] + t[:, :, :, 1]  # (N, 15, 32, 32, 6)
+        t = t[..., :3] + t[..., 3:]
+    # The product's minimum is 0 (G is 0 at the corners, pixels >= 0), so min-max is a scale.
     scale = torch.where(valid & (peak > 0), 255.0 / torch.where(peak > 0, peak, torch.ones_like(peak)),
                         torch.zeros_like(peak)).to(torch.float32)
-
-    # Bilinear taps of the product only, as (row d, row tap, col d, col tap x channel), weighted by
-    # Gaussian x bilinear weights, then the two taps per axis added -> (N, 15, 32, 32, 3).
-    if c.half_step:  # w = 32 * s, s even: taps s/2 - 1 and s/2 of every block of s pixels
-        s, hs = w // PATCH_SIZE, c.half_step
-        t = flat_win.view(n, _NUM_OUT, PATCH_SIZE, s, PATCH_SIZE, s * 3)[:, :, :, hs - 1:hs + 1, :, (hs - 1) * 3:(hs + 1) * 3]
-    else:
-        t = flat_win.index_select(2, c.row_taps).view(n, _NUM_OUT, PATCH_SIZE, 2, w * 3)
-        t = t.unfold(-1, 6, 3)[:, :, :, :, c.col_first]  # (N, 15, 32, 2, 32, 6)
-    t = t.to(torch.float32).mul_(c.weights)
-    t = t[:, :, :, 0] + t[:, :, :, 1]  # (N, 15, 32, 32, 6)
-    t = t[..., :3] + t[..., 3:]
     out = t.mul_(scale[:, :, None, None, None]).permute(0, 1, 4, 2, 3)
     if out_dtype.is_floating_point:
         return out.to(out_dtype).contiguous()
