@@ -150,7 +150,8 @@ def _greedy_suppress(n: int, later: np.ndarray, earlier: np.ndarray) -> np.ndarr
 
 
 def _segment_starts(counts: np.ndarray) -> np.ndarray:
-    return np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.cumsum(counts) - counts
 
 
 # ------------------------------------------------------------------------------------- peaks
