@@ -7,10 +7,10 @@ min-max normalises the product to 0..255 over the whole window (all channels) an
 with OpenCV's INTER_LINEAR. ``extract_patches`` computes the same numbers for all N x 15 windows at
 once in torch, on the device of the input, without padding the frame:
 
-- Each window row is one contiguous run of ``w * 3`` bytes of the frame, so a sliding-window view of
-  the frame (``as_strided``) lets a single advanced-indexing op gather all window rows of all joints.
-  Windows crossing the frame border are fixed up afterwards (shifted and zero-masked), only for those
-  windows, reproducing the official zero padding.
+- Each window row is one contiguous run of ``w * 3`` bytes of the frame, so a sliding view of the
+  frame bytes (``as_strided``) lets a single ``index_select`` gather all window rows of all joints.
+  Runs sticking out of the frame sideways read neighbouring pixels, which are zeroed (only for
+  border windows): the official zero padding without padding anything.
 - Because the Gaussian is exactly 0 at the window corners and pixels are >= 0, the minimum of the
   product is always 0, so min-max normalisation is a per-window scale.
 - Windows up to ~720p size (w <= 90): the full product is formed and resized by torch's bilinear
