@@ -187,3 +187,25 @@ def test_admin_page_creates_user(ward):
     assert not at.exception
     assert store.authenticate("night-nurse", "long-enough-pw").role == "clinician"
     assert any(a.action == "user.create.by" and a.username == "admin" for a in store.audit_log())
+
+
+def test_banners_for_unreachable_api_and_database(ward, monkeypatch):
+    store, _ = ward
+    monkeypatch.setenv("WARD_API_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    at = _app(store, "watcher")
+    assert not at.exception
+    assert "Live camera state unavailable" in at.warning[0].value and "unreachable" in at.warning[0].value
+    assert any("ward-grid" in m.value for m in at.markdown)  # still shows the database's data
+
+    from sqlalchemy.exc import OperationalError
+
+    import ward.dashboard.data as data
+
+    def down(*_a, **_k):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(data, "build_overview", down)
+    at.run()
+    assert not at.exception
+    assert "DATABASE UNREACHABLE" in at.error[0].value
+    assert not any("ward-grid" in m.value for m in at.markdown)  # no stale tiles passed off as live

@@ -69,3 +69,25 @@ def seed_demo(store: Store, now: datetime, n_beds: int = 6, minutes: int = 10, u
         for name, (pw, role) in DEMO_USERS.items():
             store.create_user(name, pw, role)
     return DemoWard(beds, alarm, ended, review, tech)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m ward.dashboard.demo [--db URL] [--beds N]`: seed a demo ward to look at."""
+    import argparse
+    from datetime import timezone
+
+    ap = argparse.ArgumentParser(description="Seed a demo ward database for the dashboard.")
+    ap.add_argument("--db", default=None, help="database URL (default: $WARD_DB_URL or sqlite:///./ward.db)")
+    ap.add_argument("--beds", type=int, default=12)
+    ap.add_argument("--minutes", type=int, default=30)
+    args = ap.parse_args(argv)
+    store = Store(args.db)
+    if store.list_beds():
+        raise SystemExit("refusing to seed: the database already has beds (use a new file)")
+    demo = seed_demo(store, datetime.now(timezone.utc), n_beds=args.beds, minutes=args.minutes)
+    print(f"seeded {len(demo.beds)} beds; users: " + ", ".join(f"{u} ({r})" for u, (_, r) in DEMO_USERS.items())
+          + " — demo passwords are in ward/dashboard/demo.py")
+
+
+if __name__ == "__main__":
+    main()
