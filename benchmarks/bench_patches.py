@@ -90,7 +90,7 @@ def main() -> None:
                 w_, c_ = time_call(lambda: extract_patches(ft, kt), 1)
                 ours += w_
                 ours_cpu += c_
-                w_, c_ = time_call(lambda: [extract_patches_reference(ref_f[i], ref_k[i]) for i in range(len(ref_f))], 1)
+                w_, c_ = time_call(lambda: [extract_patches_reference(a, b) for a, b in zip(ref_f, ref_k)], 1)
                 ref += w_
                 ref_cpu += c_
             ours_fps = [n / t for t in ours]

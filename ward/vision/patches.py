@@ -96,7 +96,9 @@ def _constants(w: int, device: str) -> _Consts:
     weights = weights[..., None].expand(-1, -1, -1, -1, 3).reshape(PATCH_SIZE, 2, PATCH_SIZE, 6)
     step = w // PATCH_SIZE
     half_step = step // 2 if w % PATCH_SIZE == 0 and step % 2 == 0 else 0
-    return _Consts(g.float().to(dev), g.float().repeat_interleave(3, dim=1).to(dev), rows.to(dev), i0.to(dev), weights.float().to(dev), half_step,
+    g32 = g.float()
+    return _Consts(g32.to(dev), g32.repeat_interleave(3, dim=1).to(dev), rows.to(dev), i0.to(dev),
+                   weights.float().to(dev), half_step,
                    torch.arange(w, device=dev))
 
 
@@ -116,7 +118,8 @@ def _check_kpts(kpts18: ArrayLike, n: int | None) -> torch.Tensor:
             f"got {tuple(k.shape)}"
         )
     if n is not None and k.shape[0] != n:
-        raise ValueError(f"frames (N, H, W, 3) and kpts18 (N, 18, 3) disagree on N: {n} frames vs {k.shape[0]} keypoint sets")
+        raise ValueError(f"frames (N, H, W, 3) and kpts18 (N, 18, 3) disagree on N: "
+                         f"{n} frames vs {k.shape[0]} keypoint sets")
     if k.dtype == torch.bool or k.is_complex():
         raise ValueError(f"kpts18 must be a real numeric array, got dtype {k.dtype}")
     return k
