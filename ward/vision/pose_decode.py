@@ -82,6 +82,9 @@ def _taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, _cubic(src[:, None] - i0[:, None] - k).astype(np.float32)
 
 
+_CV_MAX_CHANNELS = 128
+
+
 def upsample_heatmaps(heatmaps: np.ndarray, s: int) -> np.ndarray:
     """The 18 keypoint channels of (N, 19|18, H, W) maps upsampled x``s``, as (sH, sW, N*18).
 
@@ -91,8 +94,9 @@ def upsample_heatmaps(heatmaps: np.ndarray, s: int) -> np.ndarray:
     torch's bicubic agrees to ~1e-7 but breaks some of those ties differently.
     """
     n, _, h, w = heatmaps.shape
-    if n * NUM_JOINTS > 512:  # OpenCV's channel limit
-        return np.concatenate([upsample_heatmaps(heatmaps[i:i + 28], s) for i in range(0, n, 28)], axis=2)
+    per_call = _CV_MAX_CHANNELS // NUM_JOINTS
+    if n > per_call:  # OpenCV's channel limit: a few calls, frame-major channel order kept
+        return np.concatenate([upsample_heatmaps(heatmaps[i:i + per_call], s) for i in range(0, n, per_call)], axis=2)
     hwk = np.ascontiguousarray(heatmaps[:, :NUM_JOINTS].transpose(2, 3, 0, 1).reshape(h, w, n * NUM_JOINTS))
     out = cv2.resize(hwk, (w * s, h * s), interpolation=cv2.INTER_CUBIC)
     return out.reshape(h * s, w * s, n * NUM_JOINTS)
