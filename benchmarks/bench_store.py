@@ -17,7 +17,6 @@ $WARD_TEST_PG_URL) and dropped afterwards unless --keep.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -71,58 +70,67 @@ def make_alarms(rng: np.random.Generator, days: int, beds: int, bed_ids: list[in
 
 
 # ------------------------------------------------------------------------------------------ loaders
+def day_block(bed_ids: list[int], day: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probability, accumulator and pose quality of every bed for one day, shape (beds, 86400)."""
+    p = np.empty((len(bed_ids), 86400))
+    q = np.empty_like(p)
+    for k in range(len(bed_ids)):
+        rng = np.random.default_rng((seed, day, k))
+        p[k] = bed_signal(rng, 86400)
+        q[k] = rng.uniform(0.5, 1.0, 86400)
+    return p, np.cumsum(p, axis=1) % 5.0, q
+
+
 def load_sqlite(store: Store, bed_ids: list[int], days: int, seed: int) -> None:
-    n = days * 86400
-    t_us = to_micros(START) + np.arange(n, dtype=np.int64) * 1_000_000
+    """Rows in primary-key order: samples time-major, rollups bed-major."""
+    b = np.asarray(bed_ids, dtype=np.int64)
     raw = store.engine.raw_connection()
     try:
         cur = raw.cursor()
-        for k, bid in enumerate(bed_ids):
-            rng = np.random.default_rng(seed + k)
-            p = bed_signal(rng, n)
-            acc = np.cumsum(p) % 5.0
-            q = rng.uniform(0.5, 1.0, n)
+        for day in range(days):
+            p, acc, q = day_block(bed_ids, day, seed)
+            t_us = to_micros(START) + (day * 86400 + np.arange(86400, dtype=np.int64)) * 1_000_000
             cur.execute("BEGIN")
-            cur.executemany("INSERT INTO probability_samples (bed_id, t, probability, accumulator, pose_quality, "
+            cur.executemany("INSERT INTO probability_samples (t, bed_id, probability, accumulator, pose_quality, "
                             "model_version_id) VALUES (?, ?, ?, ?, ?, NULL)",
-                            zip([bid] * n, t_us.tolist(), p.tolist(), acc.tolist(), q.tolist()))
-            mx, sm, cnt = minute_rollups(p)
-            cur.executemany("INSERT INTO minute_rollups (bed_id, minute, p_max, p_sum, n) VALUES (?, ?, ?, ?, ?)",
-                            zip([bid] * len(mx), t_us[::60].tolist(), mx.tolist(), sm.tolist(), cnt.tolist()))
+                            zip(np.repeat(t_us, len(b)).tolist(), np.tile(b, 86400).tolist(), p.T.ravel().tolist(),
+                                acc.T.ravel().tolist(), q.T.ravel().tolist()))
+            for k, bid in enumerate(bed_ids):
+                mx, sm, cnt = minute_rollups(p[k])
+                cur.executemany("INSERT INTO minute_rollups (bed_id, minute, p_max, p_sum, n) VALUES (?, ?, ?, ?, ?)",
+                                zip([bid] * len(mx), t_us[::60].tolist(), mx.tolist(), sm.tolist(), cnt.tolist()))
             cur.execute("COMMIT")
-            print(f"  sqlite: bed {k + 1}/{len(bed_ids)} loaded", end="\r", flush=True)
-        print()
+            print(f"  sqlite: day {day + 1}/{days} loaded", flush=True)
     finally:
         raw.close()
 
 
 def load_postgres(store: Store, bed_ids: list[int], days: int, seed: int) -> None:
-    n = days * 86400
-    ts = np.datetime_as_string(np.datetime64(START.replace(tzinfo=None), "s") + np.arange(n), unit="s")
-    ts_min = ts[::60]
+    import pandas as pd
+
+    b = np.asarray(bed_ids, dtype=np.int64)
     raw = store.engine.raw_connection()
     try:
         drv = raw.driver_connection
-        for k, bid in enumerate(bed_ids):
-            rng = np.random.default_rng(seed + k)
-            p = bed_signal(rng, n)
-            acc = np.cumsum(p) % 5.0
-            q = rng.uniform(0.5, 1.0, n)
-            buf = io.StringIO()
-            np.savetxt(buf, np.column_stack([p, acc, q]), fmt="%.6g", delimiter="\t")
-            vals = buf.getvalue().splitlines()
-            text = "".join(f"{bid}\t{t}+00\t{v}\n" for t, v in zip(ts, vals))
-            mx, sm, cnt = minute_rollups(p)
-            rtext = "".join(f"{bid}\t{t}+00\t{a:.6g}\t{b:.9g}\t{c}\n" for t, a, b, c in zip(ts_min, mx, sm, cnt))
+        for day in range(days):
+            p, acc, q = day_block(bed_ids, day, seed)
+            day0 = np.datetime64(START.replace(tzinfo=None), "s") + day * 86400
+            ts = np.char.add(np.datetime_as_string(day0 + np.arange(86400), unit="s"), "+00")
+            samples = pd.DataFrame({"t": np.repeat(ts, len(b)), "bed_id": np.tile(b, 86400),
+                                    "p": p.T.ravel(), "a": acc.T.ravel(), "q": q.T.ravel()})
+            rollups = pd.DataFrame({"bed_id": np.repeat(b, 1440), "minute": np.tile(ts[::60], len(b)),
+                                    "mx": p.reshape(len(b), 1440, 60).max(2).ravel(),
+                                    "sm": p.reshape(len(b), 1440, 60).sum(2).ravel(), "n": 60})
             with drv.cursor() as cur:
-                with cur.copy("COPY probability_samples (bed_id, t, probability, accumulator, pose_quality) "
-                              "FROM STDIN") as cp:
-                    cp.write(text)
-                with cur.copy("COPY minute_rollups (bed_id, minute, p_max, p_sum, n) FROM STDIN") as cp:
-                    cp.write(rtext)
+                for table, cols, df in (("probability_samples", "t, bed_id, probability, accumulator, pose_quality",
+                                         samples),
+                                        ("minute_rollups", "bed_id, minute, p_max, p_sum, n", rollups)):
+                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp:
+                        for i in range(0, len(df), 500_000):
+                            cp.write(df.iloc[i:i + 500_000].to_csv(sep="\t", header=False, index=False,
+                                                                   float_format="%.9g"))
             drv.commit()
-            print(f"  postgres: bed {k + 1}/{len(bed_ids)} loaded", end="\r", flush=True)
-        print()
+            print(f"  postgres: day {day + 1}/{days} loaded", flush=True)
         with drv.cursor() as cur:
             cur.execute("ANALYZE")
         drv.commit()
@@ -166,6 +174,35 @@ def ingest(store: Store, beds: list[str], start: datetime, seconds: float) -> tu
     return rows / (time.perf_counter() - t0), rows
 
 
+def ingest_reference(store: Store, bed_ids: list[int], start: datetime, seconds: float) -> float:
+    """Floor for comparison, measured side by side: the bare driver inserting the same 64-row
+    batches (one commit each) with no validation, no idempotence check and no rollups."""
+    rng = np.random.default_rng(2)
+    raw = store.engine.raw_connection()
+    drv = raw.driver_connection
+    k, rows, t0 = 0, 0, time.perf_counter()
+    try:
+        cur = drv.cursor()
+        while time.perf_counter() - t0 < seconds:
+            p = rng.random(len(bed_ids)).tolist()
+            if store.dialect == "sqlite":
+                t = to_micros(start + timedelta(seconds=k))
+                cur.execute("BEGIN")
+                cur.executemany("INSERT INTO probability_samples (bed_id, t, probability, accumulator) "
+                                "VALUES (?, ?, ?, 0)", [(b, t, p[i]) for i, b in enumerate(bed_ids)])
+                cur.execute("COMMIT")
+            else:
+                t = start + timedelta(seconds=k)
+                cur.executemany("INSERT INTO probability_samples (bed_id, t, probability, accumulator) "
+                                "VALUES (%s, %s, %s, 0)", [(b, t, p[i]) for i, b in enumerate(bed_ids)])
+                drv.commit()
+            rows += len(bed_ids)
+            k += 1
+    finally:
+        raw.close()
+    return rows / (time.perf_counter() - t0)
+
+
 def run_engine(engine: str, url: str, days: int, n_beds: int, seed: int, ingest_s: float,
                repeat: int) -> list[dict[str, Any]]:
     store = Store(url)
@@ -189,6 +226,10 @@ def run_engine(engine: str, url: str, days: int, n_beds: int, seed: int, ingest_
     rows.append({"engine": engine, "measure": "ingest Store.write_samples (64-row 1 s batches)",
                  "value": round(rate), "unit": "samples/s", "target": ">= 20000", "ok": rate >= 20_000,
                  "note": f"{n:,} rows in {ingest_s:.0f} s, table of {n_samples:,}"})
+    ref = ingest_reference(store, bed_ids, end + timedelta(days=2), ingest_s)
+    rows.append({"engine": engine, "measure": "reference: bare driver INSERT, same batches", "value": round(ref),
+                 "unit": "samples/s", "target": "", "ok": "",
+                 "note": f"Store path = {rate / ref:.0%} of this floor, same run"})
     batch = [Sample(beds[0], end + timedelta(days=1, seconds=i), 0.5) for i in range(5000)]
     t = time.perf_counter()
     store.write_samples(batch)

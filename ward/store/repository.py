@@ -32,12 +32,13 @@ from ward.store.engine import ensure_schema, make_engine
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedCameraConfig, CameraHealthEvent,
                                MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
-from ward.store.types import UTCDateTime, as_utc, to_micros
+from ward.store.types import EPOCH, UTCDateTime, as_utc
 
 Resolution = Literal["1s", "1m", "1h"]
 RESOLUTIONS: tuple[str, ...] = ("1s", "1m", "1h")
 _MINUTE_US = 60_000_000
 _HOUR_US = 3_600_000_000
+_ONE_US = timedelta(microseconds=1)
 _CHUNK = 500  # rows per INSERT statement (well under SQLite's bound-parameter limit)
 
 
@@ -445,51 +446,77 @@ class Store:
     # ----------------------------------------------------------------------------------- samples
     def write_samples(self, rows: Iterable[Sample | Mapping[str, Any]]) -> WriteResult:
         """Insert samples; rows already stored (same bed and t) are skipped, and only rows actually
-        inserted are added to the minute rollups, so replaying a batch never double-counts."""
+        inserted are added to the minute rollups, so replaying a batch never double-counts.
+        The whole batch is validated before anything is written (all or nothing)."""
         samples = [r if isinstance(r, Sample) else Sample.from_json(r) for r in rows]
         if not samples:
             return WriteResult(0, 0)
-        for key in {s.bed for s in samples}:
+        bed_ids, model_ids = self._bed_ids, self._model_ids
+        for key in {s.bed for s in samples if s.bed not in bed_ids}:
             self._bed_id(key)
-        for name in {s.model_version for s in samples if s.model_version}:
+        for name in {s.model_version for s in samples if s.model_version and s.model_version not in model_ids}:
             self.register_model_version(name)  # type: ignore[arg-type]
-        params = [{"bed_id": self._bed_ids[s.bed], "t": _utc(s.t, "sample time"),
-                   "probability": _finite(s.probability, "probability", 0.0, 1.0),
-                   "accumulator": _finite(s.accumulator, "accumulator"),
-                   "pose_quality": None if s.pose_quality is None else _finite(s.pose_quality, "pose_quality"),
-                   "model_version_id": self._model_ids[s.model_version] if s.model_version else None}
-                  for s in samples]
-        inserted = 0
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
+        sqlite = self.dialect == "sqlite"
+        cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        b_, t_, p_, a_, q_, m_ = cols
+        try:
+            for s in samples:
+                t = s.t
+                if t.tzinfo is not timezone.utc:
+                    t = _utc(t, "sample time")
+                p, acc, q = s.probability, s.accumulator, s.pose_quality
+                if not 0.0 <= p <= 1.0:  # also false for NaN
+                    raise StoreError(f"probability {p!r} of bed {s.bed!r} at {t.isoformat()} is not in [0, 1]")
+                if acc - acc != 0 or (q is not None and q - q != 0):  # NaN or inf
+                    raise StoreError(f"accumulator/pose_quality of bed {s.bed!r} at {t.isoformat()} "
+                                     "must be finite numbers")
+                b_.append(bed_ids[s.bed])
+                t_.append((t - EPOCH) // _ONE_US if sqlite else t)
+                p_.append(float(p))
+                a_.append(float(acc))
+                q_.append(None if q is None else float(q))
+                m_.append(model_ids[s.model_version] if s.model_version else None)
+        except (TypeError, AttributeError) as exc:
+            raise StoreError(f"bad sample field ({exc}): t must be a datetime, probability/accumulator/"
+                             "pose_quality numbers") from None
+        if not sqlite:
+            with self.engine.begin() as conn:
                 # One round trip: insert via unnest (a short, cacheable query whatever the batch
                 # size) and fold only the rows actually inserted into the rollups.
-                inserted = conn.execute(_PG_WRITE, {
-                    "b": [p["bed_id"] for p in params], "t": [p["t"] for p in params],
-                    "p": [p["probability"] for p in params], "a": [p["accumulator"] for p in params],
-                    "q": [p["pose_quality"] for p in params], "m": [p["model_version_id"] for p in params],
-                }).scalar_one()
-                return WriteResult(inserted, len(samples) - inserted)
-            # SQLite: plain DB-API on the same transaction (SQLAlchemy's per-row bind processing
-            # costs more than the insert itself at 64 rows/batch); times as int microseconds.
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                inserted = conn.execute(_PG_WRITE, {"b": b_, "t": t_, "p": p_, "a": a_, "q": q_, "m": m_}).scalar_one()
+            return WriteResult(inserted, len(samples) - inserted)
+        return WriteResult(*self._write_sqlite(list(zip(b_, t_, p_, a_, q_, m_))))
+
+    def _write_sqlite(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """SQLite hot path on the raw pooled DB-API connection (SQLAlchemy's per-call machinery
+        cost more than the insert itself at 64 rows per batch); times are int microseconds."""
+        inserted = 0
+        raw = self.engine.raw_connection()
+        try:
+            dc = raw.driver_connection
+            cur = dc.cursor()  # type: ignore[union-attr]
             try:
-                for i in range(0, len(params), _CHUNK):
-                    chunk = params[i:i + _CHUNK]
-                    flat: list[Any] = []
-                    for p in chunk:
-                        flat += (p["bed_id"], to_micros(p["t"]), p["probability"], p["accumulator"],
-                                 p["pose_quality"], p["model_version_id"])
-                    returned = cur.execute(_sqlite_insert_sql(len(chunk)), flat).fetchall()
+                cur.execute("BEGIN")
+                for i in range(0, len(rows), _CHUNK):
+                    chunk = rows[i:i + _CHUNK]
+                    returned = cur.execute(_sqlite_insert_sql(len(chunk)),
+                                           [v for row in chunk for v in row]).fetchall()
                     inserted += len(returned)
                     if returned:
                         cur.executemany(_SQLITE_ROLLUP, _sqlite_rollups(returned))
+                cur.execute("COMMIT")
             except sqlite3.Error as exc:  # same exception types as the SQLAlchemy paths raise
+                try:
+                    dc.rollback()  # type: ignore[union-attr]
+                except sqlite3.Error:
+                    pass
                 raise sa_exc.DBAPIError.instance("INSERT INTO probability_samples ...", None, exc,
                                                  sqlite3.Error) from exc
             finally:
                 cur.close()
-        return WriteResult(inserted, len(samples) - inserted)
+        finally:
+            raw.close()
+        return inserted, len(rows) - inserted
 
     def history(self, bed: str, since: datetime, until: datetime | None = None,
                 resolution: str = "1m") -> list[HistoryPoint]:

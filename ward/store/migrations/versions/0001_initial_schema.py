@@ -149,15 +149,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_patient_stays_bed_admitted', ['bed_id', 'admitted_at'], unique=False)
 
     op.create_table('probability_samples',
-    sa.Column('bed_id', sa.Integer(), nullable=False),
     sa.Column('t', ward.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('bed_id', sa.Integer(), nullable=False),
     sa.Column('probability', sa.Float(), nullable=False),
     sa.Column('accumulator', sa.Float(), nullable=False),
     sa.Column('pose_quality', sa.Float(), nullable=True),
     sa.Column('model_version_id', sa.SmallInteger(), nullable=True),
     sa.ForeignKeyConstraint(['bed_id'], ['beds.id'], name=op.f('fk_probability_samples_bed_id_beds'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['model_version_id'], ['model_versions.id'], name=op.f('fk_probability_samples_model_version_id_model_versions')),
-    sa.PrimaryKeyConstraint('bed_id', 't', name=op.f('pk_probability_samples')),
+    sa.PrimaryKeyConstraint('t', 'bed_id', name=op.f('pk_probability_samples')),
     sqlite_with_rowid=False
     )
     op.create_table('ack_events',
