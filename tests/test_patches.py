@@ -30,7 +30,7 @@ def _with_conf(xy: np.ndarray, conf: float = 1.0) -> np.ndarray:
 def test_matches_official_fixture_joint_by_joint(official):
     frames, names = official["frames_bgr"], [str(n) for n in official["patch_joint_names"]]
     out = extract_patches(frames, _with_conf(official["keypoints_xy_coco18"]))
-    assert out.shape == (2, 15, 3, 32, 32) and out.dtype == torch.float32
+    assert out.shape == (2, 15, 3, 32, 32) and out.dtype == torch.float32 and out.is_contiguous()
     common = [n for n in VSVIG_15 if n in names]
     assert len(common) == 13  # the fixture drops neck and both eyes
     for name in common:
@@ -76,7 +76,7 @@ def test_540_rows_uses_a_64px_window_and_still_gives_32x32():
     assert wide.amax() > 20
 
 
-@pytest.mark.parametrize("hw", [(540, 960), (720, 1280), (360, 640), (100, 60), (810, 240), (1440, 300)])
+@pytest.mark.parametrize("hw", [(540, 960), (720, 1280), (360, 640), (100, 60), (810, 240), (1440, 300), (1080, 100)])
 def test_matches_per_joint_reference_at_other_resolutions(hw):
     rng = np.random.default_rng(hw[0])
     h, w = hw
