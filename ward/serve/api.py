@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from ward.config import load_ward_config
+from ward.security import LoginLimiter, install_log_redaction
 from ward.serve.metrics import render_metrics
 
 log = logging.getLogger("ward.serve")
@@ -82,6 +83,9 @@ class WardAPI:
         self.store = Store(self.cfg.database.url)
         self.started = time.time()
         self._auth_cache: dict[str, tuple[float, Any]] = {}
+        self._limiter = LoginLimiter()  # failed logins per user name and per client address (ward.security)
+        self._logged_in: set[str] = set()
+        install_log_redaction()
         self.cameras: list[Any] = []
         self.camera_of: dict[str, Any] = {}
         self.dashboard: Any = None
@@ -168,22 +172,44 @@ class WardAPI:
         if hit is not None and time.monotonic() - hit[0] < AUTH_CACHE_S:
             user = hit[1]
         else:
+            source = request.client.host if request.client else None
             scheme, _, value = header.partition(" ")
-            if scheme.lower() == "bearer" and value:
-                user = self.store.authenticate_token(value.strip())
-            elif scheme.lower() == "basic" and value:
+            method, name, pw = scheme.lower(), "", ""
+            if method == "basic" and value:
                 try:
                     name, _, pw = base64.b64decode(value.strip()).decode().partition(":")
                 except (ValueError, UnicodeDecodeError):
                     name, pw = "", ""
-                user = self.store.authenticate(name, pw) if name else None
-            if user is not None:
+            decision = self._limiter.check(name or None, source)
+            if not decision:
+                wait = max(1, int(decision.retry_after_s + 0.999))
+                raise HTTPException(429, f"too many failed logins; try again in {wait} s",
+                                    headers={"Retry-After": str(wait)})
+            if method == "bearer" and value:
+                user = self.store.authenticate_token(value.strip())
+            elif method == "basic" and name:
+                user = self.store.authenticate(name, pw)
+            if user is None:
+                self._limiter.failure(name or None, source)
+                self._audit("login.failed", name[:64] or None, {"method": method[:16], "address": source})
+            else:
+                self._limiter.success(user.username, source)
                 self._auth_cache[key] = (time.monotonic(), user)
+                if key not in self._logged_in:  # one audit row per credential and replica, not per cache miss
+                    self._logged_in.add(key)
+                    self._audit("login", user.username, {"method": method, "address": source})
         if user is None:
             raise HTTPException(401, "invalid credentials", headers=challenge)
         if not role_allows(user.role, needed):
             raise HTTPException(403, f"user {user.username!r} has role {user.role!r}; this needs {needed!r} or higher")
         return user
+
+    def _audit(self, action: str, user: str | None, detail: dict[str, Any]) -> None:
+        """Audit a login (success once per credential and replica; every failure); never blocks auth."""
+        try:
+            self.store.audit(action, user=user, detail=detail, source="api")
+        except Exception as exc:  # noqa: BLE001 - the DB may be down; the login decision stands
+            log.warning("could not write audit row %s for %r: %s", action, user, exc)
 
     def _bed_or_404(self, bed_id: str) -> None:
         if bed_id not in {b.bed_id for b in self.cfg.beds}:
