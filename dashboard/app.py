@@ -17,9 +17,18 @@ if str(_ROOT) not in sys.path:  # running from a source checkout without `pip in
     sys.path.insert(0, str(_ROOT))
 
 from ward.dashboard.ui import SOURCE, current_user, footer, get_store  # noqa: E402
+from ward.security import LoginLimiter, install_log_redaction  # noqa: E402
+
+install_log_redaction()
 
 st.set_page_config(page_title="ward", page_icon="🛏️", layout="wide")
 store = get_store()
+
+
+@st.cache_resource(show_spinner=False)
+def _login_limiter() -> LoginLimiter:
+    """One per dashboard process: 5 failures per user name (20 per address) in 5 min lock for 5 min."""
+    return LoginLimiter()
 
 
 def login_page() -> None:
@@ -29,11 +38,22 @@ def login_page() -> None:
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
     if submitted:
-        user = store.authenticate(username.strip(), password)
+        name, address = username.strip(), st.context.ip_address
+        address = address if isinstance(address, str) else None  # None when run headless (AppTest)
+        limiter = _login_limiter()
+        decision = limiter.check(name or None, address)
+        if not decision:
+            store.audit("login.refused", user=name[:64] or None, source=SOURCE,
+                        detail={"reason": "rate limited", "address": address})
+            st.error(f"Too many failed logins. Try again in {int(decision.retry_after_s + 0.999)} s.")
+            return
+        user = store.authenticate(name, password)
         if user is None:
-            store.audit("login.failed", user=username.strip()[:64] or None, source=SOURCE)
+            limiter.failure(name or None, address)
+            store.audit("login.failed", user=name[:64] or None, source=SOURCE, detail={"address": address})
             st.error("Unknown user or wrong password.")
             return
+        limiter.success(user.username, address)
         store.audit("login", user=user.username, source=SOURCE)
         st.session_state["user"] = user
         st.rerun()

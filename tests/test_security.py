@@ -188,3 +188,41 @@ def test_install_covers_child_loggers_and_later_handlers():
         parent.removeHandler(h)
     out = buf.getvalue()
     assert "hunter2" not in out and "svc:***@127.0.0.1" in out
+
+
+# ------------------------------------------------------------------------------------------ wiring
+
+def test_dashboard_login_is_rate_limited_and_audited(tmp_path, monkeypatch):
+    """5 wrong passwords lock the name: the right password is then refused, and every step is audited."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from ward.store.repository import Store
+
+    url = f"sqlite:///{tmp_path / 'ward.db'}"
+    monkeypatch.setenv("WARD_DB_URL", url)
+    monkeypatch.delenv("WARD_API_URL", raising=False)
+    store = Store(url)
+    name = f"lockme{tmp_path.name[-6:]}"  # the limiter is per process: a name no other test uses
+    store.create_user(name, "right-password", role="clinician")
+    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=60).run()
+    assert not at.exception
+
+    def attempt(pw: str) -> str:
+        at.text_input(key="login_user").input(name)
+        at.text_input(key="login_password").input(pw)
+        next(b for b in at.button if b.label == "Log in").click().run()
+        assert not at.exception
+        return at.error[0].value if at.error else ""
+
+    for _ in range(5):
+        assert "wrong password" in attempt("wrong-password")
+    assert "Too many failed logins" in attempt("right-password")
+    assert "user" not in at.session_state
+    actions = [a.action for a in store.audit_log(user=name, limit=20) if a.action.startswith("login")]
+    assert actions.count("login.failed") == 5 and actions[0] == "login.refused"
+    assert all("right-password" not in str(a.detail) and "wrong-password" not in str(a.detail)
+               for a in store.audit_log(limit=50))
+    store.close()
