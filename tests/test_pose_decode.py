@@ -101,7 +101,7 @@ def test_batch_equals_per_frame(postproc):
     assert [len(b) for b in batch] == [3, 0, 3, 3]  # the mirrored frame is decoded too
     for i in range(4):
         _assert_same_people(batch[i], decode_poses(np.ascontiguousarray(frames_hm[i]), frames_pf[i]), tol=0)
-    # more frames than one OpenCV call takes (128 channels = 7 frames)
+    # a larger batch (12 frames) gives the same people frame by frame
     big = decode_poses_batch(np.ascontiguousarray(np.tile(frames_hm, (3, 1, 1, 1))), np.tile(frames_pf, (3, 1, 1, 1)))
     assert [len(b) for b in big] == [3, 0, 3, 3] * 3
     for i in range(12):

@@ -82,24 +82,21 @@ def _taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, _cubic(src[:, None] - i0[:, None] - k).astype(np.float32)
 
 
-_CV_MAX_CHANNELS = 128
-
-
 def upsample_heatmaps(heatmaps: np.ndarray, s: int) -> np.ndarray:
-    """The 18 keypoint channels of (N, 19|18, H, W) maps upsampled x``s``, as (sH, sW, N*18).
+    """The 18 keypoint channels of (N, 19|18, H, W) maps upsampled x``s``, as (N, sH, sW, 18).
 
-    ``cv2.resize(INTER_CUBIC)`` on all frames' channels stacked (one call, no per-frame loop): it is
-    what the original demo uses, and bit-identical results matter because a peak must be strictly
-    greater than its neighbours, so exact plateaus (ties) decide whether a joint is found at all.
-    torch's bicubic agrees to ~1e-7 but breaks some of those ties differently.
+    ``cv2.resize(INTER_CUBIC)``, one call per frame written in place: it is what the original demo
+    uses, and bit-identical values matter because a peak must be strictly greater than its
+    neighbours, so exact plateaus (ties) decide whether a joint is found at all; torch's bicubic
+    agrees to ~1e-7 but breaks some of those ties differently. (Stacking all frames' channels in
+    one call is slower: OpenCV's many-channel path and the strided copies cost more than the calls.)
     """
     n, _, h, w = heatmaps.shape
-    per_call = _CV_MAX_CHANNELS // NUM_JOINTS
-    if n > per_call:  # OpenCV's channel limit: a few calls, frame-major channel order kept
-        return np.concatenate([upsample_heatmaps(heatmaps[i:i + per_call], s) for i in range(0, n, per_call)], axis=2)
-    hwk = np.ascontiguousarray(heatmaps[:, :NUM_JOINTS].transpose(2, 3, 0, 1).reshape(h, w, n * NUM_JOINTS))
-    out = cv2.resize(hwk, (w * s, h * s), interpolation=cv2.INTER_CUBIC)
-    return out.reshape(h * s, w * s, n * NUM_JOINTS)
+    hwc = np.ascontiguousarray(heatmaps[:, :NUM_JOINTS].transpose(0, 2, 3, 1))
+    out = np.empty((n, h * s, w * s, NUM_JOINTS), dtype=np.float32)
+    for i in range(n):  # an OpenCV call per frame; cv2 has no batch axis
+        cv2.resize(hwc[i], (w * s, h * s), dst=out[i], interpolation=cv2.INTER_CUBIC)
+    return out
 
 
 def sample_pafs(pafs: np.ndarray, frame: np.ndarray, limb: np.ndarray, y: np.ndarray, x: np.ndarray,
@@ -161,29 +158,28 @@ def _segment_starts(counts: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------- peaks
 
 def find_peaks(heatmaps_up: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Peaks of upsampled heatmaps (H, W, N*18) (channel = frame * 18 + joint type), after NMS.
+    """Peaks of upsampled heatmaps (N, H, W, 18) after the original's greedy NMS.
 
     Returns flat arrays ordered by (frame, type, x, y): frame, type, x, y (int64), score (float32).
     """
-    h, w, k = heatmaps_up.shape
-    flat = heatmaps_up.ravel()
+    n, h, w, k = heatmaps_up.shape
+    flat = heatmaps_up.reshape(-1)
     cand = np.flatnonzero(flat >= HEATMAP_THRESHOLD)  # sparse: only these can be peaks
     centre = flat[cand]
-    y, rem = np.divmod(cand, w * k)
-    x, ch = np.divmod(rem, k)
+    f, rem = np.divmod(cand, h * w * k)
+    y, rem = np.divmod(rem, w * k)
+    x, t = np.divmod(rem, k)
     is_peak = np.ones(len(cand), dtype=bool)
     for inside, step in ((x > 0, -k), (x < w - 1, k), (y > 0, -w * k), (y < h - 1, w * k)):
         nb = flat[np.where(inside, cand + step, cand)]
         # the original zeroes values below the threshold and pads with zeros
         is_peak &= ~inside | (nb < HEATMAP_THRESHOLD) | (centre > nb)
-    y, x, ch, score = y[is_peak], x[is_peak], ch[is_peak], centre[is_peak]
-    order = np.lexsort((y, x, ch))
-    y, x, ch, score = y[order], x[order], ch[order], score[order]
-    f, t = np.divmod(ch, NUM_JOINTS)
-    c = NUM_JOINTS
+    f, y, x, t, score = f[is_peak], y[is_peak], x[is_peak], t[is_peak], centre[is_peak]
+    order = np.lexsort((y, x, t, f))
+    f, y, x, t, score = f[order], y[order], x[order], t[order], score[order]
     # Suppression edges: same (frame, type), later in order, distance < radius. Sorted by x, so
     # candidates are the next few items; widen the offset while any pair is still within reach.
-    group = f * c + t
+    group = f * k + t
     later, earlier = [], []
     for d in range(1, len(x)):
         same = (group[d:] == group[:-d]) & (x[d:] - x[:-d] < NMS_RADIUS)
