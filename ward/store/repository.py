@@ -384,14 +384,15 @@ class Store:
     def _bed_id(self, key: str) -> int:
         bed_id = self._bed_ids.get(key)
         if bed_id is None:
-            self._load_beds([key])
+            self._load_beds()
             bed_id = self._bed_ids.get(key)
         if bed_id is None:
             raise UnknownBedError(f"unknown bed {key!r}: register it first with Store.upsert_bed "
                                   f"(known beds: {', '.join(sorted(self._bed_ids)) or 'none'})")
         return bed_id
 
-    def _load_beds(self, keys: Iterable[str]) -> None:
+    def _load_beds(self) -> None:
+        """Refresh the bed key <-> id cache (beds may be added by another process)."""
         with self.engine.connect() as conn:
             for bid, key in conn.execute(select(Bed.id, Bed.key)):
                 self._bed_ids[key] = bid
@@ -399,7 +400,7 @@ class Store:
 
     def _bed_key(self, bed_id: int) -> str:
         if bed_id not in self._bed_keys:
-            self._load_beds([])
+            self._load_beds()
         return self._bed_keys[bed_id]
 
     # ----------------------------------------------------------------------------- patient stays
