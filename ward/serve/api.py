@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -48,6 +48,22 @@ AUTH_CACHE_S = 60.0
 
 fastapi_app = FastAPI(title="ward", version="0.1.0",
                       description="Real-time video seizure monitoring: beds, probabilities, alarms, metrics.")
+MAX_BODY_BYTES = 64 * 1024  # the largest legitimate body (an ack with a 2000-character note) is < 10 KB
+
+
+@fastapi_app.middleware("http")
+async def _limit_body_size(request: Request, call_next: Any) -> Any:
+    """413 for bodies over MAX_BODY_BYTES (judged by Content-Length, before reading), 411 for chunked ones."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        length = request.headers.get("content-length")
+        if length is None:
+            if "chunked" in request.headers.get("transfer-encoding", "").lower():
+                return JSONResponse({"detail": "send a Content-Length header; chunked bodies are not accepted"}, 411)
+        elif not length.strip().isdigit() or int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"request body too large: the limit is {MAX_BODY_BYTES} bytes"}, 413)
+    return await call_next(request)
+
+
 _bearer = HTTPBearer(auto_error=False, description="API token from `ward users token`")
 _basic = HTTPBasic(auto_error=False, description="username and password of a ward user")
 _DOC_AUTH = [Depends(_bearer), Depends(_basic)]  # shown in /docs; checked by WardAPI._auth
