@@ -86,20 +86,57 @@ class ConvBN(nn.Sequential):
         w = self[0].weight
         return w.reshape(w.shape[0], w.shape[1], *self.kernel2d)
 
+    _fold: bool = True
+
     @torch.no_grad()
-    def fuse(self) -> None:
-        """Fold the BN running statistics into a cached conv weight/bias (used only in eval mode)."""
+    def fuse(self, fold_bn: bool = True) -> None:
+        """Cache inference weights: BN folded into the conv (``fold_bn``) or kept separate (exact)."""
+        self._fold = fold_bn
         bn: nn.BatchNorm2d = self[1]
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         w = self.weight4d() * scale.view(-1, 1, 1, 1)
         b = (self[0].bias - bn.running_mean) * scale + bn.bias
         self._fused = (w.contiguous(), b.contiguous())
+        if not fold_bn:
+            w = self.weight4d()
+            self._fused = (w.contiguous(), self[0].bias)
+        if self.kernel2d == (1, 1):  # dense (Cout, Cin) matrix for GEMMs on channels-last rows
+            w2 = w.flatten(1)
+            if self.groups > 1:  # grouped conv as one block-diagonal GEMM
+                cout, k = w2.shape
+                blocks = w2.view(self.groups, cout // self.groups, k)
+                w2 = torch.block_diag(*blocks.unbind(0))
+            self._lin = w2.contiguous()
+        else:
+            self._conv_cl = w.contiguous(memory_format=torch.channels_last)
 
     def unfuse(self) -> None:
         self._fused = None
 
+    def _bn_last(self, y: torch.Tensor) -> torch.Tensor:
+        """Eval BN on channels-last rows (..., C), the same elementwise formula as BatchNorm2d."""
+        bn: nn.BatchNorm2d = self[1]
+        return F.batch_norm(y.movedim(-1, 1), bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                            False, 0.0, bn.eps).movedim(1, -1)
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        """1x1 conv (+BN) on channels-last rows (..., Cin) -> (..., Cout); needs ``fuse()`` first."""
+        if self._fold:
+            y = F.linear(x, self._lin, self._fused[1])  # type: ignore[index]
+        else:
+            y = self._bn_last(F.linear(x, self._lin, self[0].bias))
+        return y.relu_() if self.act else y
+
+    def conv_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """k x k conv (no padding, +BN) on a channels_last (N, C, H, W) tensor; needs ``fuse()``."""
+        if self._fold:
+            y = F.conv2d(x, self._conv_cl, self._fused[1], self.stride)  # type: ignore[index]
+        else:
+            y = self[1](F.conv2d(x, self._conv_cl, self[0].bias, self.stride))
+        return y.relu_() if self.act else y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, Cin, H, W)
-        if self._fused is not None and not self.training:
+        if self._fused is not None and self._fold and not self.training:
             y = F.conv2d(x, self._fused[0], self._fused[1], self.stride, 0, 1, self.groups)
         else:
             y = self[1](F.conv2d(x, self.weight4d(), self[0].bias, self.stride, 0, 1, self.groups))
@@ -114,26 +151,32 @@ def _part_masks(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return ~same, same & ~eye
 
 
-def max_relative(x: torch.Tensor, mode: Literal["inter", "intra"]) -> torch.Tensor:
-    """Max-relative aggregate over the joint axis (last) of ``x`` (..., P=15).
+def _others(n: int, device: torch.device) -> torch.Tensor:
+    """(n * (n-1),) indices: for each slot i, the other n-1 slots (i+1, ..., i+n-1 mod n)."""
+    return ((torch.arange(n, device=device)[:, None] + torch.arange(1, n, device=device)[None, :]) % n).flatten()
+
+
+def max_relative(x: torch.Tensor, mode: Literal["inter", "intra"], dim: int = -1) -> torch.Tensor:
+    """Max-relative aggregate over the joint axis ``dim`` (size P=15) of ``x``.
 
     ``inter``: out_i = max_{j in another part} x_j - x_i; ``intra``: out_i = max_{j in i's part,
-    j != i} x_j - x_i. Parts are consecutive triples. Vectorised with part-wise maxima: no loops.
+    j != i} x_j - x_i. Parts are consecutive triples. Vectorised with part-wise maxima and one
+    gather of the other parts / part mates: no Python loops over joints or parts.
     """
-    if x.shape[-1] != NUM_JOINTS:
-        raise ValueError(f"max_relative expects the joint axis last with {NUM_JOINTS} joints, got {tuple(x.shape)}")
-    xp = x.unflatten(-1, (NUM_PARTS, JOINTS_PER_PART))  # (..., 5, 3)
+    d = dim % x.ndim
+    if x.shape[d] != NUM_JOINTS:
+        raise ValueError(f"max_relative expects {NUM_JOINTS} joints on axis {dim}, got shape {tuple(x.shape)}")
+    xp = x.unflatten(d, (NUM_PARTS, JOINTS_PER_PART))  # part axis d, joint-in-part axis d+1
     if mode == "inter":
-        pmax = xp.amax(-1)  # (..., 5) max inside each part
-        off = ~torch.eye(NUM_PARTS, dtype=torch.bool, device=x.device)
-        other = pmax.unsqueeze(-2).masked_fill(~off, float("-inf")).amax(-1)  # (..., 5) max over other parts
-        nbr = other.unsqueeze(-1).expand_as(xp)
+        pmax = xp.amax(d + 1, keepdim=True)  # (.., 5, 1, ..)
+        idx = _others(NUM_PARTS, x.device)
+        nbr = pmax.index_select(d, idx).unflatten(d, (NUM_PARTS, NUM_PARTS - 1)).amax(d + 1)
     elif mode == "intra":
-        off = ~torch.eye(JOINTS_PER_PART, dtype=torch.bool, device=x.device)
-        nbr = xp.unsqueeze(-2).masked_fill(~off, float("-inf")).amax(-1)  # (..., 5, 3) max over part mates
+        idx = _others(JOINTS_PER_PART, x.device)
+        nbr = xp.index_select(d + 1, idx).unflatten(d + 1, (JOINTS_PER_PART, JOINTS_PER_PART - 1)).amax(d + 2)
     else:
         raise ValueError(f"mode must be 'inter' or 'intra', got {mode!r}")
-    return (nbr - xp).flatten(-2)
+    return (nbr - xp).flatten(d, d + 1)
 
 
 class PartMR(nn.Module):
@@ -176,6 +219,19 @@ class Grapher(nn.Module):
         h = x + self.fc2(self.InterPartMR(self.fc1(x)))
         return F.relu(h + self.fc4(self.IntraPartMR(self.fc3(h))))
 
+    def fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Fused inference on channels-last activations (B, T, P, C)."""
+        if self.graph_mode == "official":
+            return (x + self._const).relu_()
+        y = self.fc1.lin(x)
+        h = self.fc2.lin(self.InterPartMR.nn.lin(torch.cat([y, max_relative(y, "inter", dim=2)], dim=-1))).add_(x)
+        y = self.fc3.lin(h)
+        return self.fc4.lin(self.IntraPartMR.nn.lin(torch.cat([y, max_relative(y, "intra", dim=2)], dim=-1))).add_(h).relu_()
+
+    @torch.no_grad()
+    def fuse(self, fold_bn: bool = True) -> None:
+        self._const = self.fc4(self.IntraPartMR.on_zeros(self.fc4[0].weight))[0, :, 0, 0].contiguous()
+
 
 class Part3DCNN(nn.Module):
     """Permute joints, then bottleneck (1x1, (3,3) over (time, joint), 1x1) + 1x1 residual, ReLU."""
@@ -193,6 +249,24 @@ class Part3DCNN(nn.Module):
         x = x.index_select(3, self.order)
         y = self.conv2(F.pad(self.conv1(x), (1, 1, 1, 1), mode="replicate"))
         return F.relu(self.conv3(y) + self.downsample(x))
+
+    def _pad_index(self, t: int) -> torch.Tensor:
+        """Flat (T+2)*(P+2) gather index: replicate padding of (time, joint) and the joint permutation."""
+        dev = self.order.device
+        it = torch.arange(-1, t + 1, device=dev).clamp_(0, t - 1)
+        ip = self.order[torch.arange(-1, NUM_JOINTS + 1, device=dev).clamp_(0, NUM_JOINTS - 1)]
+        return (it[:, None] * NUM_JOINTS + ip[None, :]).flatten()
+
+    def fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Fused inference on channels-last activations (B, T, P, C); same maths as ``forward``."""
+        b, t, p, _ = x.shape
+        y = self.conv1.lin(x)  # pointwise, so permuting after it is the same as before it
+        yp = y.view(b, t * p, -1).index_select(1, self._pad_index(t)).view(b, t + 2, p + 2, -1)
+        z = self.conv2.conv_cl(yp.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, T', P, h)
+        z = self.conv3.lin(z)
+        s = self.conv2.stride[0]
+        res = self.downsample.lin(x[:, ::s].index_select(2, self.order))
+        return z.add_(res).relu_()
 
 
 class Stem(nn.Module):
@@ -273,7 +347,13 @@ class VSViG(nn.Module):
 
     def forward(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
         """Seizure probability per clip, shape (B,)."""
+        return torch.sigmoid(self.logits(patches, kpts))
+
+    def logits(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid score per clip, shape (B,) (for BCE-with-logits training and calibration)."""
         self._check_inputs(patches, kpts)
+        if self._fast and not self.training:
+            return self._forward_fast(patches, kpts)
         w = self.stem.stem[0].weight
         patches = patches.to(w.dtype)
         kpts = kpts.to(w.dtype)
@@ -281,49 +361,72 @@ class VSViG(nn.Module):
         x = self._stem(patches.reshape(b * t * p, 3, PATCH_SIZE, PATCH_SIZE))  # (BTP, C)
         x = x.view(b, t, p, -1).permute(0, 3, 1, 2)  # (B, C, T, P)
         x = x + self.stem_pe.stem(kpts.permute(0, 3, 1, 2))
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         x = self.backbone(x)
         x = x.mean(dim=(2, 3), keepdim=True)
-        return torch.sigmoid(self.fc(x)).view(b)
+        return self.fc(x).view(b)
 
-    _channels_last: bool = False
+    _fast: bool = False
+
+    def _forward_fast(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
+        """Inference on channels-last activations (B, T, P, C): 1x1 convs as GEMMs, BN folded."""
+        dt = self.stem.stem[0].weight.dtype
+        b, t, p = patches.shape[:3]
+        x = self._stem(patches.to(dt).reshape(b * t * p, 3, PATCH_SIZE, PATCH_SIZE)).view(b, t, p, -1)
+        x = x + self.stem_pe.stem.lin(kpts.to(dt))
+        for block in self.backbone:
+            x = block.fast(x)
+        pooled = x.mean(dim=(1, 2))  # (B, C)
+        hidden = F.linear(pooled, self._head[0], self._head[1]).relu_()
+        return F.linear(hidden, self._head[2], self._head[3]).view(b)
 
     def _stem(self, patches: torch.Tensor) -> torch.Tensor:
         """Patch embedding (N, 3, 32, 32) -> (N, C): one 32x32 stride-32 conv per patch, then BN.
 
-        Official mode stacks the patches into one tall image and convolves it with stride 32: the
-        same numbers, bit for bit, as the official code's per-patch convs (whose float32 rounding
-        this calibrated network amplifies past 1e-5 otherwise). Paper mode uses one GEMM (4x faster).
+        Official mode runs one single-image conv over a (1, 3, N, 32, 32) view of the patches: the
+        same numbers, bit for bit, as the official per-patch convs (a batched conv or a GEMM rounds
+        differently, and the calibrated official network amplifies that past 1e-5). Paper mode uses
+        one GEMM, about twice as fast.
         """
         conv: ConvBN = self.stem.stem
         w, bias = conv[0].weight, conv[0].bias
         n = patches.shape[0]
         if self.graph_mode == "official":
-            tall = patches.transpose(0, 1).reshape(1, 3, n * PATCH_SIZE, PATCH_SIZE)
-            y = F.conv2d(tall, w, bias, stride=PATCH_SIZE)[0, :, :, 0].t().contiguous()  # (N, C)
+            # (1, 3, N, 32, 32) view of the patches: a single-image conv, no per-patch loop, no copy
+            y = F.conv3d(patches.transpose(0, 1).unsqueeze(0), w.unsqueeze(2), bias,
+                         stride=(1, PATCH_SIZE, PATCH_SIZE))[0, :, :, 0, 0].t().contiguous()  # (N, C)
         else:
             y = F.linear(patches.reshape(n, -1), w.reshape(w.shape[0], -1), bias)
         return conv[1](y[:, :, None, None]).view(n, -1)
 
     # ----------------------------------------------------------------------------------- inference
-    def fuse_for_inference(self, channels_last: bool = True) -> "VSViG":
-        """Fold every BN into its conv (cached; state_dict unchanged) and optionally use channels_last.
+    def fuse_for_inference(self, channels_last: bool = True, fold_bn: bool | None = None) -> "VSViG":
+        """Prepare cached inference weights (state_dict unchanged); returns self in eval mode.
 
-        Only affects eval mode; call again after changing weights. Returns self.
+        ``channels_last``: run on (B, T, P, C) activations with 1x1 convs as GEMMs, joint permutation
+        and replicate padding as one gather (fastest on CPU). ``fold_bn``: fold BN into the convs;
+        default on in paper mode, off in official mode, where the folded weights' different float32
+        rounding, amplified by the calibrated official network, would eat the 1e-5 parity budget.
+        Call again after changing weights or partition orders; loading a state_dict drops the cache.
         """
+        if fold_bn is None:
+            fold_bn = self.graph_mode == "paper"
         self.eval()
         for m in self.modules():
-            if isinstance(m, ConvBN):
-                m.fuse()
-        self._channels_last = channels_last
+            if isinstance(m, (ConvBN, Grapher)):
+                m.fuse(fold_bn)
+        with torch.no_grad():
+            conv, bn, _, out = self.fc
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            self._head = (conv.weight.flatten(1) * scale[:, None], (conv.bias - bn.running_mean) * scale + bn.bias,
+                          out.weight.flatten(1), out.bias)
+        self._fast = channels_last
         return self
 
     def unfuse(self) -> "VSViG":
         for m in self.modules():
             if isinstance(m, ConvBN):
                 m.unfuse()
-        self._channels_last = False
+        self._fast = False
         return self
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:  # loading drops fused caches

@@ -1,0 +1,140 @@
+"""VSViG inference throughput on CPU: clips/s for light/base at batch 1, 8, 32, both graph modes.
+
+    .venv/bin/python benchmarks/bench_vsvig.py [--batches 1 8 32] [--variants light base] [--quick]
+
+Weights are calibrated (BN running statistics from random-ish clips, see
+``ward.vision.vsvig.calibrate_batchnorm``), never fresh init, and denormals are flushed: badly
+scaled weights slow CPUs down 10-50x. Each configuration is timed as "ward" (BN folded into the
+convs, channels_last) and "unfused" (eval model as loaded); the "official-style" row runs the same
+weights through the official formulation of the temporal conv (a (3,3,1) Conv3d over a
+replicate-padded singleton axis, NCHW, no folding) in the same process for a side-by-side
+reference. Achieved GFLOP/s uses FLOPs counted by torch.utils.flop_counter at batch 1, next to an
+fp32 GEMM measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _util import report  # noqa: E402
+
+from ward.vision.vsvig import Part3DCNN, VSViG, build_vsvig, calibrate_batchnorm, random_clips  # noqa: E402
+
+
+def official_style_forward(self: Part3DCNN, x: torch.Tensor) -> torch.Tensor:
+    """The official 3-D formulation: pad all three axes, (3,3,1) conv, keep the middle slice."""
+    x = x.index_select(3, self.order)
+    x5 = x.unsqueeze(-1)
+
+    def cbr(cb, t, act=True, stride=1, pad=False):  # type: ignore[no-untyped-def]
+        if pad:
+            t = F.pad(t, (1, 1, 1, 1, 1, 1), mode="replicate")
+        bn = cb[1]
+        y = F.conv3d(t, cb[0].weight, cb[0].bias, stride=(stride, 1, 1))
+        y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return F.relu(y) if act else y
+
+    s = self.conv2.stride[0]
+    y = cbr(self.conv1, x5)
+    y = cbr(self.conv2, y, stride=s, pad=True)[..., 1:2]
+    y = cbr(self.conv3, y)
+    return F.relu(y + cbr(self.downsample, x5, act=False, stride=s)).squeeze(-1)
+
+
+class OfficialStyle(torch.nn.Module):
+    """Wraps a model so its Part_3DCNN blocks use the official-style forward (reference only)."""
+
+    def __init__(self, model: VSViG) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).unfuse().eval()
+        for m in self.model.modules():
+            if isinstance(m, Part3DCNN):
+                m.forward = official_style_forward.__get__(m, Part3DCNN)  # type: ignore[method-assign]
+
+    def forward(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
+        return self.model(patches, kpts)
+
+
+def count_gflops(model: torch.nn.Module) -> float:
+    """GFLOPs of one clip (forward, batch 1) counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    patches, kpts = random_clips(1, torch.Generator().manual_seed(0))
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(patches, kpts)
+    return counter.get_total_flops() / 1e9
+
+
+def gemm_gflops(n: int = 1024, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, b)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def time_clips_per_s(model: torch.nn.Module, batch: int, min_time: float, max_reps: int) -> float:
+    patches, kpts = random_clips(batch, torch.Generator().manual_seed(batch))
+    with torch.inference_mode():
+        model(patches, kpts)  # warm-up (primitive creation, caches)
+        reps, t0 = 0, time.perf_counter()
+        while reps < max_reps and (reps < 2 or time.perf_counter() - t0 < min_time):
+            model(patches, kpts)
+            reps += 1
+        dt = time.perf_counter() - t0
+    return batch * reps / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--variants", nargs="+", default=["light", "base"])
+    ap.add_argument("--modes", nargs="+", default=["paper", "official"])
+    ap.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement")
+    ap.add_argument("--quick", action="store_true", help="one short pass (smoke test)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the official-style rows")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    min_time, max_reps = (0.2, 3) if args.quick else (args.min_time, 200)
+    load_before = os.getloadavg()
+    gemm = gemm_gflops()
+    rows = []
+    for variant in args.variants:
+        for mode in args.modes:
+            torch.manual_seed(0)
+            model = calibrate_batchnorm(build_vsvig(variant, mode), n_batches=2, batch_size=4)  # type: ignore[arg-type]
+            gflop = count_gflops(model)
+            impls = {"ward": copy.deepcopy(model).fuse_for_inference(), "unfused": model}
+            if not args.no_reference:
+                impls["official-style"] = OfficialStyle(model)
+            for impl, m in impls.items():
+                for batch in args.batches:
+                    cps = time_clips_per_s(m, batch, min_time, max_reps)
+                    rows.append({"variant": variant, "graph_mode": mode, "impl": impl, "batch": batch,
+                                 "clips_per_s": round(cps, 1), "GFLOP_per_clip": round(gflop, 4),
+                                 "GFLOP_per_s": round(cps * gflop, 2)})
+                    print(rows[-1], flush=True)
+    extra = {"gemm_gflops_1024": round(gemm, 1), "gemm_gflops_end": round(gemm_gflops(), 1),
+             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "flush_denormal": True,
+             "weights": "calibrate_batchnorm(n_batches=2, batch_size=4) on random-ish clips"}
+    print()
+    report("bench_vsvig", rows, extra)
+    print(f"GEMM 1024^3 fp32: {extra['gemm_gflops_1024']} GFLOP/s at start, {extra['gemm_gflops_end']} at end; "
+          f"loadavg before {load_before[0]:.2f}, after {extra['loadavg_after'][0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
