@@ -10,15 +10,20 @@ from typing import Any, Callable
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-def make_weights(dirpath: Path) -> tuple[Path, Path]:
-    """Randomly initialised small pose and light VSViG checkpoints (deterministic seeds)."""
+def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:
+    """Randomly initialised small pose and light VSViG checkpoints (deterministic seeds).
+
+    ``vsvig_bias`` is added to the classifier's output bias: +10 makes an untrained VSViG answer
+    p ~ 0.98 for every clip (a model "stuck high"), which exercises the alarm path without
+    pretending to detect seizures.
+    """
     import torch
 
     from ward.vision.openpose import build_openpose, save_openpose_checkpoint
     from ward.vision.vsvig import build_vsvig, calibrate_batchnorm, save_vsvig_checkpoint
 
     dirpath.mkdir(parents=True, exist_ok=True)
-    pose_p, vsvig_p = dirpath / "pose-small.pt", dirpath / "vsvig-light.pt"
+    pose_p, vsvig_p = dirpath / "pose-small.pt", dirpath / f"vsvig-light-b{vsvig_bias:g}.pt"
     if not pose_p.exists():
         torch.manual_seed(0)
         save_openpose_checkpoint(build_openpose("small"), pose_p, notes="untrained test weights")
@@ -26,13 +31,15 @@ def make_weights(dirpath: Path) -> tuple[Path, Path]:
         torch.manual_seed(0)
         model = build_vsvig("light", "paper")
         calibrate_batchnorm(model, n_batches=1, batch_size=2)
+        with torch.no_grad():
+            model.fc[3].bias += vsvig_bias
         save_vsvig_checkpoint(model, vsvig_p, notes="untrained test weights")
     return pose_p, vsvig_p
 
 
-def ward_args(tmp: Path, beds: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+def ward_args(tmp: Path, beds: list[dict[str, Any]], vsvig_bias: float = 0.0, **over: Any) -> dict[str, Any]:
     """A small ward config: tiny weights, SQLite in ``tmp``, cheap resources, no dashboard."""
-    pose_p, vsvig_p = make_weights(tmp / "models")
+    pose_p, vsvig_p = make_weights(tmp / "models", vsvig_bias)
     args: dict[str, Any] = {
         "name": "testward",
         "beds": beds,
@@ -69,3 +76,11 @@ def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.5, wha
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -21,7 +21,7 @@ cluster's nodes) and, when configured, the Streamlit dashboard; it returns quick
 check never waits for the cameras.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must see real annotations (Request, bodies)
 
 import hashlib
 import logging

@@ -210,12 +210,12 @@ class WardCoordinator:
             self.batches.setdefault(kind, {})[replica] = dict(snapshot)
 
     def _set_state(self, bed: BedLive, state: str, reason: str, since: float) -> None:
-        if state != bed.state:
-            bed.state, bed.since = state, since
-            bed.reason = reason
-            self._health.append((bed.bed_id, state, since, reason))
-        else:
-            bed.reason = reason
+        if state != bed.state or bed.recorded_state is None:  # the first report is recorded too
+            if state != bed.state:
+                bed.since = since
+            bed.state = bed.recorded_state = state
+            self._health.append((bed.bed_id, state, bed.since, reason))
+        bed.reason = reason
 
     def check_timeouts(self) -> None:
         """Beds whose camera actor went silent are offline; long offline -> technical alarm."""
