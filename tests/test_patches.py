@@ -143,6 +143,7 @@ def test_batch_equals_frame_by_frame_and_keeps_channel_order():
     batch = extract_patches(torch.from_numpy(frames), torch.from_numpy(k))
     single = torch.cat([extract_patches(frames[i:i + 1], k[i:i + 1]) for i in range(4)])
     assert torch.equal(batch, single)
+    assert torch.equal(extract_patches(torch.from_numpy(frames)[1:3], k[1:3]), batch[1:3])  # storage offset
     swapped = extract_patches(frames[..., ::-1].copy(), k)
     assert torch.allclose(swapped, batch.flip(2), atol=1e-3)  # channels are kept as given (BGR in, BGR out)
 
