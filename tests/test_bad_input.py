@@ -272,3 +272,133 @@ def test_store_rejects_sql_looking_and_bad_values_without_side_effects(tmp_path)
     assert [u.username for u in store.list_users()] == ["nurse1"]  # the users table survived
     assert store.authenticate("nurse1", "nurse-pass") is not None
     store.close()
+
+
+# ------------------------------------------------------------------------------------ API requests
+
+@pytest.fixture()
+def api(tmp_path, monkeypatch):
+    from api_support import api_client
+
+    yield from api_client(tmp_path, monkeypatch)
+
+
+V = ("viewer1", "viewer-pass")
+N = ("nurse1", "nurse-pass")
+
+
+def _alarm(store) -> int:
+    from datetime import datetime, timezone
+
+    store.upsert_bed("bed-1")
+    return store.open_alarm("bed-1", "alarm", datetime.now(timezone.utc), peak=0.9)
+
+
+def test_api_unauthenticated_401_viewer_ack_403(api):
+    client, _inst, store = api
+    aid = _alarm(store)
+    for path in ("/api/beds", "/api/alarms", "/api/beds/bed-1/probabilities", "/metrics"):
+        r = client.get(path)
+        assert r.status_code == 401 and "Bearer" in r.headers["www-authenticate"], path
+    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/beds", headers={"Authorization": "Bearer wt_not-a-token"}).status_code == 401
+    assert client.get("/api/beds", headers={"Authorization": "Basic !!!notbase64"}).status_code == 401
+    assert client.get("/api/beds", headers={"Authorization": "Digest x"}).status_code == 401
+    r = client.post(f"/api/alarms/{aid}/ack", json={"verdict": "true"}, auth=V)
+    assert r.status_code == 403 and "clinician" in r.json()["detail"]
+    assert store.ack_events(aid) == []
+    r = client.post(f"/api/alarms/{aid}/ack", json={"verdict": "true"}, auth=N)
+    assert r.status_code == 200 and r.json()["acknowledged"] is True
+
+
+@pytest.mark.parametrize("method,path,kwargs", [
+    ("get", "/api/alarms", {"params": {"limit": "abc"}}),
+    ("get", "/api/alarms", {"params": {"limit": 0}}),
+    ("get", "/api/alarms", {"params": {"limit": 10**9}}),
+    ("get", "/api/alarms", {"params": {"since": "yesterday"}}),
+    ("get", "/api/alarms", {"params": {"tier": "catastrophic"}}),
+    ("get", "/api/beds/bed-1/probabilities", {"params": {"resolution": "5s"}}),
+    ("get", "/api/beds/bed-1/probabilities", {"params": {"since": "2024-13-45T00:00:00"}}),
+    ("get", "/api/beds/bed-1/probabilities",
+     {"params": {"since": "2024-01-02T00:00:00Z", "until": "2024-01-01T00:00:00Z"}}),
+    ("post", "/api/alarms/abc/ack", {"json": {"verdict": "true"}}),
+    ("post", "/api/alarms/1/ack", {"json": {"verdict": "maybe"}}),
+    ("post", "/api/alarms/1/ack", {"json": {"verdict": True}}),
+    ("post", "/api/alarms/1/ack", {"json": {"verdict": "true", "extra": 1}}),
+    ("post", "/api/alarms/1/ack", {"json": {"verdict": "true", "note": "x" * 2001}}),
+    ("post", "/api/alarms/1/ack", {"json": ["verdict", "true"]}),
+    ("post", "/api/alarms/1/ack", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+    ("post", "/api/alarms/1/ack", {}),
+])
+def test_api_wrong_types_are_422(api, method, path, kwargs):
+    client, _inst, store = api
+    _alarm(store)
+    r = getattr(client, method)(path, auth=N, **kwargs)
+    assert r.status_code == 422, (r.status_code, r.text)
+    assert r.json()["detail"]  # names the problem
+    assert store.ack_events(1) == []
+
+
+def test_api_huge_bodies_are_413_before_parsing(api):
+    client, _inst, store = api
+    aid = _alarm(store)
+    big = b'{"verdict": "true", "note": "' + b"x" * (70 * 1024) + b'"}'
+    r = client.post(f"/api/alarms/{aid}/ack", content=big, auth=N, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "65536" in r.json()["detail"]
+    r = client.post(f"/api/alarms/{aid}/ack", auth=N, headers={"content-type": "application/json",
+                                                                "content-length": "999999999"}, content=b"{}")
+    assert r.status_code in (400, 413)  # httpx may fix up the header; either way nothing is read or stored
+
+    def chunks():
+        yield b'{"verdict": '
+        yield b'"true"}'
+
+    r = client.post(f"/api/alarms/{aid}/ack", content=chunks(), auth=N, headers={"content-type": "application/json"})
+    assert r.status_code == 411
+    assert store.ack_events(aid) == []
+
+
+def test_api_unknown_ids_are_404(api):
+    client, _inst, _store = api
+    r = client.get("/api/beds/bed-99/probabilities", auth=V)
+    assert r.status_code == 404 and "bed-99" in r.json()["detail"] and "bed-1" in r.json()["detail"]
+    assert client.get("/api/alarms", params={"bed_id": "nope"}, auth=V).status_code == 404
+    assert client.get("/api/beds/nope/poses", auth=V).status_code == 404
+    r = client.post("/api/alarms/424242/ack", json={"verdict": "true"}, auth=N)
+    assert r.status_code == 404 and "424242" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("evil", ["x' OR '1'='1", "1; DROP TABLE alarms; --", "bed-1' --", "%' UNION SELECT * FROM users --"])
+def test_api_sql_looking_strings_change_nothing(api, evil):
+    client, _inst, store = api
+    aid = _alarm(store)
+    n_users = len(store.list_users())
+    r = client.get(f"/api/beds/{evil}/probabilities", auth=V)
+    assert r.status_code == 404
+    assert client.get("/api/alarms", params={"bed_id": evil}, auth=V).status_code == 404
+    assert client.get("/api/alarms", params={"since": evil}, auth=V).status_code == 422
+    r = client.get("/api/beds", auth=(evil, evil))
+    assert r.status_code == 401
+    r = client.post(f"/api/alarms/{aid}/ack", json={"verdict": "unsure", "note": evil}, auth=N)
+    assert r.status_code == 200
+    assert store.ack_events(aid)[0].note == evil  # stored literally, as data
+    assert len(store.list_users()) == n_users
+    assert [a.id for a in store.list_alarms()] == [aid]
+
+
+def test_api_login_rate_limit_429_and_audit(api):
+    client, _inst, store = api
+    for _ in range(5):
+        assert client.get("/api/beds", auth=("nurse1", "guess-guess")).status_code == 401
+    r = client.get("/api/beds", auth=N)  # the right password no longer helps
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "too many failed logins" in r.json()["detail"]
+    assert client.get("/api/beds", auth=V).status_code == 200  # other users are not affected
+    rows = store.audit_log(limit=50)
+    failed = [a for a in rows if a.action == "login.failed"]
+    assert len(failed) == 5 and all(a.username == "nurse1" and a.source == "api" for a in failed)
+    assert any(a.action == "login" and a.username == "viewer1" for a in rows)
+    assert not any("guess-guess" in str(a.detail) or "nurse-pass" in str(a.detail) for a in rows)
+    # a cached credential is audited once, not per request
+    for _ in range(3):
+        client.get("/api/beds", auth=V)
+    assert sum(a.action == "login" and a.username == "viewer1" for a in store.audit_log(limit=50)) == 1
