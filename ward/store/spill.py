@@ -170,10 +170,17 @@ class SpillingWriter:
         room = max(0, self.max_rows - self._rows)
         keep, lost = samples[:room], samples[room:]
         if keep:
+            new_file = not self.path.exists()
             with self.path.open("a") as f:
                 f.writelines(json.dumps(s.to_json()) + "\n" for s in keep)
                 f.flush()
                 os.fsync(f.fileno())
+            if new_file:  # make the new directory entry durable too
+                fd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             self._rows += len(keep)
         if lost:
             self.dropped += len(lost)
