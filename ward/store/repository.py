@@ -16,7 +16,7 @@ import math
 import secrets
 import sqlite3
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Literal, Mapping, Sequence
