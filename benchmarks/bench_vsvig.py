@@ -21,8 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# OpenMP threads that spin-wait stall badly when other processes share the 2 cores (a 2-thread
+# forward measured 10x slower at load 9); must be set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -105,8 +109,10 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement")
     ap.add_argument("--quick", action="store_true", help="one short pass (smoke test)")
     ap.add_argument("--no-reference", action="store_true", help="skip the official-style rows")
+    ap.add_argument("--no-unfused", action="store_true", help="skip the unfused rows")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     min_time, max_reps = (0.2, 3) if args.quick else (args.min_time, 200)
     load_before = os.getloadavg()
@@ -117,7 +123,9 @@ def main() -> None:
             torch.manual_seed(0)
             model = calibrate_batchnorm(build_vsvig(variant, mode), n_batches=2, batch_size=4)  # type: ignore[arg-type]
             gflop = count_gflops(model)
-            impls = {"ward": copy.deepcopy(model).fuse_for_inference(), "unfused": model}
+            impls: dict[str, torch.nn.Module] = {"ward": copy.deepcopy(model).fuse_for_inference()}
+            if not args.no_unfused:
+                impls["unfused"] = model
             if not args.no_reference:
                 impls["official-style"] = OfficialStyle(model)
             for impl, m in impls.items():
@@ -128,7 +136,7 @@ def main() -> None:
                                  "GFLOP_per_s": round(cps * gflop, 2)})
                     print(rows[-1], flush=True)
     extra = {"gemm_gflops_1024": round(gemm, 1), "gemm_gflops_end": round(gemm_gflops(), 1),
-             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "flush_denormal": True,
+             "loadavg_before": load_before, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_after": os.getloadavg(), "flush_denormal": True,
              "weights": "calibrate_batchnorm(n_batches=2, batch_size=4) on random-ish clips"}
     print()
     report("bench_vsvig", rows, extra)

@@ -23,6 +23,7 @@ Layout inside the network: (B, C, T, P) with T frames and P = 15 joints.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from pathlib import Path
 from typing import Any, Final, Literal, Mapping, Sequence
 
@@ -151,6 +152,7 @@ def _part_masks(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return ~same, same & ~eye
 
 
+@functools.lru_cache(maxsize=32)
 def _others(n: int, device: torch.device) -> torch.Tensor:
     """(n * (n-1),) indices: for each slot i, the other n-1 slots (i+1, ..., i+n-1 mod n)."""
     return ((torch.arange(n, device=device)[:, None] + torch.arange(1, n, device=device)[None, :]) % n).flatten()
@@ -252,6 +254,14 @@ class Part3DCNN(nn.Module):
 
     def _pad_index(self, t: int) -> torch.Tensor:
         """Flat (T+2)*(P+2) gather index: replicate padding of (time, joint) and the joint permutation."""
+        key = (t, self.order.device, self.order.data_ptr())
+        cache: dict = self.__dict__.setdefault("_pad_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = self._make_pad_index(t)
+        return cache[key]
+
+    def _make_pad_index(self, t: int) -> torch.Tensor:
         dev = self.order.device
         it = torch.arange(-1, t + 1, device=dev).clamp_(0, t - 1)
         ip = self.order[torch.arange(-1, NUM_JOINTS + 1, device=dev).clamp_(0, NUM_JOINTS - 1)]
@@ -324,6 +334,7 @@ class VSViG(nn.Module):
         cnns = [m for m in self.backbone if isinstance(m, Part3DCNN)]
         for block, seed in zip(cnns, OFFICIAL_SEEDS, strict=True):
             block.order = table[seed].to(block.order.device)
+            block.__dict__.pop("_pad_cache", None)
 
     # ------------------------------------------------------------------------------------- forward
     @staticmethod
