@@ -37,9 +37,21 @@ def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:
     return pose_p, vsvig_p
 
 
+_WEIGHTS: list[Path] = []
+
+
+def _weights_dir() -> Path:
+    """One directory of test weights per test process (building them costs seconds on 2 busy cores)."""
+    import tempfile
+
+    if not _WEIGHTS:
+        _WEIGHTS.append(Path(tempfile.mkdtemp(prefix="ward-test-weights-")))
+    return _WEIGHTS[0]
+
+
 def ward_args(tmp: Path, beds: list[dict[str, Any]], vsvig_bias: float = 0.0, **over: Any) -> dict[str, Any]:
     """A small ward config: tiny weights, SQLite in ``tmp``, cheap resources, no dashboard."""
-    pose_p, vsvig_p = make_weights(tmp / "models", vsvig_bias)
+    pose_p, vsvig_p = make_weights(_weights_dir(), vsvig_bias)
     args: dict[str, Any] = {
         "name": "testward",
         "beds": beds,

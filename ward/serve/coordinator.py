@@ -174,6 +174,10 @@ class WardCoordinator:
             self._capture.append(float(result.get("capture_wall", t)))
             for ev in events:
                 self._apply_event(bed, ev)
+            for tier in ("alarm", "review"):  # the stored peak follows every sample, not only update events
+                ep = bed.episodes.get(tier)
+                if ep is not None:
+                    ep.peak = max(ep.peak, p)
             return [ev.to_dict() for ev in events]
 
     def _apply_event(self, bed: BedLive, ev: Any) -> None:

@@ -1,0 +1,324 @@
+"""Ward serving logic without a Ray cluster: coordinator (rule, storage, recovery, technical alarms),
+metrics text, configs, builder validation, batching config, dashboard process."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serve_support import make_weights, sim_bed, ward_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _coordinator(tmp_path, clock, **bed_over):
+    from ward.config import load_ward_config
+    from ward.serve.coordinator import WardCoordinator
+    from ward.store import SpillingWriter, Store
+
+    args = ward_args(tmp_path, [sim_bed("bed-1", 1, **bed_over), sim_bed("bed-2", 2)])
+    cfg = load_ward_config(args)
+    store = Store(cfg.database.url)
+    core = WardCoordinator(cfg, store, SpillingWriter(store, cfg.database.spill_dir), clock=clock)
+    core.register_beds()
+    return core, store
+
+
+def _feed(core, clock, bed, start, n, p):
+    for i in range(n):
+        clock.t = start + i
+        core.push({"bed_id": bed, "t": clock.t, "probability": p, "capture_wall": clock.t - 0.4})
+
+
+def test_rule_alarm_written_once_and_recovered_after_restart(tmp_path):
+    from ward.serve.coordinator import WardCoordinator
+
+    clock = Clock()
+    core, store = _coordinator(tmp_path, clock)
+    t0 = clock.t
+    _feed(core, clock, "bed-1", t0, 12, 0.95)   # default rule: alarm ~4 s after p rises
+    _feed(core, clock, "bed-2", t0, 12, 0.05)
+    out = core.flush()
+    assert out["stored"] == 24 and out["error"] is None
+    alarms = store.list_alarms(bed="bed-1", tier="alarm")
+    assert len(alarms) == 1 and alarms[0].state == "active" and alarms[0].peak == pytest.approx(0.95)
+    assert store.list_alarms(bed="bed-2", tier="alarm") == []
+    lat = core.metrics()["latency"]
+    assert lat["count"] == 24 and lat["sum"] > 0
+    # restart: a new coordinator over the same database continues the alarm instead of opening another
+    core2 = WardCoordinator(core.cfg, store, core.writer, clock=clock)
+    rep = core2.recover()
+    assert rep["bed-1"]["alarm_active"] is True and rep["bed-1"]["adopted"] == [alarms[0].id]
+    assert rep["bed-1"]["samples_replayed"] == 12
+    _feed(core2, clock, "bed-1", clock.t + 1, 3, 0.99)
+    core2.flush()
+    again = store.list_alarms(bed="bed-1", tier="alarm")
+    assert len(again) == 1 and again[0].peak == pytest.approx(0.99)
+    # the probability falls: the alarm ends and is closed in the database
+    _feed(core2, clock, "bed-1", clock.t + 1, 25, 0.0)
+    core2.flush()
+    assert store.get_alarm(alarms[0].id).state == "ended"
+
+
+def test_restart_after_long_silence_closes_stale_alarm(tmp_path):
+    from ward.serve.coordinator import RECOVER_WINDOW_S, WardCoordinator
+
+    clock = Clock()
+    core, store = _coordinator(tmp_path, clock)
+    _feed(core, clock, "bed-1", clock.t, 12, 0.95)
+    core.flush()
+    aid = store.list_alarms(bed="bed-1", tier="alarm")[0].id
+    clock.t += RECOVER_WINDOW_S + 60  # nothing stored recently: the replay finds no active alarm
+    core2 = WardCoordinator(core.cfg, store, core.writer, clock=clock)
+    rep = core2.recover()
+    assert rep["bed-1"]["closed"] == [aid]
+    core2.flush()
+    assert store.get_alarm(aid).state == "ended"
+
+
+def test_camera_states_health_events_and_technical_alarm(tmp_path):
+    clock = Clock()
+    core, store = _coordinator(tmp_path, clock, offline_alarm_after_s=30.0)
+    t0 = clock.t
+    core.report_status({"bed-1": {"state": "offline", "reason": "open failed: refused", "since_wall": t0},
+                        "bed-2": {"state": "online", "reason": "receiving frames", "since_wall": t0}})
+    clock.t = t0 + 10
+    core.flush()
+    assert store.list_alarms(bed="bed-1", tier="technical") == []
+    clock.t = t0 + 31
+    core.report_status({"bed-1": {"state": "offline", "reason": "open failed: refused", "since_wall": t0},
+                        "bed-2": {"state": "online", "reason": "receiving frames", "since_wall": t0}})
+    core.flush()
+    tech = store.list_alarms(bed="bed-1", tier="technical")
+    assert len(tech) == 1 and "refused" in tech[0].reason and tech[0].state == "active"
+    assert store.list_alarms(bed="bed-2", tier="technical") == []
+    clock.t = t0 + 40
+    core.report_status({"bed-1": {"state": "online", "reason": "receiving frames", "since_wall": t0 + 39}})
+    core.flush()
+    assert store.get_alarm(tech[0].id).state == "ended"
+    states = [(e.state, e.reason) for e in store.health_events(bed="bed-1")]
+    assert states[0][0] == "offline" and states[-1][0] == "online"
+    # a camera actor that stops reporting makes its bed offline
+    clock.t = t0 + 40 + 60
+    core.flush()
+    snap = {b["bed_id"]: b for b in core.snapshot()}
+    assert snap["bed-2"]["state"] == "offline" and "no status" in snap["bed-2"]["reason"]
+
+
+def test_samples_spill_while_database_is_down(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    clock = Clock()
+    core, store = _coordinator(tmp_path, clock)
+    real = store.write_samples
+
+    def down(rows):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "write_samples", down)
+    _feed(core, clock, "bed-2", clock.t, 5, 0.1)
+    out = core.flush()
+    assert out["spilled"] == 5 and out["stored"] == 0
+    monkeypatch.setattr(store, "write_samples", real)
+    _feed(core, clock, "bed-2", clock.t + 1, 2, 0.1)
+    out = core.flush()
+    assert out["stored"] == 7
+    from datetime import datetime, timezone
+
+    since, until = (datetime.fromtimestamp(clock.t + d, timezone.utc) for d in (-100, 1))
+    assert len(store.history("bed-2", since, until, resolution="1s")) == 7
+
+
+def test_unknown_bed_push_rejected(tmp_path):
+    core, _ = _coordinator(tmp_path, Clock())
+    with pytest.raises(ValueError, match="unknown bed 'nope'"):
+        core.push({"bed_id": "nope", "t": 1.0, "probability": 0.5})
+
+
+def test_render_metrics():
+    from ward.serve.metrics import render_metrics
+
+    text = render_metrics({
+        "beds": {"b1": {"frames_in": 10, "frames_dropped": 2, "state": "online", "fps_measured": 12.0}},
+        "batches": {"pose": {"r1": {"sizes": {"1": 3, "4": 2}, "items": 11, "batches": 5, "busy_s": 0.5, "ongoing": 1}}},
+        "latency": {"buckets": [0.5, 1.0], "counts": [2, 1, 1], "sum": 3.0, "count": 4},
+        "spill_pending": 0, "flush_errors": 0})
+    assert 'ward_frames_in_total{bed="b1"} 10.0' in text
+    assert 'ward_frames_dropped_total{bed="b1"} 2.0' in text
+    assert 'ward_batches_total{deployment="pose",replica="r1",size="4"} 2' in text
+    assert 'ward_end_to_end_latency_seconds_bucket{le="1"} 3' in text
+    assert 'ward_end_to_end_latency_seconds_bucket{le="+Inf"} 4' in text
+    assert 'ward_bed_state{bed="b1",state="online"} 1' in text
+    names = {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE")}
+    samples = {ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if ln and not ln.startswith("#")}
+    assert all(s in names or s.rsplit("_", 1)[0] in names for s in samples)
+
+
+@pytest.mark.parametrize("name", ["ward.yaml", "ward_gpu.yaml", "ward_cluster.yaml"])
+def test_serve_configs_are_strictly_valid(name):
+    from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+
+    from ward.config import load_ward_config
+
+    raw = yaml.safe_load((ROOT / "serve_configs" / name).read_text())
+    schema = ServeDeploySchema.model_validate(raw)
+    # Serve ignores unknown keys: check every key against its schema ourselves
+    assert set(raw) <= set(ServeDeploySchema.model_fields), set(raw) - set(ServeDeploySchema.model_fields)
+    for app in raw["applications"]:
+        assert set(app) <= set(ServeApplicationSchema.model_fields), set(app) - set(ServeApplicationSchema.model_fields)
+        assert app["import_path"] == "ward.serve.app:build_app"
+        for dep in app.get("deployments", []):
+            assert set(dep) <= set(DeploymentSchema.model_fields), set(dep) - set(DeploymentSchema.model_fields)
+            assert dep["name"] in ("Pose", "VSViG", "Coordinator", "WardAPI")
+            if "ray_actor_options" in dep:  # replaced wholesale: must be complete
+                assert {"num_cpus", "num_gpus"} <= set(dep["ray_actor_options"])
+    cfg = load_ward_config(raw, validate_paths=False)
+    if name == "ward.yaml":
+        assert len(cfg.beds) == 4 and sum("seizure=" in b.source for b in cfg.beds) == 2
+        assert cfg.database.url == "sqlite:///./ward.db" and schema.http_options.host == "127.0.0.1"
+        from ward.serve.app import deployment_options
+
+        opts = deployment_options(cfg)
+        n_actors = -(-len(cfg.beds) // cfg.resources.camera_actors.beds_per_actor)
+        total = (opts["Pose"]["ray_actor_options"]["num_cpus"] + opts["VSViG"]["ray_actor_options"]["num_cpus"]
+                 + 0.25 + 0.1 + n_actors * cfg.resources.camera_actors.num_cpus)
+        assert total <= 2.0, f"default ward reserves {total} CPUs; it must fit 2"
+        assert all(not o["ray_actor_options"].get("num_gpus") for o in opts.values())
+    if name == "ward_gpu.yaml":
+        assert all(o.get("ray_actor_options", {}).get("num_gpus", 0) > 0 for o in raw["applications"][0]["deployments"])
+
+
+def test_build_app_rejects_bad_config_before_starting(tmp_path):
+    from ward.config import ConfigError
+    from ward.serve.app import build_app
+
+    args = ward_args(tmp_path, [sim_bed("bed-1", 1), sim_bed("bed-1", 2)])
+    args["beds"][0]["fpss"] = 6
+    args["models"]["vsvig"]["path"] = str(tmp_path / "missing.pt")
+    with pytest.raises(ConfigError) as ei:
+        build_app(args)
+    msg = str(ei.value)
+    assert "beds[0].fpss: unknown key" in msg
+    assert "models.vsvig.path: file not found" in msg
+    assert "duplicate bed id 'bed-1'" in msg
+    with pytest.raises(ConfigError, match="args"):
+        build_app(None)
+
+
+def test_build_app_binds_options_from_config(tmp_path):
+    from ward.serve.app import build_app
+
+    args = ward_args(tmp_path, [sim_bed("bed-1", 1)])
+    args["resources"]["pose"] = {"num_cpus": 0.5, "replicas": 2, "resources": {"accel": 0.5}}
+    args["batching"]["pose"] = {"max_batch_size": 12, "batch_wait_timeout_s": 0.01}
+    app = build_app(args)
+    deps = {}
+
+    def walk(node):
+        for a in list(node.args) + list(node.kwargs.values()):
+            if hasattr(a, "_bound_deployment") or type(a).__name__ == "Application":
+                walk(a._bound_deployment if hasattr(a, "_bound_deployment") else a)
+        deps[node.name] = node
+
+    root = app._bound_deployment
+    for a in root.init_args:
+        if type(a).__name__ == "Application":
+            d = a._bound_deployment
+            deps[d.name] = d
+    pose = deps["Pose"]
+    assert pose.num_replicas == 2 and pose.max_ongoing_requests >= 12
+    assert pose.ray_actor_options["resources"] == {"accel": 0.5}
+    assert pose.user_config == {"max_batch_size": 12, "batch_wait_timeout_s": 0.01}
+    assert deps["VSViG"].ray_actor_options.get("num_gpus") in (None, 0)
+
+
+def test_apply_batch_config_validates_and_sets():
+    from ward.config import ConfigError
+    from ward.serve.deployments import apply_batch_config
+
+    class M:
+        def set_max_batch_size(self, n):
+            self.n = n
+
+        def set_batch_wait_timeout_s(self, t):
+            self.t = t
+
+    m = M()
+    apply_batch_config(m, {"max_batch_size": 8, "batch_wait_timeout_s": 0.03})
+    assert (m.n, m.t) == (8, 0.03)
+    with pytest.raises(ConfigError, match="max_batch_siz"):
+        apply_batch_config(m, {"max_batch_siz": 8})
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        apply_batch_config(m, {"max_batch_size": 0})
+
+
+def test_pose_batch_groups_sizes_and_vsvig_batch(tmp_path):
+    import numpy as np
+    import torch
+
+    from ward.serve.deployments import pose_batch, vsvig_batch
+    from ward.vision.vsvig import load_vsvig
+
+    calls = []
+
+    def fake(batch):
+        calls.append(batch.shape)
+        return [[np.full((18, 3), float(b[0, 0, 0]), np.float32)] for b in batch]
+
+    frames = [np.full((4, 6, 3), i, np.uint8) for i in range(3)] + [np.zeros((8, 6, 3), np.uint8)]
+    out = pose_batch(fake, frames)
+    assert sorted(calls) == [(1, 8, 6, 3), (3, 4, 6, 3)]
+    assert [o.shape for o in out] == [(1, 18, 3)] * 4 and [o[0, 0, 0] for o in out[:3]] == [0, 1, 2]
+    with pytest.raises(ValueError, match="uint8"):
+        pose_batch(fake, [np.zeros((4, 6, 3), np.float32)])
+    _, vp = make_weights(tmp_path)
+    model = load_vsvig(vp)
+    rng = np.random.default_rng(0)
+    patches = [rng.integers(0, 255, (30, 15, 3, 32, 32), dtype=np.uint8) for _ in range(3)]
+    kpts = [rng.random((30, 15, 3), dtype=np.float32) for _ in range(3)]
+    batched = vsvig_batch(model, patches, kpts, torch.device("cpu"))
+    single = [vsvig_batch(model, [p], [k], torch.device("cpu"))[0] for p, k in zip(patches, kpts)]
+    assert np.allclose(batched, single, atol=1e-5)
+
+
+def test_assign_beds():
+    from ward.serve.camera import assign_beds
+
+    assert assign_beds(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
+    with pytest.raises(ValueError):
+        assign_beds(["a"], 0)
+
+
+def test_dashboard_process_stops_its_group(tmp_path):
+    from ward.serve.dashboard_proc import DashboardProcess, dashboard_command
+
+    marker = tmp_path / "child.pid"
+    code = f"import os,subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); open({str(marker)!r},'w').write(str(p.pid)); time.sleep(60)"
+    proc = DashboardProcess([sys.executable, "-c", code])
+    proc.start()
+    deadline = time.monotonic() + 20
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    assert proc.running
+    proc.stop(timeout=5)
+    assert not proc.running
+    time.sleep(0.2)
+    stat = Path(f"/proc/{child}/stat")
+    # the grandchild died with the group (gone, or a zombie waiting for its new parent to reap it)
+    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] in ("Z", "X")
+    cmd = dashboard_command("127.0.0.1", 8501)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
