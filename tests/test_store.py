@@ -21,6 +21,9 @@ import sqlalchemy as sa
 from ward.store.engine import current_revision, ensure_schema, head_revision, make_engine, upgrade
 from ward.store.repository import (RetentionPolicy, Sample, Store, StoreError, UnknownBedError)
 from ward.store.spill import Overflow, SpillingWriter
+from ward.store.types import UTCDateTime
+
+_UTC_T = UTCDateTime()
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -90,7 +93,7 @@ def test_migrations_from_empty_match_models(db_url: str) -> None:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     assert {"probability_samples", "minute_rollups", "alarms", "ack_events", "audit_log", "users",
-            "api_tokens", "camera_health_events", "patient_stays", "bed_camera_configs"} <= tables
+            "api_tokens", "camera_health_events", "patient_stays", "bed_camera_configs", "bed_latest"} <= tables
     assert ensure_schema(eng) is False  # already at head: nothing to do
     eng.dispose()
 
@@ -135,6 +138,22 @@ def test_idempotent_replay_does_not_double_count(store: Store) -> None:
         assert p.t == T0 + timedelta(minutes=k)
         assert p.p_max == pytest.approx(ps.max())
         assert p.p_mean == pytest.approx(ps.mean())
+
+
+def test_latest_samples_track_newest_row_per_bed(store: Store) -> None:
+    assert store.latest_samples() == {}
+    rows = _samples("bed-01", 120) + _samples("bed-02", 30, seed=3)
+    store.write_samples(rows[60:])   # newer half of bed-01 first ...
+    store.write_samples(rows[:60])   # ... then an older (replayed) batch must not move "latest" back
+    latest = store.latest_samples()
+    assert set(latest) == {"bed-01", "bed-02"}
+    assert latest["bed-01"].t == rows[119].t and latest["bed-01"].probability == pytest.approx(rows[119].probability)
+    assert latest["bed-01"].accumulator == pytest.approx(119.0) and latest["bed-01"].model_version == "vsvig-base"
+    assert latest["bed-02"].t == rows[-1].t
+    new = Sample("bed-02", T0 + timedelta(hours=1), 0.25, 7.0, None)
+    store.write_samples([new])
+    got = store.latest_samples()["bed-02"]
+    assert (got.t, got.probability, got.pose_quality, got.model_version) == (new.t, 0.25, None, None)
 
 
 def test_history_resolutions(store: Store) -> None:
@@ -403,3 +422,20 @@ def test_spill_postgres_real_outage(tmp_path: Path) -> None:
     assert [p.t for p in pts] == [r.t for r in rows]
     assert sum(p.n for p in store.history("bed-01", T0, T0 + timedelta(hours=1), "1m")) == 300
     store.close()
+
+
+def test_upgrade_from_0001_backfills_bed_latest(db_url: str) -> None:
+    """A database created at revision 0001 is upgraded on Store() and bed_latest is backfilled."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0001")
+    with eng.begin() as c:
+        c.execute(sa.text("INSERT INTO beds (id, key, active, created_at) VALUES (1, 'old', true, :t)"), {"t": T0})
+        for t, p in ((T0, 0.1), (T0 + timedelta(seconds=5), 0.7)):
+            c.execute(sa.text("INSERT INTO probability_samples (t, bed_id, probability, accumulator) "
+                              "VALUES (:t, 1, :p, 0)").bindparams(sa.bindparam("t", type_=_UTC_T)), {"t": t, "p": p})
+    eng.dispose()
+    s = Store(db_url)
+    assert current_revision(s.engine) == head_revision()
+    latest = s.latest_samples()["old"]
+    assert (latest.t, latest.probability) == (T0 + timedelta(seconds=5), 0.7)
+    s.close()

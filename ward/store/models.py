@@ -108,6 +108,21 @@ class ProbabilitySample(Base):
     __table_args__ = (PrimaryKeyConstraint("t", "bed_id"), {"sqlite_with_rowid": False})
 
 
+class BedLatest(Base):
+    """The newest sample of each bed, maintained by every write (one tiny row per bed).
+
+    The samples table is time-major, so "latest per bed" there would scan; this table answers it
+    with one row per bed and costs writes one or two extra pages per batch."""
+
+    __tablename__ = "bed_latest"
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"), primary_key=True)
+    t: Mapped[datetime] = mapped_column(UTCDateTime())
+    probability: Mapped[float] = mapped_column(Float)
+    accumulator: Mapped[float] = mapped_column(Float)
+    pose_quality: Mapped[Optional[float]] = mapped_column(Float)
+    model_version_id: Mapped[Optional[int]] = mapped_column(SmallInteger, ForeignKey("model_versions.id"))
+
+
 class MinuteRollup(Base):
     """Per bed-minute max / sum / count of probability; mean = p_sum / n stays exact under merges."""
 

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import sqlite as sq
 
 from ward.store.engine import ensure_schema, make_engine
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
-                               ApiToken, AuditLog, Bed, BedCameraConfig, CameraHealthEvent,
+                               ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
                                MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
 from ward.store.types import EPOCH, UTCDateTime, as_utc
 
@@ -134,6 +134,18 @@ class HistoryPoint:
         d = asdict(self)
         d["t"] = self.t.isoformat()
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class LatestRecord:
+    """The newest stored sample of one bed."""
+
+    bed: str
+    t: datetime
+    probability: float
+    accumulator: float
+    pose_quality: float | None
+    model_version: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +269,16 @@ WITH ins AS (
   SELECT * FROM unnest(CAST(:b AS integer[]), CAST(:t AS timestamptz[]), CAST(:p AS float8[]),
                        CAST(:a AS float8[]), CAST(:q AS float8[]), CAST(:m AS smallint[]))
   ON CONFLICT (bed_id, t) DO NOTHING
-  RETURNING bed_id, t, probability
+  RETURNING bed_id, t, probability, accumulator, pose_quality, model_version_id
+), lat AS (
+  INSERT INTO bed_latest (bed_id, t, probability, accumulator, pose_quality, model_version_id)
+  SELECT DISTINCT ON (bed_id) bed_id, t, probability, accumulator, pose_quality, model_version_id FROM ins
+  ORDER BY bed_id, t DESC
+  ON CONFLICT (bed_id) DO UPDATE SET t = EXCLUDED.t, probability = EXCLUDED.probability,
+    accumulator = EXCLUDED.accumulator, pose_quality = EXCLUDED.pose_quality,
+    model_version_id = EXCLUDED.model_version_id
+  WHERE EXCLUDED.t > bed_latest.t
+  RETURNING 1
 ), up AS (
   INSERT INTO minute_rollups (bed_id, minute, p_max, p_sum, n)
   SELECT bed_id, date_trunc('minute', t), max(probability), sum(probability), count(*) FROM ins
@@ -282,13 +303,32 @@ def _sqlite_insert_sql(n: int) -> str:
     values = ",".join(["(?,?,?,?,?,?)"] * n)
     return ("INSERT INTO probability_samples (bed_id, t, probability, accumulator, pose_quality, "
             f"model_version_id) VALUES {values} ON CONFLICT (bed_id, t) DO NOTHING "
-            "RETURNING bed_id, t, probability")
+            "RETURNING bed_id, t, probability, accumulator, pose_quality, model_version_id")
+
+
+_SQLITE_LATEST = """
+INSERT INTO bed_latest (bed_id, t, probability, accumulator, pose_quality, model_version_id)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (bed_id) DO UPDATE SET t = excluded.t, probability = excluded.probability,
+  accumulator = excluded.accumulator, pose_quality = excluded.pose_quality,
+  model_version_id = excluded.model_version_id
+WHERE excluded.t > bed_latest.t"""
+
+
+def _sqlite_latest(returned: Sequence[Any]) -> list[Any]:
+    """Newest freshly inserted row per bed."""
+    best: dict[int, Any] = {}
+    for row in returned:
+        cur = best.get(row[0])
+        if cur is None or row[1] > cur[1]:
+            best[row[0]] = row
+    return list(best.values())
 
 
 def _sqlite_rollups(returned: Sequence[Any]) -> list[tuple[int, int, float, float, int]]:
     """Aggregate freshly inserted (bed_id, t_us, p) rows per bed-minute."""
     acc: dict[tuple[int, int], list[float]] = {}
-    for bed_id, t_us, p in returned:
+    for bed_id, t_us, p, *_ in returned:
         key = (bed_id, t_us - t_us % _MINUTE_US)
         a = acc.get(key)
         if a is None:
@@ -505,6 +545,7 @@ class Store:
                     inserted += len(returned)
                     if returned:
                         cur.executemany(_SQLITE_ROLLUP, _sqlite_rollups(returned))
+                        cur.executemany(_SQLITE_LATEST, _sqlite_latest(returned))
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:  # same exception types as the SQLAlchemy paths raise
                 try:
@@ -518,6 +559,15 @@ class Store:
         finally:
             raw.close()
         return inserted, len(rows) - inserted
+
+    def latest_samples(self) -> dict[str, LatestRecord]:
+        """Newest sample of every bed that has one (one small table read, whatever the history size)."""
+        L = BedLatest.__table__
+        q = (select(_B.c.key, L.c.t, L.c.probability, L.c.accumulator, L.c.pose_quality, ModelVersion.name)
+             .join_from(L, _B, _B.c.id == L.c.bed_id)
+             .outerjoin(ModelVersion, ModelVersion.id == L.c.model_version_id))
+        with self.engine.connect() as conn:
+            return {r[0]: LatestRecord(*r) for r in conn.execute(q)}
 
     def history(self, bed: str, since: datetime, until: datetime | None = None,
                 resolution: str = "1m") -> list[HistoryPoint]:
@@ -842,6 +892,6 @@ class Store:
         return deleted
 
 
-__all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint",
+__all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint", "LatestRecord",
            "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError", "UnknownBedError",
            "UserRecord", "WriteResult", "ALARM_STATES"]
