@@ -269,6 +269,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json-out", default=None, help="result JSON path (default bench_results/bench_store.json)")
     args = ap.parse_args()
     if args.days < 1 or args.beds < 1:
         ap.error("--days and --beds must be >= 1")
@@ -315,7 +316,7 @@ def main() -> None:
         else:
             ap.error(f"unknown engine {engine!r}: use sqlite and/or postgres")
     report("bench_store", rows, {"days": args.days, "beds": args.beds, "samples": args.days * 86400 * args.beds,
-                                 "loadavg_end": os.getloadavg()})
+                                 "loadavg_end": os.getloadavg()}, json_path=args.json_out)
 
 
 if __name__ == "__main__":
