@@ -30,6 +30,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,6 +64,14 @@ async def _limit_body_size(request: Request, call_next: Any) -> Any:
         elif not length.strip().isdigit() or int(length) > MAX_BODY_BYTES:
             return JSONResponse({"detail": f"request body too large: the limit is {MAX_BODY_BYTES} bytes"}, 413)
     return await call_next(request)
+
+
+@fastapi_app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field, without echoing the input (it may be huge, secret, or NaN, which
+    FastAPI's default handler cannot encode and turns into a 500)."""
+    return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                                     "type": str(e.get("type", ""))} for e in exc.errors()]}, status_code=422)
 
 
 _bearer = HTTPBearer(auto_error=False, description="API token from `ward users token`")
@@ -258,7 +268,10 @@ class WardAPI:
         self._auth(request, "viewer")
         self._bed_or_404(bed_id)
         until_ = _utc(until) or datetime.now(timezone.utc) + timedelta(seconds=1)
-        since_ = _utc(since) or until_ - timedelta(minutes=10)
+        try:
+            since_ = _utc(since) or until_ - timedelta(minutes=10)
+        except OverflowError:
+            raise HTTPException(422, f"until ({until_.isoformat()}) is too early: give since as well") from None
         if since_ > until_:
             raise HTTPException(422, f"since ({since_.isoformat()}) is after until ({until_.isoformat()})")
         try:
@@ -298,7 +311,9 @@ class WardAPI:
         return [r.as_dict() for r in rows]
 
     @fastapi_app.post("/api/alarms/{alarm_id}/ack", dependencies=_DOC_AUTH)
-    def ack(self, request: Request, alarm_id: int, body: AckBody) -> dict[str, Any]:
+    def ack(self, request: Request, body: AckBody,
+            alarm_id: int = PathParam(..., ge=1, le=2**63 - 1, description="alarm id (a 64-bit integer)")
+            ) -> dict[str, Any]:
         user = self._auth(request, "clinician")
         try:
             self.store.acknowledge(alarm_id, user.username, body.verdict, body.note, source="api")
