@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,28 @@ def fixtures_dir() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.fail(f"reference fixtures not found at {SHARED_FIXTURES}: clone ward next to shared/")
     return SHARED_FIXTURES
+
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ray_isolation():
+    """Shut down any Ray (and Serve) a test module left running, so the next module starts clean.
+
+    Some tests start Ray implicitly (a Serve handle, an API client); without this, the next module's
+    own ``ray.init(num_cpus=4)`` fails with "called ray.init twice".
+    """
+    yield
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if ray.is_initialized():
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:  # noqa: BLE001 - best effort: Serve may never have started
+            pass
+        ray.shutdown()
