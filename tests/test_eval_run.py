@@ -1,0 +1,110 @@
+"""`ward eval` pipeline: pose noise, latency/false-alarm arithmetic on known streams, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ward.detect import RuleConfig
+from ward.evaluation.metrics import evaluate
+from ward.evaluation.run import (EVAL_SEED, MIRROR_18, EvalConfig, PoseNoise, clip_ends, eval_scenarios,
+                                 noisy_keypoints, recordings_for, run_eval)
+from ward.sim.scenario import Scenario, SeizureSpec
+
+
+def test_noisy_keypoints_jitter_drop_and_swap_rates():
+    rng = np.random.default_rng(0)
+    n = 4000
+    gt = np.zeros((n, 18, 3), np.float32)
+    gt[..., 0] = np.arange(18) * 10.0
+    gt[..., 1] = 100.0
+    gt[..., 2] = 1.0
+    gt[:, 3, 2] = 0.0  # a hidden joint stays hidden
+    k = noisy_keypoints(gt, rng, PoseNoise(jitter_px=2.0, p_drop=0.1, p_swap=0.05))
+    vis = k[..., 2] > 0
+    kept = vis[:, [0, 1]]  # nose and neck never swap
+    assert 1 - kept.mean() == pytest.approx(0.1, abs=0.02)
+    assert np.all(k[~vis][:, :2] == 0)
+    err = k[:, 0, 1][vis[:, 0]] - 100.0
+    assert err.std() == pytest.approx(2.0, rel=0.1)
+    # a swapped frame puts the left shoulder (5) where the right one (2) was
+    swapped = np.abs(k[:, 5, 0] - 20.0) < 8
+    assert swapped.mean() == pytest.approx(0.05, abs=0.02)
+
+
+def _scored(times: np.ndarray, p: np.ndarray) -> dict:
+    return {"t_end": times, "p": p, "target": np.zeros_like(p), "baseline": np.zeros_like(p)}
+
+
+def test_latency_advance_and_false_alarm_arithmetic():
+    sz = Scenario(seed=1, duration_s=120, fps=6,
+                  seizures=[SeizureSpec(type="tonic", eeg_onset_s=50, clinical_onset_s=60, end_s=80)])
+    quiet = Scenario(seed=2, duration_s=600, fps=6)
+    t1 = clip_ends(120 * 6) / 6.0
+    p1 = np.where((t1 >= 50) & (t1 < 85), 0.9, 0.05)
+    t2 = clip_ends(600 * 6) / 6.0
+    p2 = np.full(t2.shape, 0.05)
+    p2[(t2 >= 100) & (t2 < 102)] = 1.0   # 2 s spike: no alarm
+    p2[(t2 >= 300) & (t2 < 312)] = 0.9   # sustained: one false alarm
+    recs = recordings_for([_scored(t1, p1), _scored(t2, p2)], [sz, quiet], "p", RuleConfig())
+    res = evaluate(recs)
+    # first sample at or after the EEG onset is t = 29/6 + 46 = 50.833 s; with p = 0.9 the evidence is
+    # e = 0.5/0.6 and A = e(1 - exp(-n/3)) after n one-second samples: A >= 0.55 from n = 4 (0.611),
+    # i.e. at the sample 3 s after the first one, plus min_duration 1 s -> alarm at 50.833 + 4 = 54.833 s
+    first = 29 / 6 + 46
+    assert res["seizures"][0]["alarm_t"] == pytest.approx(first + 4)
+    assert res["median_latency_after_eeg_s"] == pytest.approx(first + 4 - 50)
+    assert res["median_advance_before_clinical_s"] == pytest.approx(60 - (first + 4))
+    assert res["sensitivity"] == 1.0
+    assert res["false_alarms"] == 1
+    assert res["false_alarm_list"][0]["t"] == pytest.approx(29 / 6 + 296 + 4)
+    non_seizure_s = (120 - (120 - 50)) + 600  # window [50, 80 + 60] clipped to the 120 s recording
+    assert res["hours_non_seizure"] == pytest.approx(non_seizure_s / 3600)
+    assert res["false_alarms_per_24h"] == pytest.approx(86400 / non_seizure_s)
+
+
+def test_eval_seeds_are_held_out_and_seed_option_changes_them():
+    cfg = EvalConfig(hours=0.05, seizures_per_type=1, chunk_s=90)
+    default = [s.seed for s in eval_scenarios(cfg)]
+    assert min(default) > EVAL_SEED and len(default) == 5 + 2
+    other = [s.seed for s in eval_scenarios(EvalConfig(seed=7, hours=0.05, seizures_per_type=1, chunk_s=90))]
+    assert not set(default) & set(other)
+    assert all(s < 1000 or s >= 4000 for s in other)  # never a training seed
+    sc = eval_scenarios(cfg)
+    assert [len(s.seizures) for s in sc] == [1] * 5 + [0, 0]
+    assert sum(s.duration_s for s in sc[5:]) == pytest.approx(180)
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, patches: torch.Tensor, kpts: torch.Tensor) -> torch.Tensor:
+        assert patches.shape[1:] == (30, 15, 3, 32, 32) and kpts.shape[1:] == (30, 15, 3)
+        return torch.full((patches.shape[0],), self.p)
+
+
+def test_run_eval_end_to_end_with_known_alarm_times(tmp_path):
+    cfg = EvalConfig(hours=20 / 3600, seizures_per_type=1, seizure_types=("myoclonic",), width=256, height=144,
+                     threads=2)
+    js, png = tmp_path / "eval.json", tmp_path / "traces.png"
+    lines: list[str] = []
+    res = run_eval(cfg, json_path=js, png_path=png, log=lines.append, model=_Constant(0.9), progress=False)
+    assert any(f"evaluation seed {EVAL_SEED}" in s for s in lines)
+    data = json.loads(js.read_text())
+    for key in ("sensitivity", "median_latency_after_eeg_s", "median_advance_before_clinical_s",
+                "false_alarms_per_24h", "hours_non_seizure", "per_type", "baseline", "eval_seed", "scenario_seeds"):
+        assert key in data
+    # p = 0.9 from the first clip: the first sample (29/6 s) sets the reference, A crosses 0.55 four
+    # samples later and the alarm starts one more second later, at 29/6 + 5 s, in both recordings:
+    # before the seizure's EEG onset (>= 30 s), so a false alarm there too; it never ends, so the
+    # seizure itself is missed.
+    assert [a["t"] for a in res["false_alarm_list"]] == pytest.approx([29 / 6 + 5] * 2)
+    assert res["sensitivity"] == 0.0 and res["per_type"]["myoclonic"]["n_seizures"] == 1
+    assert res["false_alarms_per_24h"] == pytest.approx(2 / (res["hours_non_seizure"] * 3600) * 86400)
+    assert res["clip_rmse"] > 0 and res["baseline"]["n_seizures"] == 1
+    assert png.stat().st_size > 1000

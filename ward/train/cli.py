@@ -1,0 +1,90 @@
+"""`ward train vsvig|pose` and `ward eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    tr = typer.Typer(no_args_is_help=True, help="Train the pose model and VSViG on simulated (or annotated) data.")
+
+    @tr.command("vsvig")
+    def vsvig(data: Path = typer.Option(..., "--data", help="dataset dir from `ward dataset build` (manifest.json)"),
+              epochs: int = typer.Option(20, help="epochs (the official script uses 200; 20 is CPU-feasible)"),
+              batch_size: int = typer.Option(32, "--batch-size"), lr: float = typer.Option(1e-4),
+              weight_decay: float = typer.Option(1e-5, "--weight-decay"),
+              step_size: int = typer.Option(40, "--step-size", help="StepLR step (epochs)"),
+              gamma: float = typer.Option(0.1), out: Path = typer.Option(Path("runs/vsvig"), "--out"),
+              resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.ckpt"),
+              device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda:N"),
+              seed: int = typer.Option(0), clips_per_epoch: Optional[int] = typer.Option(
+                  None, "--clips-per-epoch", help="clips drawn per epoch (default: size of the train split)"),
+              pos_fraction: float = typer.Option(0.4, "--pos-fraction",
+                                                 help="share of seizure clips drawn per epoch (0 = natural mix)"),
+              max_val_clips: int = typer.Option(600, "--max-val-clips"),
+              no_augment: bool = typer.Option(False, "--no-augment"),
+              threads: Optional[int] = typer.Option(None, help="torch CPU threads")) -> None:
+        """Train VSViG-light (paper graph mode): MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
+        from ward.train.vsvig import VSViGTrainConfig, train_vsvig
+
+        cfg = VSViGTrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
+                               weight_decay=weight_decay, step_size=step_size, gamma=gamma, device=device, seed=seed,
+                               clips_per_epoch=clips_per_epoch, pos_fraction=pos_fraction or None,
+                               max_val_clips=max_val_clips, augment=not no_augment, threads=threads)
+        try:
+            res = train_vsvig(cfg, resume=resume, log=typer.echo)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"best: {res['best']}\nlast: {res['last']}")
+
+    @tr.command("pose")
+    def pose(config: str = typer.Option("small", help="network configuration (small or official)"),
+             sim_frames: int = typer.Option(2000, "--sim-frames", help="training frames drawn from the simulator"),
+             steps: int = typer.Option(1500, help="optimiser steps"), batch_size: int = typer.Option(4, "--batch-size"),
+             lr: float = typer.Option(1e-3), height: int = typer.Option(256, help="network input height"),
+             init: Optional[Path] = typer.Option(None, help="start from these weights (fine-tune)"),
+             out: Path = typer.Option(Path("runs/pose"), "--out"),
+             resume: bool = typer.Option(False, "--resume"), device: str = typer.Option("auto"),
+             seed: int = typer.Option(0, help="training scenario seeds start at 3000 + 100 * seed"),
+             eval_frames: int = typer.Option(60, "--eval-frames", help="held-out frames for PCK"),
+             threads: Optional[int] = typer.Option(None),
+             max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop training after this long")
+             ) -> None:
+        """Train the Lightweight OpenPose network on simulator frames (heatmaps + PAFs, MSE on every stage)."""
+        from ward.train.pose import PoseTrainConfig, train_pose
+
+        cfg = PoseTrainConfig(config=config, sim_frames=sim_frames, steps=steps, batch_size=batch_size, lr=lr,
+                              height=height, init=str(init) if init else None, out=str(out), device=device,
+                              seed=seed, eval_frames=eval_frames, threads=threads,
+                              max_minutes=max_minutes)
+        try:
+            res = train_pose(cfg, resume=resume, log=typer.echo)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"best: {res['best']}")
+
+    app.add_typer(tr, name="train")
+
+    @app.command("eval")
+    def eval_(fast: bool = typer.Option(False, "--fast", help="ground-truth keypoints + pose noise (no pose network)"),
+              seed: Optional[int] = typer.Option(None, help="evaluation seed (default: the fixed held-out seed)"),
+              hours: float = typer.Option(24.0, help="hours of seizure-free footage with confounders"),
+              n_seizures: int = typer.Option(4, "--seizures-per-type", help="seizures per type"),
+              json_path: Optional[Path] = typer.Option(None, "--json"), png: Optional[Path] = typer.Option(None, "--png"),
+              vsvig: Path = typer.Option(Path("models/ward-vsvig-light.pt"), "--vsvig"),
+              pose: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose"),
+              batch: int = typer.Option(64, help="clips per VSViG batch"),
+              threads: Optional[int] = typer.Option(None)) -> None:
+        """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
+        from ward.evaluation.run import EvalConfig, print_table, run_eval
+
+        cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
+                         pose=str(pose), batch=batch, threads=threads)
+        try:
+            res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo)
+        except (ValueError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        print_table(res)

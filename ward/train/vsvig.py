@@ -1,0 +1,287 @@
+"""Training VSViG on clips from the dataset builder (format ``ward.clips/1``).
+
+Loss: MSE between the predicted probability and the clip's soft label (as the official script).
+Optimiser defaults follow the official script (Adam lr 1e-4, weight decay 1e-5, StepLR(40, 0.1),
+batch 32); only the epoch count is lowered to something a CPU finishes.
+
+Sampling: seizure clips are rare in continuous footage, so each epoch draws clips with replacement
+so that about ``pos_fraction`` of them have a label > 0 (``pos_fraction=None`` keeps the natural mix).
+
+Augmentation (cheap, keeps the part structure: no left/right flips that would swap parts): per-clip
+brightness gain, small keypoint jitter, and dropped joints (patch and keypoint zeroed for the whole
+clip or single frames: exactly what ``extract_patches``/``normalise_keypoints`` produce for a joint the
+pose estimator missed).
+
+Checkpoints in ``out``: ``last.ckpt`` (every epoch: model, optimiser, scheduler, RNG state, history,
+so ``resume=True`` continues bit-compatible where it stopped) and ``best.pt`` (best validation MSE,
+exported with ``save_vsvig_checkpoint`` and the training metadata, loadable with ``load_vsvig``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ward.keypoints import VSVIG_15
+
+TRAINED_ON = "simulated data (ward.sim), not for clinical use"
+CLIP_FORMAT = "ward.clips/1"
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+@dataclass
+class ClipSet:
+    """All clips of one split in memory: patches uint8 (N,30,15,3,32,32), kpts f32 (N,30,15,3), label (N,)."""
+
+    patches: np.ndarray
+    kpts: np.ndarray
+    label: np.ndarray
+    seizure_type: np.ndarray
+    video: np.ndarray
+    t_end: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+
+def manifest_hash(data_dir: str | Path) -> str:
+    """sha256 of manifest.json: identifies the data a model was trained on."""
+    return hashlib.sha256((Path(data_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def read_manifest(data_dir: str | Path) -> dict[str, Any]:
+    """The dataset's manifest, checked for the clip format training understands."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{data_dir}: no manifest.json; build one with `ward dataset build --sim DIR --out {data_dir}`")
+    man = json.loads(path.read_text())
+    if man.get("format") != CLIP_FORMAT:
+        raise ValueError(f"{path}: format {man.get('format')!r}, expected {CLIP_FORMAT!r}; rebuild the dataset")
+    if list(man.get("joint_layout", VSVIG_15)) != list(VSVIG_15):
+        raise ValueError(f"{path}: joint layout differs from ward.keypoints.VSVIG_15; rebuild the dataset")
+    return man
+
+
+def load_split(data_dir: str | Path, split: str, max_clips: int | None = None, seed: int = 0) -> ClipSet:
+    """Load every shard of one split (train/val/test); `max_clips` keeps a random subset (deterministic)."""
+    man = read_manifest(data_dir)
+    names = man.get("splits", {}).get(split)
+    if names is None:
+        raise ValueError(f"{data_dir}: manifest has no split {split!r} (has {sorted(man.get('splits', {}))})")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("patches", "kpts", "label", "seizure_type", "video", "t_end")}
+    for n in names:
+        with np.load(Path(data_dir) / n) as z:
+            for k in parts:
+                parts[k].append(z[k])
+    if not names:
+        return ClipSet(np.zeros((0, 30, 15, 3, 32, 32), np.uint8), np.zeros((0, 30, 15, 3), np.float32),
+                       np.zeros(0, np.float32), np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.float32))
+    cs = ClipSet(**{k: np.concatenate(v) for k, v in parts.items()})
+    if max_clips is not None and len(cs) > max_clips:
+        idx = np.sort(np.random.default_rng(seed).choice(len(cs), max_clips, replace=False))
+        cs = ClipSet(**{k: getattr(cs, k)[idx] for k in parts})
+    return cs
+
+
+def epoch_indices(labels: np.ndarray, n: int, pos_fraction: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Clip indices for one epoch: n draws, about pos_fraction of them with label > 0 (None: a permutation)."""
+    if pos_fraction is None or not (labels > 0).any() or (labels > 0).all():
+        return rng.permutation(len(labels))[:n] if n <= len(labels) else rng.integers(0, len(labels), n)
+    pos = np.flatnonzero(labels > 0)
+    neg = np.flatnonzero(labels <= 0)
+    n_pos = int(round(n * pos_fraction))
+    out = np.concatenate([rng.choice(pos, n_pos, replace=True), rng.choice(neg, n - n_pos, replace=True)])
+    return rng.permutation(out)
+
+
+def augment(patches: torch.Tensor, kpts: torch.Tensor, gen: torch.Generator, *, gain: float = 0.2,
+            jitter: float = 0.004, p_drop_joint: float = 0.05, p_drop_frame: float = 0.02
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch augmentation (float patches 0..255, kpts (x/W, y/H, c)); vectorised, parts never swapped."""
+    b, t, p = kpts.shape[:3]
+    dev = patches.device
+    g = 1.0 + gain * (2 * torch.rand(b, 1, 1, 1, 1, 1, generator=gen) - 1)
+    patches = (patches * g.to(dev)).clamp_(0, 255)
+    xy = kpts[..., :2] + jitter * torch.randn(b, t, p, 2, generator=gen).to(dev)
+    keep = (torch.rand(b, 1, p, generator=gen) >= p_drop_joint) & (torch.rand(b, t, p, generator=gen) >= p_drop_frame)
+    keep = keep.to(dev) & (kpts[..., 2] > 0)
+    kf = keep.to(kpts.dtype)
+    kpts = torch.cat([xy, kpts[..., 2:]], -1) * kf[..., None]
+    patches = patches * kf[..., None, None, None]
+    return patches, kpts
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+@dataclass
+class VSViGTrainConfig:
+    """Everything a run depends on (stored in checkpoints)."""
+
+    data: str
+    out: str = "runs/vsvig"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    step_size: int = 40
+    gamma: float = 0.1
+    device: str = "auto"
+    seed: int = 0
+    clips_per_epoch: int | None = None
+    pos_fraction: float | None = 0.4
+    max_val_clips: int | None = 600
+    augment: bool = True
+    variant: str = "light"
+    partition_order: str | None = None
+    threads: int | None = None
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" picks CUDA when present, else CPU; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from exc
+
+
+def _batches(cs: ClipSet, idx: np.ndarray, bs: int, dev: torch.device):
+    for i in range(0, len(idx), bs):
+        j = np.sort(idx[i:i + bs])
+        yield (torch.from_numpy(cs.patches[j]).to(dev, torch.float32), torch.from_numpy(cs.kpts[j]).to(dev),
+               torch.from_numpy(cs.label[j]).to(dev))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, cs: ClipSet, batch_size: int = 64, device: torch.device | str = "cpu") -> np.ndarray:
+    """Probabilities of every clip of a ClipSet (eval mode)."""
+    model.eval()
+    dev = torch.device(device)
+    out = [model(p, k).float().cpu().numpy() for p, k, _ in _batches(cs, np.arange(len(cs)), batch_size, dev)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _val_metrics(pred: np.ndarray, cs: ClipSet) -> dict[str, float]:
+    y = cs.label
+    mse = float(np.mean((pred - y) ** 2))
+    pos, neg = y >= 0.999, y <= 0
+    return {"val_mse": mse, "val_rmse": math.sqrt(mse),
+            "val_mean_p_seizure": float(pred[pos].mean()) if pos.any() else float("nan"),
+            "val_mean_p_none": float(pred[neg].mean()) if neg.any() else float("nan"),
+            "val_clips": int(len(y))}
+
+
+# ------------------------------------------------------------------------------------------- training
+
+def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int | None = None,
+                progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or resume) VSViG; returns {"best": path, "last": path, "history": [...]}.
+
+    ``max_steps`` stops after that many optimiser steps in total (tests, smoke runs).
+    """
+    from tqdm import tqdm
+
+    from ward.vision.partition_order import generate_partition_orders, load_partition_orders
+    from ward.vision.vsvig import build_vsvig, save_vsvig_checkpoint
+
+    torch.set_flush_denormal(True)  # fresh weights produce denormals that slow CPU training 10-50x
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    for name in ("epochs", "batch_size", "step_size"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.pos_fraction is not None and not 0 < cfg.pos_fraction < 1:
+        raise ValueError(f"pos_fraction must be in (0, 1) or None, got {cfg.pos_fraction}")
+    dev = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    man_hash = manifest_hash(cfg.data)
+    train = load_split(cfg.data, "train")
+    if len(train) == 0:
+        raise ValueError(f"{cfg.data}: the train split has no clips")
+    val = load_split(cfg.data, "val", cfg.max_val_clips, cfg.seed)
+    if len(val) == 0:
+        log("warning: no validation clips; the best checkpoint is chosen on training loss")
+
+    orders = load_partition_orders(cfg.partition_order) if cfg.partition_order else generate_partition_orders(0)
+    torch.manual_seed(cfg.seed)
+    model = build_vsvig(cfg.variant, "paper", orders).to(dev)  # type: ignore[arg-type]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best = 0, 0, float("inf")
+    last_path, best_path = out / "last.ckpt", out / "best.pt"
+    if resume and last_path.is_file():
+        st = torch.load(last_path, map_location="cpu", weights_only=False)
+        if st.get("manifest_sha256") != man_hash:
+            raise ValueError(f"{last_path} was trained on other data (manifest hash differs); use a new --out")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        rng.bit_generator.state = st["np_rng"]
+        gen.set_state(st["torch_gen"])
+        start_epoch, step, best, history = st["epoch"], st["step"], st["best"], st["history"]
+        log(f"resumed from {last_path} at epoch {start_epoch} (step {step}, best val_mse {best:.4g})")
+    n_epoch = cfg.clips_per_epoch or len(train)
+    meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
+            "command": cfg.command, "train_config": {k: v for k, v in asdict(cfg).items() if k != "command"},
+            "n_train_clips": len(train), "n_val_clips": len(val)}
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        idx = epoch_indices(train.label, n_epoch, cfg.pos_fraction, rng)
+        losses = []
+        t0 = time.time()
+        bar = tqdm(_batches(train, idx, cfg.batch_size, dev), total=math.ceil(len(idx) / cfg.batch_size),
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for patches, kpts, y in bar:
+            if cfg.augment:
+                patches, kpts = augment(patches, kpts, gen)
+            loss = torch.mean((model(patches, kpts) - y) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if max_steps is not None and step >= max_steps:
+                break
+        sched.step()
+        rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_mse": float(np.mean(losses)),
+                               "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+        if len(val):
+            rec.update(_val_metrics(predict(model, val, 64, dev), val))
+        history.append(rec)
+        score = rec.get("val_mse", rec["train_mse"])
+        if score < best:
+            best = score
+            model.eval()
+            save_vsvig_checkpoint(model, best_path, **meta, epoch=epoch + 1, metrics=rec,
+                                  created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(), "epoch": epoch + 1,
+                    "step": step, "best": best, "history": history, "config": asdict(cfg),
+                    "manifest_sha256": man_hash}, last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+        log(json.dumps(rec))
+        if max_steps is not None and step >= max_steps:
+            break
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    return {"best": best_path, "last": last_path, "history": history}
