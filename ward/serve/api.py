@@ -183,6 +183,13 @@ class WardAPI:
             except Exception:  # noqa: BLE001
                 pass
 
+    async def camera_nodes(self) -> dict[str, str]:
+        """Node id of each bed's camera actor (placement checks; not an HTTP route)."""
+        out = {}
+        for bed, actor in self.camera_of.items():
+            out[bed] = await actor.node_id.remote()
+        return out
+
     # -- auth ------------------------------------------------------------------------------------
     def _auth(self, request: Request, needed: str) -> Any:
         import base64  # noqa: PLC0415

@@ -174,6 +174,11 @@ class Pose:
     def stats(self) -> dict[str, Any]:
         return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
 
+    def node_id(self) -> str:
+        import ray  # noqa: PLC0415
+
+        return ray.get_runtime_context().get_node_id()
+
 
 @serve.deployment(name="VSViG", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.25})
 class VSViG:
@@ -213,3 +218,8 @@ class VSViG:
 
     def stats(self) -> dict[str, Any]:
         return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
+
+    def node_id(self) -> str:
+        import ray  # noqa: PLC0415
+
+        return ray.get_runtime_context().get_node_id()
