@@ -76,11 +76,13 @@ def test_official_mode_matches_fixture(official: dict, official_model: VSViG) ->
 
 def test_official_mode_depends_on_partition_orders(official: dict, official_model: VSViG) -> None:
     """The dynamic permutations are part of what the official model computes."""
-    model = copy.deepcopy(official_model)
-    model.set_partition_order(torch.arange(15).repeat(20, 1))
+    model = copy.deepcopy(official_model).fuse_for_inference()
+    model.set_partition_order(torch.arange(15).repeat(20, 1))  # after fusing: caches must follow
     with torch.inference_mode():
         p = model(official["patches_uint8"].float(), official["kpts"])
+        plain = model.unfuse()(official["patches_uint8"].float(), official["kpts"])
     assert (p - official["probabilities"]).abs().max().item() > 1e-3
+    assert (p - plain).abs().max().item() < TOL
 
 
 def test_fused_inference_keeps_official_outputs(official: dict, official_model: VSViG) -> None:

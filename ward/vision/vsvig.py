@@ -17,7 +17,14 @@ uses them. The temporal conv is a (3, 3) conv over (time, joint) with replicate 
 two axes; the official (3, 3, 1) Conv3d over a replicate-padded singleton axis computes the same
 numbers three times and keeps one. Weights are stored in the official Conv3d shape and viewed.
 
-Layout inside the network: (B, C, T, P) with T frames and P = 15 joints.
+Paper-mode Grapher (a choice; the official code does not pin it down): ``h = x + fc2(Inter(fc1(x)))``,
+``out = ReLU(h + fc4(Intra(fc3(h))))``, each graph module being ``nn(cat[y, max_relative(y)])``.
+
+Layout: ``forward`` runs (B, C, T, P) NCHW tensors (training, reference). After
+``fuse_for_inference()`` eval forwards run on channels-last (B, T, P, C) activations: 1x1 convs as
+GEMMs, the joint permutation and replicate padding as one gather, BN folded (paper mode).
+The official-mode stem reproduces the official per-patch conv bit for bit (see ``_stem``): this
+calibrated network amplifies float32 rounding differences ~50x, so parity at 1e-5 needs it.
 """
 
 from __future__ import annotations
@@ -142,14 +149,6 @@ class ConvBN(nn.Sequential):
         else:
             y = self[1](F.conv2d(x, self.weight4d(), self[0].bias, self.stride, 0, 1, self.groups))
         return F.relu(y) if self.act else y
-
-
-def _part_masks(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, P) boolean neighbour masks: inter = other parts, intra = same part minus self."""
-    part = torch.arange(NUM_JOINTS, device=device) // JOINTS_PER_PART
-    same = part.unsqueeze(0) == part.unsqueeze(1)
-    eye = torch.eye(NUM_JOINTS, dtype=torch.bool, device=device)
-    return ~same, same & ~eye
 
 
 @functools.lru_cache(maxsize=32)
