@@ -213,6 +213,13 @@ def test_missing_extra_and_mismatched_keys_are_all_listed(official: dict, fixtur
     assert "fc.3.bias: checkpoint (2,) vs model (1,)" in msg
 
 
+def test_unreadable_weight_file_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "half.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(VSViGLoadError, match=r"cannot read VSViG weights .*half\.pth"):
+        load_vsvig(bad)
+
+
 def test_variant_mismatch_lists_shapes(official: dict, fixtures_dir: Path) -> None:
     with pytest.raises(VSViGLoadError, match="shape mismatches"):
         load_vsvig(official["state_dict"], variant="base", partition_order=fixtures_dir / "dy_point_order.pt")

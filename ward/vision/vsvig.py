@@ -546,7 +546,12 @@ def load_vsvig(source: str | Path | Mapping[str, Any], *, variant: Variant | Non
         src_path = Path(source)
         if not src_path.is_file():
             raise FileNotFoundError(f"VSViG weights not found: {src_path}")
-        data = torch.load(src_path, map_location="cpu", weights_only=True)
+        try:
+            data = torch.load(src_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated download, HTML page, LFS pointer, foreign pickle...
+            raise VSViGLoadError(f"cannot read VSViG weights {src_path}: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''} (re-download the file; "
+                                 "`ward models verify` checks official files)") from exc
     elif isinstance(source, Mapping):
         data = source
     else:
