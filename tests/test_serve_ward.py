@@ -154,3 +154,21 @@ def test_poses_endpoint(ward):
                  what="a pose for bed-1")
     kp = r.json()["keypoints"][0]
     assert len(kp) == 18 and all(len(j) == 3 for j in kp)
+
+
+def test_dashboard_live_view_uses_a_token(ward):
+    """The dashboard's live API call needs the service token the ward hands it; anonymous gets 401."""
+    from ward.dashboard.data import fetch_api_beds
+    from ward.dashboard.settings import load_settings
+
+    anonymous = fetch_api_beds(ward["url"])
+    assert anonymous is not None and anonymous.error and "401" in anonymous.error
+    store = ward["store"]
+    try:
+        store.create_user("svc-dashboard-test", "x" * 24, role="viewer")
+    except Exception:  # noqa: BLE001 - created by an earlier run of this fixture's DB
+        pass
+    cfg = load_settings({"WARD_API_URL": ward["url"], "WARD_API_TOKEN": store.create_token("svc-dashboard-test")})
+    live = fetch_api_beds(cfg.api_url, timeout_s=5, headers=cfg.api_headers())
+    assert live is not None and live.error is None
+    assert {"bed-1", "bed-2", "bed-x"} <= set(live.beds)

@@ -57,7 +57,8 @@ with left:
     poses = None
     if cfg.api_url:
         try:
-            r = httpx.get(f"{cfg.api_url.rstrip('/')}/api/beds/{bed}/poses", timeout=0.5)
+            r = httpx.get(f"{cfg.api_url.rstrip('/')}/api/beds/{bed}/poses", timeout=0.5,
+                          headers=cfg.api_headers())
             if r.status_code == 200:
                 poses = np.asarray(r.json()["keypoints"], dtype=float)
         except (httpx.HTTPError, ValueError, KeyError):

@@ -26,7 +26,7 @@ def live() -> None:
     t0 = time.perf_counter()
     now = now_utc()
     try:
-        api = fetch_api_beds(cfg.api_url)
+        api = fetch_api_beds(cfg.api_url, headers=cfg.api_headers())
         ov = build_overview(store, now, stale_after_s=cfg.stale_after_s, spark_window_s=cfg.spark_window_s,
                             api=api)
     except SQLAlchemyError as exc:

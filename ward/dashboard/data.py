@@ -27,14 +27,15 @@ class ApiState:
     error: str | None = None
 
 
-def fetch_api_beds(api_url: str | None, timeout_s: float = 0.5) -> ApiState | None:
+def fetch_api_beds(api_url: str | None, timeout_s: float = 0.5,
+                   headers: dict[str, str] | None = None) -> ApiState | None:
     """GET {api_url}/api/beds; None when no API is configured, an ApiState with ``error`` when it is
     unreachable or answers garbage (the dashboard then falls back to the database)."""
     if not api_url:
         return None
     url = api_url.rstrip("/") + "/api/beds"
     try:
-        r = httpx.get(url, timeout=timeout_s)
+        r = httpx.get(url, timeout=timeout_s, headers=headers)
         r.raise_for_status()
         rows = r.json()
         if not isinstance(rows, list):

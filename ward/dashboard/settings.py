@@ -12,6 +12,7 @@ from ward.store.engine import DEFAULT_URL
 ENV = {
     "db_url": "WARD_DB_URL",
     "api_url": "WARD_API_URL",
+    "api_token": "WARD_API_TOKEN",
     "refresh_s": "WARD_DASH_REFRESH_S",
     "stale_after_s": "WARD_DASH_STALE_AFTER_S",
     "escalate_after_s": "WARD_ESCALATE_AFTER_S",
@@ -23,6 +24,11 @@ class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     db_url: str = DEFAULT_URL
     api_url: str | None = None          # optional live state from the serving API
+    api_token: str | None = Field(None, repr=False)  # bearer token for it (set by the ward when it starts us)
+
+    def api_headers(self) -> dict[str, str]:
+        """Authorization header for the ward API (the API refuses anonymous requests)."""
+        return {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
     refresh_s: float = Field(1.5, ge=0.5, le=60)
     stale_after_s: float = Field(10.0, gt=0)
     escalate_after_s: float = Field(120.0, gt=0)

@@ -96,6 +96,9 @@ def _utc(v: datetime | None) -> datetime | None:
     return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
 
 
+DASHBOARD_SERVICE_USER = "svc-dashboard"
+
+
 @serve.deployment(name="WardAPI", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(fastapi_app)
 class WardAPI:
@@ -149,9 +152,25 @@ class WardAPI:
             log.warning("dashboard.enabled but %s does not exist; not starting the dashboard", app_path)
             return
         d = self.cfg.dashboard
-        env = {"WARD_DB_URL": self.cfg.database.url, "WARD_API_URL": f"http://{self.cfg.api.host}:{self.cfg.api.port}"}
+        env = {"WARD_DB_URL": self.cfg.database.url, "WARD_API_URL": f"http://{self.cfg.api.host}:{self.cfg.api.port}",
+               "WARD_API_TOKEN": self._dashboard_token()}
         self.dashboard = DashboardProcess(dashboard_command(d.host, d.port, app_path), env=env, cwd=str(REPO_ROOT))
         self.dashboard.start()
+
+    def _dashboard_token(self) -> str:
+        """A fresh read-only API token for the dashboard's live view (service account, viewer role).
+
+        The account's password is random and never shown: it cannot log in interactively.
+        """
+        import secrets  # noqa: PLC0415
+
+        from ward.store.repository import StoreError  # noqa: PLC0415
+
+        try:
+            self.store.create_user(DASHBOARD_SERVICE_USER, secrets.token_urlsafe(24), role="viewer")
+        except StoreError:
+            pass  # exists already
+        return self.store.create_token(DASHBOARD_SERVICE_USER, name="dashboard live view")
 
     def check_health(self) -> None:
         """Cheap on purpose: camera actors are supervised by Ray (max_restarts), not by this check."""
