@@ -294,6 +294,8 @@ def main() -> None:
             if not args.keep:
                 for f in d.glob("bench.db*"):
                     f.unlink()
+                if not args.sqlite_dir:
+                    d.rmdir()
         elif engine == "postgres":
             if not args.pg_url:
                 sys.exit("postgres: no --pg-url and WARD_TEST_PG_URL unset (source scripts/services.sh && "
