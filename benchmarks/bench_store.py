@@ -223,7 +223,7 @@ def run_engine(engine: str, url: str, days: int, n_beds: int, seed: int, ingest_
 
     end = START + timedelta(days=days)
     rate, n = ingest(store, beds, end, ingest_s)
-    rows.append({"engine": engine, "measure": "ingest Store.write_samples (64-row 1 s batches)",
+    rows.append({"engine": engine, "measure": f"ingest Store.write_samples ({len(beds)}-row 1 s batches)",
                  "value": round(rate), "unit": "samples/s", "target": ">= 20000", "ok": rate >= 20_000,
                  "note": f"{n:,} rows in {ingest_s:.0f} s, table of {n_samples:,}"})
     ref = ingest_reference(store, bed_ids, end + timedelta(days=2), ingest_s)
