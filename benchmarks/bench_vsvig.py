@@ -8,7 +8,8 @@ scaled weights slow CPUs down 10-50x. Each configuration is timed as "ward" (BN 
 convs, channels_last) and "unfused" (eval model as loaded); the "official-style" row runs the same
 weights through the official formulation of the temporal conv (a (3,3,1) Conv3d over a
 replicate-padded singleton axis, NCHW, no folding) in the same process for a side-by-side
-reference. Achieved GFLOP/s uses FLOPs counted by torch.utils.flop_counter at batch 1, next to an
+reference. Models are timed in turn (A, B, A, B...) and clips/s comes from the median forward time,
+so load swings on the shared machine hit all rows alike. Achieved GFLOP/s uses FLOPs counted by torch.utils.flop_counter at batch 1, next to an
 fp32 GEMM measured in the same run.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -89,16 +91,25 @@ def gemm_gflops(n: int = 1024, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def time_clips_per_s(model: torch.nn.Module, batch: int, min_time: float, max_reps: int) -> float:
+def time_interleaved(models: dict[str, torch.nn.Module], batch: int, min_time: float,
+                     max_reps: int) -> dict[str, float]:
+    """clips/s per model from the median time of single forwards taken in turn (A, B, A, B...):
+    round-robin plus the median keeps load swings on a shared machine from favouring one model."""
     patches, kpts = random_clips(batch, torch.Generator().manual_seed(batch))
+    times: dict[str, list[float]] = {k: [] for k in models}
     with torch.inference_mode():
-        model(patches, kpts)  # warm-up (primitive creation, caches)
-        reps, t0 = 0, time.perf_counter()
-        while reps < max_reps and (reps < 2 or time.perf_counter() - t0 < min_time):
-            model(patches, kpts)
-            reps += 1
-        dt = time.perf_counter() - t0
-    return batch * reps / dt
+        for m in models.values():
+            m(patches, kpts)  # warm-up (primitive creation, caches)
+        t_start = time.perf_counter()
+        while True:
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                m(patches, kpts)
+                times[name].append(time.perf_counter() - t0)
+            n = len(next(iter(times.values())))
+            if n >= max_reps or (n >= 3 and time.perf_counter() - t_start > min_time * len(models)):
+                break
+    return {k: batch / statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -128,12 +139,11 @@ def main() -> None:
                 impls["unfused"] = model
             if not args.no_reference:
                 impls["official-style"] = OfficialStyle(model)
-            for impl, m in impls.items():
-                for batch in args.batches:
-                    cps = time_clips_per_s(m, batch, min_time, max_reps)
+            for batch in args.batches:
+                for impl, cps in time_interleaved(impls, batch, min_time, max_reps).items():
                     rows.append({"variant": variant, "graph_mode": mode, "impl": impl, "batch": batch,
                                  "clips_per_s": round(cps, 1), "GFLOP_per_clip": round(gflop, 4),
-                                 "GFLOP_per_s": round(cps * gflop, 2)})
+                                 "GFLOP_per_s": round(cps * gflop, 2), "loadavg_1m": round(os.getloadavg()[0], 1)})
                     print(rows[-1], flush=True)
     extra = {"gemm_gflops_1024": round(gemm, 1), "gemm_gflops_end": round(gemm_gflops(), 1),
              "loadavg_before": load_before, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_after": os.getloadavg(), "flush_denormal": True,

@@ -110,10 +110,13 @@ class ConvBN(nn.Sequential):
             self._fused = (w.contiguous(), self[0].bias)
         if self.kernel2d == (1, 1):  # dense (Cout, Cin) matrix for GEMMs on channels-last rows
             w2 = w.flatten(1)
-            if self.groups > 1:  # grouped conv as one block-diagonal GEMM
+            if self.groups > 1:  # grouped conv as block-diagonal GEMMs, one per input half
                 cout, k = w2.shape
-                blocks = w2.view(self.groups, cout // self.groups, k)
-                w2 = torch.block_diag(*blocks.unbind(0))
+                blocks = w2.view(self.groups, cout // self.groups, k).unbind(0)
+                half = self.groups // 2
+                self._halves = (torch.block_diag(*blocks[:half]).contiguous(),
+                                torch.block_diag(*blocks[half:]).contiguous())
+                w2 = torch.block_diag(*blocks)
             self._lin = w2.contiguous()
         else:
             self._conv_cl = w.contiguous(memory_format=torch.channels_last)
@@ -133,6 +136,18 @@ class ConvBN(nn.Sequential):
             y = F.linear(x, self._lin, self._fused[1])  # type: ignore[index]
         else:
             y = self._bn_last(F.linear(x, self._lin, self[0].bias))
+        return y.relu_() if self.act else y
+
+    def lin_cat(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Grouped 1x1 conv of ``cat([a, b], -1)`` without the concatenation: each half of the
+        groups sees only one input half, so two GEMMs with half-size block-diagonal weights."""
+        if self.groups % 2 or a.shape[-1] != b.shape[-1]:
+            return self.lin(torch.cat([a, b], dim=-1))
+        n = self._halves[0].shape[0]
+        bias = self._fused[1] if self._fold else self[0].bias  # type: ignore[index]
+        y = torch.cat([F.linear(a, self._halves[0], bias[:n]), F.linear(b, self._halves[1], bias[n:])], dim=-1)
+        if not self._fold:
+            y = self._bn_last(y)
         return y.relu_() if self.act else y
 
     def conv_cl(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,9 +240,9 @@ class Grapher(nn.Module):
         if self.graph_mode == "official":
             return (x + self._const).relu_()
         y = self.fc1.lin(x)
-        h = self.fc2.lin(self.InterPartMR.nn.lin(torch.cat([y, max_relative(y, "inter", dim=2)], dim=-1))).add_(x)
+        h = self.fc2.lin(self.InterPartMR.nn.lin_cat(y, max_relative(y, "inter", dim=2))).add_(x)
         y = self.fc3.lin(h)
-        return self.fc4.lin(self.IntraPartMR.nn.lin(torch.cat([y, max_relative(y, "intra", dim=2)], dim=-1))).add_(h).relu_()
+        return self.fc4.lin(self.IntraPartMR.nn.lin_cat(y, max_relative(y, "intra", dim=2))).add_(h).relu_()
 
     @torch.no_grad()
     def fuse(self, fold_bn: bool = True) -> None:
