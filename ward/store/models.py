@@ -149,12 +149,16 @@ class Alarm(Base):
     reason: Mapped[Optional[str]] = mapped_column(Text)
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
     verdict: Mapped[Optional[str]] = mapped_column(String(16))
+    # Client-generated stable id of the episode: journaled writes made while the database was down
+    # refer to it (the integer id does not exist yet), and a replayed open cannot duplicate the row.
+    episode_key: Mapped[Optional[str]] = mapped_column(String(64))
     __table_args__ = (
         CheckConstraint(_in("tier", TIERS), name="tier"),
         CheckConstraint(_in("state", ALARM_STATES), name="state"),
         CheckConstraint("verdict IS NULL OR " + _in("verdict", VERDICTS), name="verdict"),
         Index("ix_alarms_bed_start", "bed_id", "started_at"),
         Index("ix_alarms_start", "started_at"),
+        Index("ix_alarms_episode_key", "episode_key", unique=True),
     )
 
 

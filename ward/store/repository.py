@@ -239,6 +239,13 @@ def _finite(x: Any, what: str, lo: float | None = None, hi: float | None = None)
     return v
 
 
+def check_episode_key(key: Any) -> str:
+    """Validate a client-generated alarm episode key (1-64 printable characters)."""
+    if not isinstance(key, str) or not 0 < len(key) <= 64 or not key.isprintable():
+        raise StoreError(f"bad alarm episode key {key!r}: use 1-64 printable characters (e.g. uuid4().hex)")
+    return key
+
+
 def _hash_password(password: str, salt: bytes | None = None, n: int = 2**14, r: int = 8, p: int = 1) -> str:
     salt = salt or secrets.token_bytes(16)
     dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
@@ -605,14 +612,44 @@ class Store:
 
     # ------------------------------------------------------------------------------------ alarms
     def open_alarm(self, bed: str, tier: str, start: datetime, peak: float = 0.0,
-                   reason: str | None = None) -> int:
-        """Open an alarm (state active); returns its id."""
+                   reason: str | None = None, *, episode_key: str | None = None) -> int:
+        """Open an alarm (state active); returns its id. ``episode_key`` is the caller's stable id of
+        the episode (a fresh one is generated when omitted): opening the same key again returns the
+        existing alarm's id instead of inserting a duplicate, so a replayed open is harmless."""
         _check_choice(tier, TIERS, "tier")
+        key = check_episode_key(episode_key) if episode_key is not None else "k-" + secrets.token_hex(16)
         bed_id = self._bed_id(bed)
+        values = dict(bed_id=bed_id, tier=tier, started_at=_utc(start, "start"), peak=_finite(peak, "peak"),
+                      state="active", reason=reason, acknowledged=False, episode_key=key)
         with self.engine.begin() as conn:
-            return conn.execute(insert(Alarm).values(
-                bed_id=bed_id, tier=tier, start=_utc(start, "start"), peak=_finite(peak, "peak"),
-                state="active", reason=reason, acknowledged=False).returning(Alarm.id)).scalar_one()
+            conn.execute(self._insert(_A).values(**values).on_conflict_do_nothing(index_elements=["episode_key"]))
+            row = conn.execute(select(_A.c.id, _A.c.bed_id, _A.c.tier).where(_A.c.episode_key == key)).one()
+        if (row[1], row[2]) != (bed_id, tier):
+            raise StoreError(f"episode key {key!r} already belongs to alarm {row[0]} (bed id {row[1]}, tier "
+                             f"{row[2]!r}): generate a new key per episode")
+        return int(row[0])
+
+    def alarm_id_for_key(self, episode_key: str) -> int | None:
+        """The id of the alarm opened with ``episode_key``, or None if it is not stored (yet)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(_A.c.id).where(_A.c.episode_key == episode_key)).scalar()
+
+    def alarm_key(self, alarm_id: int) -> str:
+        """The episode key of an alarm (alarms stored before keys existed got ``db-<id>``)."""
+        with self.engine.begin() as conn:
+            key = conn.execute(select(_A.c.episode_key).where(_A.c.id == alarm_id)).first()
+            if key is None:
+                raise StoreError(f"unknown alarm id {alarm_id}")
+            if key[0] is None:  # inserted by hand without a key: give it the migration's default
+                conn.execute(update(_A).where(_A.c.id == alarm_id).values(episode_key=f"db-{alarm_id}"))
+                return f"db-{alarm_id}"
+            return str(key[0])
+
+    def _id_for_key(self, episode_key: str) -> int:
+        aid = self.alarm_id_for_key(episode_key)
+        if aid is None:
+            raise StoreError(f"unknown alarm episode key {episode_key!r}: open the alarm first")
+        return aid
 
     def update_alarm(self, alarm_id: int, *, peak: float | None = None, reason: str | None = None) -> None:
         """Raise the peak (never lowers it) and/or replace the reason of an alarm."""
@@ -628,6 +665,11 @@ class Store:
             if conn.execute(update(Alarm).where(Alarm.id == alarm_id).values(**values)).rowcount == 0:
                 raise StoreError(f"unknown alarm id {alarm_id}")
 
+    def update_alarm_by_key(self, episode_key: str, *, peak: float | None = None,
+                            reason: str | None = None) -> None:
+        """:meth:`update_alarm` addressed by episode key (idempotent: the peak only rises)."""
+        self.update_alarm(self._id_for_key(episode_key), peak=peak, reason=reason)
+
     def close_alarm(self, alarm_id: int, end: datetime) -> None:
         end = _utc(end, "end")
         with self.engine.begin() as conn:
@@ -638,6 +680,10 @@ class Store:
                 raise StoreError(f"alarm {alarm_id} cannot end ({end.isoformat()}) before it started "
                                  f"({start.isoformat()})")
             conn.execute(update(Alarm).where(Alarm.id == alarm_id).values(end=end, state="ended"))
+
+    def close_alarm_by_key(self, episode_key: str, end: datetime) -> None:
+        """:meth:`close_alarm` addressed by episode key (idempotent: closing again sets the same end)."""
+        self.close_alarm(self._id_for_key(episode_key), end)
 
     def acknowledge(self, alarm_id: int, user: str, verdict: str, note: str | None = None,
                     source: str | None = None, at: datetime | None = None) -> None:
@@ -712,12 +758,20 @@ class Store:
             return [AlarmRecord(*r) for r in conn.execute(q)]
 
     # ----------------------------------------------------------------------------- camera health
-    def record_health(self, bed: str, state: str, at: datetime, reason: str | None = None) -> None:
+    def record_health(self, bed: str, state: str, at: datetime, reason: str | None = None, *,
+                      dedupe: bool = False) -> bool:
+        """Append a camera health event; returns False when ``dedupe`` found the same (bed, at,
+        state, reason) already stored (a replayed journal entry), True when a row was inserted."""
         _check_choice(state, HEALTH_STATES, "camera health state")
-        bed_id = self._bed_id(bed)
+        bed_id, at = self._bed_id(bed), _utc(at, "at")
+        H = CameraHealthEvent
         with self.engine.begin() as conn:
-            conn.execute(insert(CameraHealthEvent).values(bed_id=bed_id, state=state, at=_utc(at, "at"),
-                                                          reason=reason))
+            if dedupe and conn.execute(select(H.id).where(
+                    H.bed_id == bed_id, H.at == at, H.state == state,
+                    H.reason.is_(None) if reason is None else H.reason == reason).limit(1)).first():
+                return False
+            conn.execute(insert(H).values(bed_id=bed_id, state=state, at=at, reason=reason))
+        return True
 
     def health_events(self, bed: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, limit: int = 1000) -> list[HealthEvent]:
