@@ -2,9 +2,11 @@
 
 :class:`WardCoordinator` is the pure logic (no Ray): camera actors push clip probabilities and
 camera status into it; :meth:`WardCoordinator.flush` (about once per second, from a thread) writes
-the buffered samples through a :class:`~ward.store.SpillingWriter` (rows survive a database outage),
-then alarm episodes (open / raise peak / close), camera health changes and technical alarms. Work
-that fails because the database is down stays queued and is retried on the next flush.
+the buffered samples, then alarm episodes (open / raise peak / close), camera health changes and
+technical alarms, all through a :class:`~ward.store.SpillingWriter`: while the database is down they
+go, in order, to its durable journal and are replayed idempotently when it returns, so an outage
+loses nothing and the rules keep running. Each episode carries a client-generated ``key`` (the
+alarm's ``episode_key``); it is referred to by that key until the database has assigned an id.
 
 State lives in SQL: after a restart, :meth:`WardCoordinator.recover` replays each bed's recent
 stored probabilities through a fresh rule and adopts the alarms still open in the database, so a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,10 +56,13 @@ class Episode:
     db_id: int | None = None
     synced_peak: float = -1.0
     synced_end: bool = False
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # the alarm's episode_key
+    synced_open: bool = False  # open stored or journaled (db_id may still be unknown)
 
     @property
     def dirty(self) -> bool:
-        return self.db_id is None or self.peak > self.synced_peak or (self.end is not None and not self.synced_end)
+        return (not self.synced_open or self.peak > self.synced_peak
+                or (self.end is not None and not self.synced_end))
 
 
 @dataclass
@@ -120,6 +126,10 @@ class WardCoordinator:
 
     def recover(self) -> dict[str, Any]:
         """Rebuild each bed's rule state and open alarms from storage (after a restart)."""
+        if getattr(self.writer, "pending", 0):
+            # a journal left by the previous process goes in first, or its alarms would be missed
+            # (and opened again) and its samples would be missing from the replayed history
+            self.writer.flush()
         now = self.clock()
         report: dict[str, Any] = {}
         for bed in self.beds.values():
@@ -137,11 +147,12 @@ class WardCoordinator:
                         or a.tier == "technical")
                 if keep and a.tier not in bed.episodes:
                     bed.episodes[a.tier] = Episode(a.tier, a.start.timestamp(), a.peak, a.reason, db_id=a.id,
-                                                   synced_peak=a.peak)
+                                                   synced_peak=a.peak, key=self.store.alarm_key(a.id),
+                                                   synced_open=True)
                     adopted.append(a.id)
                 else:  # the replayed rule says this episode is over (or a duplicate)
                     ep = Episode(a.tier, a.start.timestamp(), a.peak, a.reason, end=max(now, a.start.timestamp()),
-                                 db_id=a.id, synced_peak=a.peak)
+                                 db_id=a.id, synced_peak=a.peak, key=self.store.alarm_key(a.id), synced_open=True)
                     self._closed.append((bed.bed_id, ep))
                     closed.append(a.id)
             for tier, active, start, peak in (("alarm", bed.rule.alarm_active, bed.rule.alarm_start, bed.rule.alarm_peak),
@@ -285,33 +296,59 @@ class WardCoordinator:
         return out
 
     def _sync_alarms(self) -> int:
+        """Send episode changes to the writer (stored now, or journaled while the database is down:
+        either way they are durable and not sent again). Returns the episodes handled."""
+        from ward.store import StoreError  # noqa: PLC0415
+
         with self._lock:
             todo = [(b.bed_id, ep) for b in self.beds.values() for ep in b.episodes.values() if ep.dirty]
             todo += [(bid, ep) for bid, ep in self._closed]
         n = 0
         for bed_id, ep in todo:
-            if ep.db_id is None:
-                ep.db_id = self.store.open_alarm(bed_id, ep.tier, _dt(ep.start), max(0.0, ep.peak), ep.reason)
-                ep.synced_peak = ep.peak
-            if ep.peak > ep.synced_peak:
-                self.store.update_alarm(ep.db_id, peak=ep.peak, reason=ep.reason)
-                ep.synced_peak = ep.peak
-            if ep.end is not None and not ep.synced_end:
-                if ep.reason:
-                    self.store.update_alarm(ep.db_id, reason=ep.reason)
-                self.store.close_alarm(ep.db_id, _dt(ep.end))
-                ep.synced_end = True
+            try:
+                if not ep.synced_open:
+                    ep.db_id = self.writer.open_alarm(ep.key, bed_id, ep.tier, _dt(ep.start), max(0.0, ep.peak),
+                                                      ep.reason)
+                    ep.synced_open, ep.synced_peak = True, ep.peak
+                if ep.peak > ep.synced_peak:
+                    peak = ep.peak
+                    self.writer.update_alarm(ep.key, peak=peak, reason=ep.reason)
+                    ep.synced_peak = peak
+                if ep.end is not None and not ep.synced_end:
+                    if ep.reason:
+                        self.writer.update_alarm(ep.key, reason=ep.reason)
+                    self.writer.close_alarm(ep.key, _dt(ep.end))
+                    ep.synced_end = True
+            except StoreError as exc:  # bad episode (e.g. bed removed from the database): never retried
+                log.error("coordinator: dropping alarm episode %s of bed %s: %s", ep.key, bed_id, exc)
+                ep.synced_open, ep.synced_peak, ep.synced_end = True, ep.peak, True
             n += 1
             with self._lock:
                 if ep.synced_end:
                     self._closed = [(b, e) for b, e in self._closed if e is not ep]
+        self._resolve_alarm_ids()
         return n
 
+    def _resolve_alarm_ids(self) -> None:
+        """Learn the database id of open episodes whose open was journaled (once it is replayed)."""
+        if getattr(self.writer, "pending_ops", 0):
+            return
+        with self._lock:
+            unknown = [ep for b in self.beds.values() for ep in b.episodes.values()
+                       if ep.synced_open and ep.db_id is None]
+        for ep in unknown:
+            ep.db_id = self.writer.alarm_id(ep.key)
+
     def _sync_health(self) -> int:
+        from ward.store import StoreError  # noqa: PLC0415
+
         with self._lock:
             todo = list(self._health)
-        for i, (bed, state, at, reason) in enumerate(todo):
-            self.store.record_health(bed, state, _dt(at), reason)
+        for bed, state, at, reason in todo:
+            try:
+                self.writer.record_health(bed, state, _dt(at), reason)
+            except StoreError as exc:
+                log.error("coordinator: dropping health event of bed %s: %s", bed, exc)
             with self._lock:
                 self._health.pop(0)
         return len(todo)
@@ -329,7 +366,8 @@ class WardCoordinator:
                     "bed_id": b.bed_id, "label": b.label, "state": b.state, "reason": b.reason,
                     "since": iso(b.since), "probability": b.probability, "updated_at": iso(b.updated_at),
                     "accumulator": b.accumulator, "alarm_active": b.rule.alarm_active,
-                    "alarm_id": alarm.db_id if alarm else None, "review_active": b.rule.review_active,
+                    "alarm_id": alarm.db_id if alarm else None, "alarm_key": alarm.key if alarm else None,
+                    "review_active": b.rule.review_active,
                     "technical_alarm": "technical" in b.episodes,
                     "fps": cam.get("fps_sampled"), "camera_fps": cam.get("fps_measured"),
                     "clips_scored": cam.get("clips_scored", 0), "samples_stored": b.samples_stored,
