@@ -185,9 +185,6 @@ def test_openpose_truncated_and_non_checkpoint_files(tmp_path, weights):
         load_openpose(tmp_path / "absent.pt")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="known gap (reported to the lead): load_vsvig passes torch.load's raw RuntimeError "
-                          "for a truncated file instead of a ValueError naming the file")
 def test_vsvig_truncated_file_names_the_file(tmp_path, weights):
     from ward.vision.vsvig import load_vsvig
 
