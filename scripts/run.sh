@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Idle OpenMP threads sleep instead of spinning: on shared CPUs spinning made torch ~10x slower.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
 exec .venv/bin/serve run "${1:-serve_configs/ward.yaml}"

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Idle OpenMP threads sleep instead of spinning: on shared CPUs spinning made torch ~10x slower.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 start_test_services
