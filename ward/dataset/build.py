@@ -138,6 +138,8 @@ def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_f
     step = fps / CLIP_FPS
     stride = max(1, int(round(stride_s * CLIP_FPS)))
     cam = None
+    if pose_fn is not None and callable(getattr(pose_fn, "reset", None)):
+        pose_fn.reset()  # type: ignore[attr-defined]  # a new video: new patient track
     if pose_fn is None:
         if item.scenario is None:
             raise ValueError(f"{item.path}: ground-truth keypoints need simulator output; give a pose estimator")
@@ -175,6 +177,47 @@ def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_f
             batch = []
     if batch:
         yield from process(batch)
+
+
+class PoseTracker:
+    """PoseFn for the builder's pose path: PoseEstimator (people per frame) + PatientSelector (one patient).
+
+    The builder calls it block by block through one video, in frame order; ``reset()`` starts a new
+    video (fresh selector, time 0). Frames are assumed to be sampled at ``fps`` (the builder's 6 fps).
+    ``estimator``: callable (N, H, W, 3) uint8 -> list (per frame) of lists of (18, 3) people, e.g.
+    ``ward.vision.pose.PoseEstimator``. ``bed_roi``: normalised (x0, y0, x1, y1) or None.
+    """
+
+    def __init__(self, estimator: Callable[[np.ndarray], list], fps: float = CLIP_FPS,
+                 bed_roi: tuple[float, float, float, float] | None = None) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.estimator = estimator
+        self.fps = float(fps)
+        self.bed_roi = bed_roi
+        self.reset()
+
+    def reset(self) -> None:
+        self._selector = None
+        self._n = 0
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        from ward.vision.patient import PatientSelector
+
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be (N, H, W, 3) uint8, got shape {frames.shape}")
+        if self._selector is None:
+            h, w = frames.shape[1:3]
+            self._selector = PatientSelector(self.bed_roi, frame_size=(w, h) if self.bed_roi else None)
+        people = self.estimator(frames)
+        if len(people) != len(frames):
+            raise ValueError(f"pose estimator returned {len(people)} results for {len(frames)} frames")
+        out = np.zeros((len(frames), 18, 3), np.float32)
+        for r, ppl in enumerate(people):  # the selector is sequential by design (tracking)
+            out[r] = self._selector.update(ppl, self._n / self.fps)
+            self._n += 1
+        return out
 
 
 def _default_fns() -> tuple[PatchFn, NormFn]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -18,7 +18,11 @@ def register(app: typer.Typer) -> None:
               annotations: Optional[Path] = typer.Option(None, "--annotations", help="CSV/XLSX onset table"),
               keypoints: str = typer.Option("gt", help="gt (simulator ground truth) or pose (pose estimator)"),
               stride_s: float = typer.Option(1.0, help="seconds between clip starts"),
-              shard_size: int = typer.Option(64), seed: int = typer.Option(0, help="patient split seed")) -> None:
+              shard_size: int = typer.Option(64), seed: int = typer.Option(0, help="patient split seed"),
+              pose_weights: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose-weights",
+                                                help="pose model for --keypoints pose"),
+              bed_roi: Optional[Tuple[float, float, float, float]] = typer.Option(
+                  None, "--bed-roi", help="normalised x0 y0 x1 y1 of the bed (patient selection)")) -> None:
         """Turn videos + onsets into 30-frame clips (6 fps) split by patient into train/val/test shards."""
         from ward.dataset.build import build_dataset, collect_annotated, collect_sim
 
@@ -36,10 +40,12 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--keypoints must be gt or pose")
             pose_fn = None
             if keypoints == "pose":
-                from ward.vision.pose import PoseEstimator  # the pose concern's estimator
+                from ward.dataset.build import PoseTracker
+                from ward.vision.pose import PoseEstimator
 
-                est = PoseEstimator()
-                pose_fn = getattr(est, "estimate", est)
+                if not pose_weights.is_file():
+                    raise ValueError(f"--pose-weights {pose_weights} not found (train with `ward train pose`)")
+                pose_fn = PoseTracker(PoseEstimator.from_checkpoint(str(pose_weights)), bed_roi=bed_roi)
             src = ", ".join([*(str(s) for s in sim or []), *([f"{videos} + {annotations}"] if videos else [])])
             path = build_dataset(items, out, pose_fn=pose_fn, stride_s=stride_s, shard_size=shard_size, seed=seed,
                                  source=src, progress=typer.echo)

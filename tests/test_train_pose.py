@@ -1,0 +1,107 @@
+"""Pose training targets agree with the decoder; a tiny training run checkpoints; the builder's pose path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ward.dataset.build import PoseTracker
+from ward.train.pose import PoseTrainConfig, make_targets, pose_accuracy, train_pose
+from ward.vision.openpose import build_openpose, load_openpose
+from ward.vision.pose import PoseEstimator
+from ward.vision.pose_decode import LIMB_JOINTS, LIMB_PAFS, decode_poses_batch
+
+
+def _person(cx: float = 120.0, cy: float = 80.0) -> np.ndarray:
+    """A spread-out upright 18-joint skeleton in network-input pixels (OpenPose order)."""
+    xy = np.array([[0, -40], [0, -25], [-15, -25], [-22, -8], [-26, 8], [15, -25], [22, -8], [26, 8],
+                   [-9, 10], [-10, 30], [-11, 50], [9, 10], [10, 30], [11, 50], [-4, -44], [4, -44],
+                   [-9, -41], [9, -41]], np.float32)
+    return np.concatenate([xy + [cx, cy], np.ones((18, 1), np.float32)], 1)
+
+
+def test_targets_peak_at_joints_with_background_and_unit_pafs():
+    p = _person()
+    p[10, 2] = 0  # hidden right ankle: no peak, no PAF on the knee -> ankle limb
+    heat, paf = make_targets([p], (24, 32), sigma=7.0)
+    assert heat.shape == (19, 24, 32) and paf.shape == (38, 24, 32)
+    gy, gx = np.unravel_index(heat[0].argmax(), heat[0].shape)
+    assert abs(gx * 8 + 3.5 - p[0, 0]) <= 4 and abs(gy * 8 + 3.5 - p[0, 1]) <= 4
+    assert heat[10].max() == 0
+    np.testing.assert_allclose(heat[18], 1 - heat[:18].max(0))
+    mag = np.hypot(paf[0::2], paf[1::2])
+    assert np.all((np.abs(mag - 1) < 1e-5) | (mag == 0))
+    limb = int(np.flatnonzero((LIMB_JOINTS == [9, 10]).all(1))[0])
+    assert not paf[LIMB_PAFS[limb]].any()
+    # neck -> nose points up: its PAF's y component is negative where set
+    limb = int(np.flatnonzero((LIMB_JOINTS == [1, 0]).all(1))[0])
+    fy = paf[LIMB_PAFS[limb, 1]]
+    assert (fy < -0.99).any() and not (fy > 0).any()
+
+
+def test_decoder_recovers_the_people_from_training_targets():
+    people = [_person(90, 90), _person(260, 95)]
+    heat, paf = make_targets(people, (24, 48), sigma=7.0)
+    found = decode_poses_batch(heat[None], paf[None])[0]
+    assert len(found) == 2
+    for gt in people:
+        best = min(found, key=lambda q: np.abs(q[:, :2] - gt[:, :2]).mean())
+        assert (best[:, 2] > 0).sum() == 18
+        assert np.abs(best[:, :2] - gt[:, :2]).max() < 4.0
+
+
+def test_tiny_pose_training_writes_a_loadable_checkpoint(tmp_path):
+    cfg = PoseTrainConfig(sim_frames=4, steps=2, batch_size=2, height=64, frame_size=(128, 72), eval_frames=2,
+                          out=str(tmp_path / "pose"), device="cpu", threads=2, command="pytest")
+    res = train_pose(cfg, progress=False, log=lambda s: None)
+    model = load_openpose(res["best"])
+    meta = model.checkpoint_metadata
+    assert meta["trained_on"].startswith("simulated data") and meta["input_height"] == 64
+    assert set(meta["metrics"]) >= {"pck@0.1", "mean_error_px", "detection_rate"}
+    assert res["history"][-1]["step"] == 2
+    x = torch.zeros(1, 3, 64, 120)
+    heat, paf = model(x)
+    assert heat.shape == (1, 19, 8, 15) and paf.shape == (1, 38, 8, 15)
+
+
+def test_pose_accuracy_counts_hits_misses_and_detection_rate():
+    gt = _person()
+    off = gt.copy()
+    off[:9, 0] += 1.0       # within 0.1 of the body size
+    off[9:, 0] += 60.0      # far off
+    est = lambda frames: [[off] for _ in frames]  # noqa: E731
+    m = pose_accuracy(est, np.zeros((3, 8, 8, 3), np.uint8), [[gt]] * 3)
+    assert m["pck@0.1"] == pytest.approx(9 / 18)
+    assert m["detection_rate"] == 1.0
+    none = pose_accuracy(lambda f: [[] for _ in f], np.zeros((2, 8, 8, 3), np.uint8), [[gt]] * 2)
+    assert none["pck@0.1"] == 0.0 and none["detection_rate"] == 0.0
+
+
+def test_pose_tracker_selects_the_patient_and_resets_per_video():
+    patient = _person(60, 40)
+    nurse = _person(150, 40)
+    nurse[:, 2] = 0.9
+    calls = []
+
+    def fake(frames):
+        calls.append(len(frames))
+        return [[nurse, patient] for _ in frames]
+
+    tr = PoseTracker(fake, fps=6.0, bed_roi=(0.0, 0.0, 0.5, 1.0))
+    out = tr(np.zeros((3, 100, 200, 3), np.uint8))
+    assert out.shape == (3, 18, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, :, :2], patient[:, :2], atol=1e-3)
+    tr(np.zeros((2, 100, 200, 3), np.uint8))  # continues in time (no ordering error)
+    tr.reset()
+    tr(np.zeros((1, 100, 200, 3), np.uint8))  # a new video starts at t = 0 again
+    assert calls == [3, 2, 1]
+    with pytest.raises(ValueError, match="returned 0 results"):
+        PoseTracker(lambda f: [], fps=6.0)(np.zeros((2, 10, 10, 3), np.uint8))
+
+
+def test_pose_tracker_with_a_tiny_real_network():
+    torch.manual_seed(0)
+    est = PoseEstimator(build_openpose("small").eval(), height=64)
+    out = PoseTracker(est)(np.full((2, 72, 128, 3), 120, np.uint8))
+    assert out.shape == (2, 18, 3) and np.isfinite(out).all()

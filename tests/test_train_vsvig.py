@@ -1,0 +1,115 @@
+"""VSViG training: loss decreases on a tiny set, checkpoints round-trip and resume, augmentation keeps parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ward.keypoints import VSVIG_15
+from ward.train.vsvig import (VSViGTrainConfig, augment, epoch_indices, load_split, manifest_hash, train_vsvig)
+from ward.vision.vsvig import build_vsvig, load_vsvig
+
+
+def _tiny_dataset(d: Path, n_train: int = 8, n_val: int = 4, seed: int = 0) -> Path:
+    """Separable toy clips: seizure clips have bright, flickering patches; others dim and still."""
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for k, (split, n) in enumerate((("train", n_train), ("val", n_val))):
+        label = (np.arange(n) % 2).astype(np.float32)
+        base = np.where(label[:, None, None, None, None, None] > 0, 200, 40)
+        flicker = rng.integers(0, 50, size=(n, 30, 15, 3, 1, 1)) * label[:, None, None, None, None, None]
+        patches = np.clip(base + flicker + rng.integers(0, 10, (n, 30, 15, 3, 32, 32)), 0, 255).astype(np.uint8)
+        kpts = np.concatenate([rng.uniform(0.3, 0.7, (n, 30, 15, 2)), np.ones((n, 30, 15, 1))], -1).astype(np.float32)
+        name = f"shard_{k:04d}.npz"
+        np.savez_compressed(d / name, patches=patches, kpts=kpts, label=label, t_end=np.arange(n, dtype=np.float32),
+                            video=np.array(["v"] * n), patient=np.array([split] * n),
+                            seizure_type=np.where(label > 0, "tonic", "none"))
+        splits[split] = [name]
+    splits["test"] = []
+    (d / "manifest.json").write_text(json.dumps({"format": "ward.clips/1", "joint_layout": list(VSVIG_15),
+                                                 "splits": splits, "clip_length": 30, "fps": 6,
+                                                 "source": str(d)}))
+    return d
+
+
+def _cfg(data: Path, out: Path, **kw) -> VSViGTrainConfig:
+    base = dict(data=str(data), out=str(out), epochs=3, batch_size=4, lr=3e-3, device="cpu", seed=0,
+                clips_per_epoch=8, pos_fraction=0.5, max_val_clips=None, augment=False, threads=2,
+                command="pytest")
+    base.update(kw)
+    return VSViGTrainConfig(**base)
+
+
+def test_loss_decreases_and_best_checkpoint_has_metadata(tmp_path):
+    data = _tiny_dataset(tmp_path / "data")
+    res = train_vsvig(_cfg(data, tmp_path / "run"), progress=False, log=lambda s: None)
+    h = res["history"]
+    assert len(h) == 3
+    assert h[-1]["train_mse"] < h[0]["train_mse"]
+    ck = torch.load(res["best"], map_location="cpu", weights_only=True)
+    meta = ck["metadata"]
+    assert meta["variant"] == "light" and meta["graph_mode"] == "paper"
+    assert meta["trained_on"] == "simulated data (ward.sim), not for clinical use"
+    assert meta["data_manifest_sha256"] == manifest_hash(data)
+    assert meta["command"] == "pytest" and "val_mse" in meta["metrics"]
+
+
+def test_exported_checkpoint_round_trips_and_resume_continues(tmp_path):
+    data = _tiny_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    r1 = train_vsvig(_cfg(data, out, epochs=1), progress=False, log=lambda s: None)
+    # one epoch: the best export and the resumable state hold the same weights
+    st = torch.load(r1["last"], map_location="cpu", weights_only=False)
+    ref = build_vsvig("light", "paper")
+    ref.load_state_dict(st["model"])
+    ref.eval()
+    loaded = load_vsvig(r1["best"])
+    val = load_split(data, "val")
+    p = torch.from_numpy(val.patches[:4]).float()
+    k = torch.from_numpy(val.kpts[:4])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(p, k), ref(p, k), rtol=0, atol=1e-6)
+    r2 = train_vsvig(_cfg(data, out, epochs=2), resume=True, progress=False, log=lambda s: None)
+    assert [h["epoch"] for h in r2["history"]] == [1, 2]
+    assert r2["history"][1]["step"] == 4  # 2 steps per epoch, counted on from the resumed state
+
+
+def test_resume_refuses_other_data(tmp_path):
+    out = tmp_path / "run"
+    train_vsvig(_cfg(_tiny_dataset(tmp_path / "a"), out, epochs=1), progress=False, log=lambda s: None)
+    other = _tiny_dataset(tmp_path / "b", n_train=6)
+    with pytest.raises(ValueError, match="other data"):
+        train_vsvig(_cfg(other, out, epochs=2), resume=True, progress=False, log=lambda s: None)
+
+
+def test_bad_dataset_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="ward dataset build"):
+        train_vsvig(_cfg(tmp_path, tmp_path / "run"), progress=False, log=lambda s: None)
+
+
+def test_epoch_indices_balance():
+    labels = np.r_[np.zeros(95), np.ones(5)].astype(np.float32)
+    idx = epoch_indices(labels, 1000, 0.4, np.random.default_rng(0))
+    frac = (labels[idx] > 0).mean()
+    assert frac == pytest.approx(0.4, abs=1e-9)
+    nat = epoch_indices(labels, 100, None, np.random.default_rng(0))
+    assert sorted(nat.tolist()) == list(range(100))
+
+
+def test_augment_drops_joint_patch_and_keypoint_together():
+    g = torch.Generator().manual_seed(0)
+    patches = torch.full((4, 30, 15, 3, 32, 32), 100.0)
+    kpts = torch.rand(4, 30, 15, 3) * 0.5 + 0.25
+    kpts[..., 2] = 1.0
+    p2, k2 = augment(patches, kpts, g, p_drop_joint=0.3, p_drop_frame=0.1)
+    dropped = k2[..., 2] == 0
+    assert dropped.any() and (~dropped).any()
+    assert torch.all(p2[dropped] == 0)
+    assert torch.all(p2[~dropped] > 0)
+    # parts never move: kept joints stay close to where they were (jitter only)
+    assert torch.all((k2[~dropped][:, :2] - kpts[~dropped][:, :2]).abs() < 0.05)
