@@ -18,6 +18,9 @@ from test_store import _pg_base_url, _pg_ctl, _reset_pg
 
 from ward.store.repository import Sample, Store, StoreError
 from ward.store.spill import SpillingWriter
+from ward.store.types import UTCDateTime
+
+_UTC_T = UTCDateTime()
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -341,4 +344,29 @@ def test_recover_replays_a_leftover_journal_first(tmp_path: Path) -> None:
     (a,) = store.list_alarms(bed="bed-1", tier="alarm")
     assert rep["bed-1"]["adopted"] == [a.id] and store.alarm_key(a.id) == key
     assert core2.snapshot()[0]["alarm_id"] == a.id and core2.snapshot()[0]["alarm_key"] == key
+    store.close()
+
+
+def test_upgrade_from_0002_gives_existing_alarms_a_key(backend: Backend) -> None:
+    from ward.store.engine import current_revision, head_revision, make_engine, upgrade
+
+    eng = make_engine(backend.url)
+    upgrade(eng, "0002")
+    with eng.begin() as c:
+        c.execute(sa.text("INSERT INTO beds (id, key, active, created_at) VALUES (1, 'old', true, :t)")
+                  .bindparams(sa.bindparam("t", type_=_UTC_T)), {"t": T0})
+        c.execute(sa.text("INSERT INTO alarms (id, bed_id, tier, started_at, peak, state, acknowledged) "
+                          "VALUES (7, 1, 'alarm', :t, 0.8, 'active', false)")
+                  .bindparams(sa.bindparam("t", type_=_UTC_T)), {"t": T0})
+    eng.dispose()
+    store = backend.store()
+    assert current_revision(store.engine) == head_revision()
+    assert store.alarm_key(7) == "db-7" and store.alarm_id_for_key("db-7") == 7
+    assert store.open_alarm("old", "alarm", T0, episode_key="db-7") == 7  # no duplicate
+    with pytest.raises(sa.exc.IntegrityError):  # the key is unique in the database itself
+        with store.engine.begin() as c:
+            c.execute(sa.text("UPDATE alarms SET episode_key = 'db-7' WHERE id <> 7"))
+            c.execute(sa.text("INSERT INTO alarms (bed_id, tier, started_at, peak, state, acknowledged, "
+                              "episode_key) VALUES (1, 'alarm', :t, 0, 'active', false, 'db-7')")
+                      .bindparams(sa.bindparam("t", type_=_UTC_T)), {"t": T0})
     store.close()

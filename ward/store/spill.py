@@ -44,7 +44,8 @@ SPILL_FILE = "spill.jsonl"
 DROPPED_FILE = "dropped.json"
 REJECTED_FILE = "rejected.jsonl"
 _REPLAY_CHUNK = 2000
-_OP_PREFIX = b'{"op":'
+_OP_PREFIX = b'{"op":'  # every operation line starts so (json.dumps keeps the dict order)
+_OP_PREFIX_S = _OP_PREFIX.decode()
 OPS = ("alarm_open", "alarm_update", "alarm_close", "health")
 
 
@@ -240,67 +241,68 @@ class SpillingWriter:
                         rows += 1
         return rows, ops
 
-    def _read(self) -> list[tuple[str, Sample | dict[str, Any]]]:
-        out: list[tuple[str, Sample | dict[str, Any]]] = []
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                out.append((line, d if "op" in d else Sample.from_json(d)))
-            except (ValueError, KeyError, TypeError) as exc:
-                if i == len(lines) - 1:  # torn final line from a crash mid-append
-                    log.error("spill %s: ignoring torn last line (%s)", self.path, exc)
-                    continue
-                raise
-        return out
+    def _parse(self, line: str, last: bool) -> Sample | dict[str, Any] | None:
+        try:
+            d = json.loads(line)
+            return d if "op" in d else Sample.from_json(d)
+        except (ValueError, KeyError, TypeError) as exc:
+            if last:  # torn final line from a crash mid-append
+                log.error("spill %s: ignoring torn last line (%s)", self.path, exc)
+                return None
+            raise
 
     def _replay_locked(self) -> int:
         """Apply the journal in order until it is empty or the database goes away again; returns
-        the number of samples replayed."""
-        entries = self._read()
+        the number of samples replayed. Lines are parsed lazily, chunk by chunk, so an attempt that
+        fails at once (database still down) costs a file read, not a parse of the whole journal."""
+        lines = [ln for ln in (self.path.read_text().splitlines() if self.path.exists() else []) if ln.strip()]
+        n = len(lines)
         done = stored = 0
         rejected: list[tuple[int, str, str]] = []
         try:
             i = 0
-            while i < len(entries):
-                if isinstance(entries[i][1], Sample):
-                    j = i
-                    while j < len(entries) and j - i < _REPLAY_CHUNK and isinstance(entries[j][1], Sample):
+            while i < n:
+                item = self._parse(lines[i], i == n - 1)
+                if item is None:
+                    i += 1
+                elif isinstance(item, Sample):
+                    chunk: list[tuple[int, Sample]] = [(i, item)]
+                    j = i + 1
+                    while j < n and len(chunk) < _REPLAY_CHUNK and not lines[j].startswith(_OP_PREFIX_S):
+                        nxt = self._parse(lines[j], j == n - 1)
+                        if isinstance(nxt, Sample):
+                            chunk.append((j, nxt))
                         j += 1
                     try:
-                        self.store.write_samples([e[1] for e in entries[i:j]])  # type: ignore[misc]
+                        self.store.write_samples([c[1] for c in chunk])
                     except StoreError:  # isolate the bad rows, keep the good ones
-                        for k in range(i, j):
+                        for k, sample in chunk:
                             try:
-                                self.store.write_samples([entries[k][1]])  # type: ignore[list-item]
+                                self.store.write_samples([sample])
                             except StoreError as exc:
-                                rejected.append((k, entries[k][0], str(exc)))
-                    stored += j - i - sum(1 for k, *_ in rejected if i <= k < j)
+                                rejected.append((k, lines[k], str(exc)))
+                    stored += len(chunk) - sum(1 for k, *_ in rejected if i <= k < j)
                     i = j
                 else:
-                    op = entries[i][1]
-                    assert isinstance(op, dict)
                     try:
-                        res = apply_op(self.store, op)
-                        if op["op"] == "alarm_open":
-                            self._ids[op["key"]] = res
+                        res = apply_op(self.store, item)
+                        if item["op"] == "alarm_open":
+                            self._ids[item["key"]] = res
                     except StoreError as exc:
-                        rejected.append((i, entries[i][0], str(exc)))
+                        rejected.append((i, lines[i], str(exc)))
                     i += 1
                 done = i
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            log.warning("spill replay paused after %d/%d entries: %s", done, len(entries), type(exc).__name__)
+            log.warning("spill replay paused after %d/%d entries: %s", done, n, type(exc).__name__)
         self._reject_locked([(line, why) for k, line, why in rejected if k < done])
-        if done >= len(entries):
+        if done >= n:
             self.path.unlink(missing_ok=True)
             self._rows = self._ops = 0
             log.info("spill replayed: %d entries", done)
         elif done:
-            self._rewrite_locked([e[0] for e in entries[done:]])
+            self._rewrite_locked(lines[done:])
         return stored
 
     def _reject_locked(self, rejected: list[tuple[str, str]]) -> None:
@@ -323,7 +325,7 @@ class SpillingWriter:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        self._ops = sum(1 for line in lines if line.startswith('{"op":'))
+        self._ops = sum(1 for line in lines if line.startswith(_OP_PREFIX_S))
         self._rows = len(lines) - self._ops
 
     def _append_locked(self, lines: list[str]) -> None:
