@@ -81,8 +81,8 @@ def ward_processes(mark: str) -> dict[int, tuple[str, int]]:
 def _role(cmd: str) -> str:
     """A stable name for what a process does (Ray renames its workers 'ray::<actor class>')."""
     first = cmd.split()[0]
-    if first.startswith("ray::"):
-        return first
+    if first.startswith("ray::"):  # Ray appends the running method ("ray::ServeReplica:ward:Pose.handle_request")
+        return first.split(".")[0]
     for key in ("gcs_server", "raylet", "dashboard_agent", "runtime_env_agent", "log_monitor", "monitor.py",
                 "streamlit", "serve run", "default_worker"):
         if key in cmd:
