@@ -84,7 +84,7 @@ def _role(cmd: str) -> str:
     if first.startswith("ray::"):  # Ray appends the running method ("ray::ServeReplica:ward:Pose.handle_request")
         return first.split(".")[0]
     for key in ("gcs_server", "raylet", "dashboard_agent", "runtime_env_agent", "log_monitor", "monitor.py",
-                "streamlit", "serve run", "default_worker"):
+                "streamlit", "serve run", "default_worker", "dashboard.py", "multiprocessing"):
         if key in cmd:
             return key.replace(".py", "")
     return Path(first).name
