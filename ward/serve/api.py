@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+import sqlalchemy.exc
 
 from ward.config import load_ward_config
 from ward.security import LoginLimiter, install_log_redaction
@@ -72,6 +73,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     FastAPI's default handler cannot encode and turns into a 500)."""
     return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
                                      "type": str(e.get("type", ""))} for e in exc.errors()]}, status_code=422)
+
+
+@fastapi_app.exception_handler(sqlalchemy.exc.OperationalError)
+@fastapi_app.exception_handler(sqlalchemy.exc.InterfaceError)
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """503 + Retry-After while the database is down: the caller learns that nothing was recorded (an
+    acknowledgement must be retried), instead of a bare 500. Samples and alarms keep flowing into the
+    coordinator's spill meanwhile."""
+    log.error("database unreachable while serving %s %s: %s", request.method, request.url.path,
+              type(exc).__name__)
+    return JSONResponse({"detail": "database unreachable: nothing was recorded; retry in a few seconds"},
+                        status_code=503, headers={"Retry-After": "5"})
 
 
 _bearer = HTTPBearer(auto_error=False, description="API token from `ward users token`")
@@ -177,7 +190,10 @@ class WardAPI:
         return None
 
     def __del__(self) -> None:
-        self.shutdown()
+        try:
+            self.shutdown()
+        except Exception:  # noqa: BLE001 - at interpreter exit imports fail; Ray reaps the actors anyway
+            pass
 
     def shutdown(self) -> None:
         import ray  # noqa: PLC0415
