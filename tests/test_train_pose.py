@@ -79,8 +79,8 @@ def test_pose_accuracy_counts_hits_misses_and_detection_rate():
 
 
 def test_pose_tracker_selects_the_patient_and_resets_per_video():
-    patient = _person(60, 40)
-    nurse = _person(150, 40)
+    patient = _person(60, 60)
+    nurse = _person(150, 60)
     nurse[:, 2] = 0.9
     calls = []
 
@@ -89,12 +89,12 @@ def test_pose_tracker_selects_the_patient_and_resets_per_video():
         return [[nurse, patient] for _ in frames]
 
     tr = PoseTracker(fake, fps=6.0, bed_roi=(0.0, 0.0, 0.5, 1.0))
-    out = tr(np.zeros((3, 100, 200, 3), np.uint8))
+    out = tr(np.zeros((3, 200, 200, 3), np.uint8))
     assert out.shape == (3, 18, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out[0, :, :2], patient[:, :2], atol=1e-3)
-    tr(np.zeros((2, 100, 200, 3), np.uint8))  # continues in time (no ordering error)
+    tr(np.zeros((2, 200, 200, 3), np.uint8))  # continues in time (no ordering error)
     tr.reset()
-    tr(np.zeros((1, 100, 200, 3), np.uint8))  # a new video starts at t = 0 again
+    tr(np.zeros((1, 200, 200, 3), np.uint8))  # a new video starts at t = 0 again
     assert calls == [3, 2, 1]
     with pytest.raises(ValueError, match="returned 0 results"):
         PoseTracker(lambda f: [], fps=6.0)(np.zeros((2, 10, 10, 3), np.uint8))

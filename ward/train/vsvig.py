@@ -210,6 +210,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     dev = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    read_manifest(cfg.data)
     man_hash = manifest_hash(cfg.data)
     train = load_split(cfg.data, "train")
     if len(train) == 0:
