@@ -107,4 +107,5 @@ def test_run_eval_end_to_end_with_known_alarm_times(tmp_path):
     assert res["sensitivity"] == 0.0 and res["per_type"]["myoclonic"]["n_seizures"] == 1
     assert res["false_alarms_per_24h"] == pytest.approx(2 / (res["hours_non_seizure"] * 3600) * 86400)
     assert res["clip_rmse"] > 0 and res["baseline"]["n_seizures"] == 1
+    assert res["baseline"]["at_default_threshold"]["n_seizures"] == 1
     assert png.stat().st_size > 1000

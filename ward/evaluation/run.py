@@ -271,8 +271,12 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     clip_y = np.concatenate([s["target"] for s in scored])
     res = evaluate(recordings_for(scored, scenarios, "p", cfg.rule), clip_pred=clip_p, clip_target=clip_y)
     bres, bthr = calibrate_baseline(scored, scenarios, cfg, res["sensitivity"])
+    dres = evaluate(recordings_for(scored, scenarios, "baseline", cfg.rule),
+                    clip_pred=np.concatenate([s["baseline"] for s in scored]), clip_target=clip_y)
     res["baseline"] = {**_strip(bres), "threshold_power": bthr,
-                       "note": "highest threshold reaching VSViG's sensitivity (or its best) on this footage"}
+                       "note": "highest threshold reaching VSViG's sensitivity (or its best) on this footage",
+                       "at_default_threshold": {**{k: v for k, v in _strip(dres).items() if k != "seizures"},
+                                                "threshold_power": cfg.baseline.threshold_power}}
     res.update({
         "eval_seed": base, "training_seeds": TRAIN_SEEDS, "path": "fast" if cfg.fast else "full",
         "scenario_seeds": [int(sc.seed) for sc in scenarios], "n_clips": int(clip_p.size),
