@@ -87,6 +87,9 @@ class BedConfig(_Strict):
     rules: dict[str, Any] = Field(default_factory=dict, description="overrides of the ward's detection rule")
     offline_alarm_after_s: float = Field(60.0, gt=0, description="technical alarm when offline this long")
     watchdog: Optional[WatchdogConfig] = Field(None, description="per-bed override of the ward's watchdog")
+    keypoints: Literal["pose", "simulator"] = Field(
+        "pose", description="'pose': the Pose deployment finds the patient; 'simulator' (sim:// sources only): "
+                            "the simulator's ground-truth keypoints bypass the pose model (demos, pose-free tests)")
 
     @field_validator("bed_roi", mode="before")
     @classmethod
@@ -114,6 +117,13 @@ class BedConfig(_Strict):
     def _source(cls, v: str) -> str:
         source_kind(v)  # raises ValueError naming the accepted forms
         return v
+
+    @model_validator(mode="after")
+    def _simulator_keypoints_need_sim(self) -> "BedConfig":
+        if self.keypoints == "simulator" and source_kind(self.source) != "sim":
+            raise ValueError(f"keypoints: 'simulator' needs a sim:// source (got {self.source!r}); "
+                             "use keypoints: pose for real cameras")
+        return self
 
 
 def _check_file(value: str | None, info: ValidationInfo) -> str | None:

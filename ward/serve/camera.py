@@ -78,6 +78,18 @@ class BedPipeline:
         self.wall_offset = frame.wall - frame.t
         return np.ascontiguousarray(resize_to_height(frame.image, self.bed.height))
 
+    def simulator_people(self, frame: Frame, img: np.ndarray) -> list[np.ndarray]:
+        """The simulator's ground-truth patient as the only detected person, in working-frame pixels
+        (bed keypoints: simulator). Invisible joints become -1 rows, like the pose decoder's output."""
+        truth = frame.truth_keypoints
+        if truth is None:
+            return []
+        scale = img.shape[0] / frame.image.shape[0]
+        person = truth.astype(np.float32, copy=True)
+        person[:, :2] *= scale
+        person[person[:, 2] <= 0] = -1.0
+        return [person]
+
     def on_pose(self, frame: Frame, img: np.ndarray, people: np.ndarray) -> Clip | None:
         """Patient selection, patches and clip assembly for one posed frame (in time order)."""
         import torch  # noqa: PLC0415
@@ -135,7 +147,8 @@ class BedPipeline:
         return {"state": state, "reason": reason, "since_wall": since_wall, "fps_measured": st.fps_measured,
                 "fps_sampled": fps, "frames_in": st.frames_in, "frames_dropped": st.frames_dropped,
                 "frames_corrupt": st.frames_corrupt, "reconnects": st.reconnects,
-                "inflight": self.inflight, "vsvig_inflight": self.vsvig_inflight, **self.counters}
+                "inflight": self.inflight, "vsvig_inflight": self.vsvig_inflight,
+                "keypoints_source": self.bed.keypoints, **self.counters}
 
 
 class _Loop:
@@ -185,7 +198,12 @@ class _Loop:
                     continue
                 img = p.prepare(frame)
                 p.inflight += 1
-                queue.put_nowait((frame, img, asyncio.ensure_future(self._pose(img))))
+                if p.bed.keypoints == "simulator":
+                    people: asyncio.Future = loop.create_future()
+                    people.set_result(p.simulator_people(frame, img))
+                else:
+                    people = asyncio.ensure_future(self._pose(img))
+                queue.put_nowait((frame, img, people))
         finally:
             consumer.cancel()
 

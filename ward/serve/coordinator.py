@@ -371,6 +371,7 @@ class WardCoordinator:
                     "technical_alarm": "technical" in b.episodes,
                     "fps": cam.get("fps_sampled"), "camera_fps": cam.get("fps_measured"),
                     "clips_scored": cam.get("clips_scored", 0), "samples_stored": b.samples_stored,
+                    "keypoints_source": cam.get("keypoints_source"),
                 })
             return out
 

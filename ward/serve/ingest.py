@@ -47,6 +47,7 @@ class Frame:
     t: float
     wall: float
     seq: int
+    truth_keypoints: np.ndarray | None = None  # (18, 3) in source pixels, sim:// sources only
 
 
 @dataclass(frozen=True)
@@ -410,15 +411,16 @@ class CameraReader:
                 next_t += period
             if gen != self._gen:
                 return
-            self._publish(img)
+            truth = getattr(cap, "last_keypoints", None)
+            self._publish(img, None if truth is None else np.array(truth, dtype=np.float32))
 
-    def _publish(self, img: np.ndarray) -> None:
+    def _publish(self, img: np.ndarray, truth_keypoints: np.ndarray | None = None) -> None:
         with self._new_frame:
             now = self._clock()
             self._seq += 1
             if self._slot is not None and not self._slot_taken:
                 self._frames_dropped += 1
-            self._slot = Frame(img, now, time.time(), self._seq)
+            self._slot = Frame(img, now, time.time(), self._seq, truth_keypoints)
             self._slot_taken = False
             self._frames_in += 1
             self._last_frame_at = now
