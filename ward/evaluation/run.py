@@ -33,6 +33,7 @@ import torch
 from ward.detect import RuleConfig, run_rule
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
 from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_times
+from ward.numerics import flush_denormals
 
 EVAL_SEED = 900_000
 TRAIN_SEEDS = "1000-2999 (VSViG clips), 3000-3999 (pose frames)"
@@ -146,8 +147,8 @@ def score_clips(model: torch.nn.Module, patches: torch.Tensor, k15: torch.Tensor
 def score_scenario(sc: Any, model: torch.nn.Module, cfg: EvalConfig, rng: np.random.Generator,
                    pose: Any = None, chunk_frames: int = 360) -> dict[str, np.ndarray]:
     """One scenario through the pipeline: t_end, VSViG p, target, baseline score (per clip), keypoints used."""
-    from ward.sim.render import SimCamera
     from ward.sim.labels import target
+    from ward.sim.render import SimCamera
     from ward.vision.patches import extract_patches, normalise_keypoints
 
     cam = SimCamera(sc)
@@ -237,6 +238,7 @@ def calibrate_baseline(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any
     return best
 
 
+@flush_denormals()
 def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str | Path | None = None,
              log: Callable[[str], None] = print, model: torch.nn.Module | None = None,
              progress: bool = True) -> dict[str, Any]:
@@ -245,7 +247,6 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
 
     from ward.vision.vsvig import load_vsvig
 
-    torch.set_flush_denormal(True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ward.numerics import flush_denormals
 from ward.vision.pose_decode import LIMB_JOINTS, LIMB_PAFS
 
 TRAIN_SEED_BASE = 3000   # pose training scenarios: 3000 + 100 * seed + k
@@ -167,16 +167,20 @@ def pose_accuracy(estimator: Any, frames: np.ndarray, people: Sequence[Sequence[
             "detection_rate": found / n_frames if n_frames else float("nan"), "eval_frames": int(len(frames))}
 
 
+@flush_denormals()
 def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str], None] = print,
                progress: bool = True) -> dict[str, Any]:
     """Train; writes OUT/last.ckpt (resumable) and OUT/best.pt (save_openpose_checkpoint + metadata)."""
     from tqdm import tqdm
 
     from ward.train.vsvig import resolve_device
-    from ward.vision.openpose import build_openpose, load_openpose, save_openpose_checkpoint
+    from ward.vision.openpose import (
+        build_openpose,
+        load_openpose,
+        save_openpose_checkpoint,
+    )
     from ward.vision.pose import PoseEstimator, preprocess
 
-    torch.set_flush_denormal(True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.sim_frames < cfg.batch_size:

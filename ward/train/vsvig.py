@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ward.keypoints import VSVIG_15
+from ward.numerics import flush_denormals
 
 TRAINED_ON = "simulated data (ward.sim), not for clinical use"
 CLIP_FORMAT = "ward.clips/1"
@@ -186,6 +187,7 @@ def _val_metrics(pred: np.ndarray, cs: ClipSet) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------- training
 
+@flush_denormals()
 def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int | None = None,
                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or resume) VSViG; returns {"best": path, "last": path, "history": [...]}.
@@ -194,10 +196,12 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     """
     from tqdm import tqdm
 
-    from ward.vision.partition_order import generate_partition_orders, load_partition_orders
+    from ward.vision.partition_order import (
+        generate_partition_orders,
+        load_partition_orders,
+    )
     from ward.vision.vsvig import build_vsvig, save_vsvig_checkpoint
 
-    torch.set_flush_denormal(True)  # fresh weights produce denormals that slow CPU training 10-50x
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     for name in ("epochs", "batch_size", "step_size"):
