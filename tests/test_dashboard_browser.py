@@ -22,7 +22,9 @@ from ward.dashboard.demo import DEMO_USERS, seed_demo
 from ward.store.repository import Sample, Store
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "screenshots"
+# README screenshots are refreshed only on request (WARD_UPDATE_SCREENSHOTS=1); otherwise they go to a
+# temporary directory so a test run never modifies the work tree.
+README_SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -99,7 +101,8 @@ def server(tmp_path):
         store.close()
 
 
-def test_login_overview_acknowledge_and_screenshots(server):
+def test_login_overview_acknowledge_and_screenshots(server, tmp_path):
+    SHOTS = README_SHOTS if os.environ.get("WARD_UPDATE_SCREENSHOTS") == "1" else tmp_path
     from playwright.sync_api import expect, sync_playwright
 
     base, store, demo = server
