@@ -41,8 +41,9 @@ class DashboardProcess:
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Output goes to the ward's own log stream (serve run shows it): the dashboard prints the
+        # first-start admin password there, once.
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, start_new_session=True)
         log.info("dashboard started (pid %d): %s", self.proc.pid, " ".join(self.command))
 
     @property
