@@ -43,9 +43,11 @@ Evaluation seeds (900000+) are disjoint from all training and validation seeds.
     {m['command'].replace('.venv/bin/', '')}
 
 Training config: {json.dumps({k: tc[k] for k in ('epochs','batch_size','lr','weight_decay','step_size','gamma','clips_per_epoch','pos_fraction','max_val_clips','augment','seed')})}.
-The run was stopped by hand during epoch 2 (time budget); `best.pt` is the epoch-1 export. The lr is 10x the official 1e-4 and the run is {mt['epoch']} epoch(s) of {tc['clips_per_epoch']} clips because the
-2 shared CPU cores (load average 10-17 from other jobs) gave ~1 clip/s of training throughput; this is a
-severely under-trained model.
+The run was stopped by hand after epoch 16 of 30 (session time budget); `best.pt` is the best-validation
+epoch ({mt['epoch']}, {mt['epoch']} x {tc['clips_per_epoch']} clips drawn from the training split). The lr is 10x the official 1e-4
+to learn anything in that budget; on the 2 shared CPU cores training ran at ~16-30 clips/s. This is an
+under-trained model: expect weak separation (validation mean p: {mt.get('val_mean_p_seizure', float('nan')):.2f} on
+seizure clips vs {mt.get('val_mean_p_none', float('nan')):.2f} on the rest).
 
 ## Metrics (measured)
 Validation at the exported epoch ({mt['epoch']}): {json.dumps({k: (round(x, 4) if isinstance(x, float) else x) for k, x in mt.items()})}
