@@ -1,7 +1,7 @@
 """ward.store: SQL storage and history (SQLite by default, PostgreSQL by URL).
 
 Everything else in ward reads and writes through :class:`Store` (and :class:`SpillingWriter` for
-outage-tolerant sample writes); see docs/sections/store.md. Names are imported lazily so that
+outage-tolerant sample writes); see the README section "Storage and history". Names are imported lazily so that
 `ward --help` (which imports ward.store.cli) does not pay for SQLAlchemy.
 """
 

@@ -1,6 +1,6 @@
 """Column types shared by the models: UTC timestamps that behave the same on SQLite and PostgreSQL.
 
-Policy (documented in docs/sections/store.md): every timestamp entering the store must be
+Policy (documented in the README section "Storage and history"): every timestamp entering the store must be
 timezone-aware. Naive datetimes are rejected with ValueError (a naive "local" time from a bedside PC
 is exactly the bug we want to surface, not guess at); aware times in any zone are converted to UTC.
 Values read back are always aware UTC datetimes.
