@@ -43,3 +43,14 @@ def _ray_isolation():
         except Exception:  # noqa: BLE001 - best effort: Serve may never have started
             pass
         ray.shutdown()
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Small torch forwards on a shared 2-core machine: OpenMP spinning across 2 threads is far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

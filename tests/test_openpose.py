@@ -11,13 +11,7 @@ from ward.vision.openpose import (CHECKPOINT_FORMAT, build_openpose, fuse_for_in
                                   save_openpose_checkpoint)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small forwards on a shared 2-core machine: OpenMP spinning across 2 threads is far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _layout(model: torch.nn.Module) -> list[list]:

@@ -11,13 +11,7 @@ from ward.vision.pose import PoseEstimator, padded_size, preprocess
 from ward.vision.pose_decode import decode_poses, decode_poses_batch, reference_decode_poses
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small forwards on a shared 2-core machine: OpenMP spinning across 2 threads is far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -134,8 +134,22 @@ class _Reporter:
 
 # ------------------------------------------------------------------------------------ deployments
 
+class _ReplicaInfo:
+    """What tests and the benchmark ask every model replica: its batch statistics and its node."""
+
+    reporter: _Reporter
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
+
+    def node_id(self) -> str:
+        import ray  # noqa: PLC0415
+
+        return ray.get_runtime_context().get_node_id()
+
+
 @serve.deployment(name="Pose", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.5})
-class Pose:
+class Pose(_ReplicaInfo):
     """Lightweight OpenPose over frames from all beds, batched across beds."""
 
     def __init__(self, model: Mapping[str, Any]) -> None:
@@ -171,17 +185,9 @@ class Pose:
         self.reporter.maybe_report()
         return out
 
-    def stats(self) -> dict[str, Any]:
-        return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
-
-    def node_id(self) -> str:
-        import ray  # noqa: PLC0415
-
-        return ray.get_runtime_context().get_node_id()
-
 
 @serve.deployment(name="VSViG", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.25})
-class VSViG:
+class VSViG(_ReplicaInfo):
     """VSViG over 30-frame clips from all beds, batched across beds."""
 
     def __init__(self, model: Mapping[str, Any]) -> None:
@@ -216,10 +222,3 @@ class VSViG:
         self.reporter.maybe_report()
         return out
 
-    def stats(self) -> dict[str, Any]:
-        return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
-
-    def node_id(self) -> str:
-        import ray  # noqa: PLC0415
-
-        return ray.get_runtime_context().get_node_id()
