@@ -61,14 +61,21 @@ def latest_samples(store: Store) -> dict[str, LatestSample]:
             for bed, r in store.latest_samples().items()}
 
 
+def _bed_keys(conn: Any, beds: list[str] | None) -> dict[int, str]:
+    """Bed id -> key for all beds, or only for the keys in ``beds``."""
+    ids = dict(conn.execute(select(_B.c.id, _B.c.key)).all())
+    if beds is not None:
+        wanted = set(beds)
+        ids = {i: k for i, k in ids.items() if k in wanted}
+    return ids
+
+
 def recent_samples(store: Store, since: datetime,
                    beds: list[str] | None = None) -> dict[str, list[tuple[datetime, float, float]]]:
     """Samples (t, probability, accumulator) with t >= since, per bed, oldest first."""
     since = _utc(since, "since")
     with store.engine.connect() as conn:
-        ids = dict(conn.execute(select(_B.c.id, _B.c.key)).all())
-        if beds is not None:
-            ids = {i: k for i, k in ids.items() if k in set(beds)}
+        ids = _bed_keys(conn, beds)
         if not ids:
             return {}
         rows = conn.execute(select(_S.c.bed_id, _S.c.t, _S.c.probability, _S.c.accumulator)
@@ -85,9 +92,7 @@ def recent_probabilities(store: Store, since: datetime, beds: list[str] | None =
     of converting thousands of timestamps back to datetimes."""
     since = _utc(since, "since")
     with store.engine.connect() as conn:
-        ids = dict(conn.execute(select(_B.c.id, _B.c.key)).all())
-        if beds is not None:
-            ids = {i: k for i, k in ids.items() if k in set(beds)}
+        ids = _bed_keys(conn, beds)
         if not ids:
             return {}
         rows = conn.execute(select(_S.c.bed_id, _S.c.probability)
