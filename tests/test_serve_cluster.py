@@ -50,13 +50,16 @@ def test_ward_on_three_nodes(tmp_path):
         model_nodes = {pose.node_id.remote().result() for _ in range(6)} | {vsvig.node_id.remote().result()}
         assert model_nodes == {accel.node_id}, "Pose/VSViG replicas must run where the accelerator is"
 
-        def settled():  # counters are reported every second: wait until both sides agree
+        def settled():
+            # Cameras keep emitting while we look and counters are reported once a second, so an exact
+            # emitted == received moment is a race; a lost clip shows up in the dropped/failed counters
+            # (asserted zero below), and received may trail emitted only by the clips still in flight.
             m = coord.metrics.remote().result()["beds"]
-            ok = all(s["clips_emitted"] == s["clips_scored"] == s["clips_received"]
-                     and s["vsvig_inflight"] == 0 for s in m.values())
+            ok = all(s["clips_received"] <= s["clips_scored"] <= s["clips_emitted"]
+                     and s["clips_emitted"] - s["clips_received"] <= 2 + s["vsvig_inflight"] for s in m.values())
             return m if ok else None
 
-        m = wait_for(settled, 60, interval=0.5, what="every emitted clip scored and received")
+        m = wait_for(settled, 120, interval=0.5, what="every emitted clip scored and received (up to those in flight)")
         for bed, s in m.items():
             assert s["clips_dropped"] == 0 and s["clips_failed"] == 0 and s["push_errors"] == 0, (bed, s)
             assert s["samples_stored"] > 0
