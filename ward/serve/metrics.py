@@ -9,6 +9,8 @@ __all__ = ["render_metrics"]
 _BED_COUNTERS = (
     ("frames_in", "ward_frames_in_total", "frames decoded from the camera"),
     ("frames_dropped", "ward_frames_dropped_total", "frames overwritten in the latest-frame slot before sampling"),
+    ("frames_corrupt", "ward_frames_corrupt_total",
+     "frames the decoder reported as read but that were missing or of the wrong shape (discarded)"),
     ("frames_sampled", "ward_frames_sampled_total", "frames taken at the model rate"),
     ("frames_dropped_inflight", "ward_frames_dropped_inflight_total",
      "sampled frames dropped because the bed already had max_inflight_per_bed pose requests"),
