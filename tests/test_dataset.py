@@ -28,6 +28,19 @@ def test_parse_time_formats():
         parse_time("1h2m", "row 2")
 
 
+@pytest.mark.parametrize("value", ["1:61", "0:60", "00:01:60.5", "1:60:00"])
+def test_parse_time_rejects_out_of_range_clock_fields(value):
+    with pytest.raises(ValueError, match=rf"row 3 eeg_onset: time '{value}' has \d+(\.\d*)? (seconds|minutes)"):
+        parse_time(value, "row 3 eeg_onset")
+    assert parse_time("1:59.9", "x") == pytest.approx(119.9) and parse_time("75:30", "x") == 4530  # mm:ss may exceed 60 min
+
+
+def test_annotation_with_61_seconds_names_row_and_value(tmp_path):
+    p = _csv(tmp_path, "video,eeg_onset,clinical_onset,seizure_end\na.mp4,0:30,0:40,1:00\nb.mp4,0:50,1:61,3:00\n")
+    with pytest.raises(ValueError, match=r"ann.csv row 3 \(b.mp4\) clinical_onset: time '1:61' has 61 seconds"):
+        load_annotations(p, ["a.mp4", "b.mp4"])
+
+
 def test_annotations_ok_and_seizure_free_rows(tmp_path):
     p = _csv(tmp_path, "Video,EEG onset,Clinical onset,Seizure end,Patient ID\n"
                        "a.mp4,00:01:00,00:01:10,00:02:00,p1\nb.mp4,,,,p2\n")

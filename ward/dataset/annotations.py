@@ -3,7 +3,7 @@ video without seizures.
 
 Columns (case-insensitive; spaces and dashes count as underscores): video, eeg_onset, clinical_onset,
 seizure_end, optional patient_id and seizure_type. Times are seconds (``93.5``) or clock times
-(``hh:mm:ss[.f]`` or ``mm:ss``) from the start of the video.
+(``hh:mm:ss[.f]`` or ``mm:ss``; seconds, and minutes after hours, below 60) from the start of the video.
 """
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ def parse_time(value: object, where: str) -> float | None:
     if not m:
         raise ValueError(f"{where}: cannot read time {text!r}: use seconds (93.5) or hh:mm:ss / mm:ss")
     h, mi, s = m.groups()
+    # "1:61" is a typo, not 2:01: reading it as 121 s would silently shift the seizure
+    if float(s) >= 60:
+        raise ValueError(f"{where}: time {text!r} has {s} seconds (must be below 60): write e.g. '2:01' for 121 s, "
+                         "or give plain seconds")
+    if h is not None and int(mi) >= 60:
+        raise ValueError(f"{where}: time {text!r} has {mi} minutes with an hour field (must be below 60): "
+                         "fix the hh:mm:ss value, or give plain seconds")
     return int(h or 0) * 3600 + int(mi) * 60 + float(s)
 
 
