@@ -109,3 +109,74 @@ def test_run_eval_end_to_end_with_known_alarm_times(tmp_path):
     assert res["clip_rmse"] > 0 and res["baseline"]["n_seizures"] == 1
     assert res["baseline"]["at_default_threshold"]["n_seizures"] == 1
     assert png.stat().st_size > 1000
+
+
+def _two_recordings():
+    sz = Scenario(seed=800001, duration_s=120, fps=6,
+                  seizures=[SeizureSpec(type="tonic", eeg_onset_s=50, clinical_onset_s=60, end_s=80)])
+    quiet = Scenario(seed=810000, duration_s=600, fps=6)
+    t1 = clip_ends(120 * 6) / 6.0
+    p1 = np.where((t1 >= 50) & (t1 < 85), 0.9, 0.05)
+    t2 = clip_ends(600 * 6) / 6.0
+    p2 = np.full(t2.shape, 0.05)
+    p2[(t2 >= 300) & (t2 < 305)] = 0.75  # 5 s of moderate risk: an alarm only for a permissive rule
+    return [sz, quiet], [_scored(t1, p1), _scored(t2, p2)]
+
+
+def test_saved_streams_replay_to_the_same_metrics_and_tuning_ranks_false_alarms_first(tmp_path):
+    from ward.evaluation.run import evaluate_streams, load_streams, save_streams
+    from ward.evaluation.tune import tune_rule
+
+    scenarios, scored = _two_recordings()
+    path = tmp_path / "val.npz"
+    save_streams(path, scored, scenarios, 800000)
+    streams = load_streams(path)
+    assert [m["seed"] for m, _ in streams] == [800001, 810000]
+    assert streams[0][0]["seizures"] == [["tonic", 50.0, 60.0, 80.0]]
+    permissive = RuleConfig(p_floor=0.2, alarm_threshold=0.4, release_threshold=0.2, min_duration_s=0.0)
+    for rule in (RuleConfig(), permissive):
+        direct = evaluate(recordings_for(scored, scenarios, "p", rule))
+        replay = evaluate_streams(streams, rule)
+        for k in ("sensitivity", "false_alarms", "median_latency_after_eeg_s"):
+            assert replay[k] == direct[k]
+    assert evaluate_streams(streams, permissive)["false_alarms"] == 1  # the 5 s bump fires it
+    rows = tune_rule(streams, grid={"p_floor": (0.2, 0.4), "alarm_threshold": (0.4, 0.55),
+                                    "min_duration_s": (0.0, 1.0)})
+    assert len(rows) == 8
+    best = rows[0]
+    assert best["false_alarms_per_24h"] == 0 and best["sensitivity"] == 1.0
+    # among the rules without false alarms that detect the seizure, the fastest comes first
+    clean = [r for r in rows if r["false_alarms_per_24h"] == 0 and r["sensitivity"] == 1.0]
+    assert best["median_latency_after_eeg_s"] == min(r["median_latency_after_eeg_s"] for r in clean)
+    assert any(r["false_alarms_per_24h"] > 0 for r in rows)  # the grid did contain worse rules
+
+
+def test_eval_tune_cli_refuses_evaluation_seeds_and_writes_the_best_rule(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ward.evaluation.run import save_streams
+    from ward.train.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    scenarios, scored = _two_recordings()
+    val = tmp_path / "val.npz"
+    save_streams(val, scored, scenarios, 800000)
+    out = tmp_path / "rule.yaml"
+    r = CliRunner().invoke(app, ["eval-tune", str(val), "--out", str(out), "--top", "3"])
+    assert r.exit_code == 0, r.output
+    chosen = RuleConfig.model_validate(__import__("yaml").safe_load(out.read_text()))
+    assert evaluate_streams_from(val, chosen)["false_alarms"] == 0
+    test = tmp_path / "test.npz"
+    bad = [Scenario(seed=EVAL_SEED + 1, duration_s=120, fps=6, seizures=scenarios[0].seizures), scenarios[1]]
+    save_streams(test, scored, bad, EVAL_SEED)
+    r = CliRunner().invoke(app, ["eval-tune", str(test)])
+    assert r.exit_code != 0 and "never on the test seeds" in r.output
+
+
+def evaluate_streams_from(path, rule):
+    from ward.evaluation.run import evaluate_streams, load_streams
+
+    return evaluate_streams(load_streams(path), rule)

@@ -79,6 +79,28 @@ def test_exported_checkpoint_round_trips_and_resume_continues(tmp_path):
     assert r2["history"][1]["step"] == 4  # 2 steps per epoch, counted on from the resumed state
 
 
+def test_init_fine_tunes_from_a_checkpoint_and_refuses_a_foreign_file(tmp_path):
+    data = _tiny_dataset(tmp_path / "data")
+    first = train_vsvig(_cfg(data, tmp_path / "a", epochs=1), progress=False, log=lambda s: None)
+    # lr ~0: the fine-tuned weights must still be the init weights (BatchNorm statistics do move) and
+    # the partition orders came along
+    tuned = train_vsvig(_cfg(data, tmp_path / "b", epochs=1, lr=1e-12, init=str(first["best"])),
+                        progress=False, log=lambda s: None)
+    a, b = load_vsvig(first["best"]), load_vsvig(tuned["best"])
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        torch.testing.assert_close(pb[name], pa[name], rtol=0, atol=1e-7)
+    torch.testing.assert_close(b.partition_order, a.partition_order)
+    fresh = train_vsvig(_cfg(data, tmp_path / "c", epochs=1, lr=1e-12, seed=5), progress=False, log=lambda s: None)
+    pf = dict(load_vsvig(fresh["best"]).named_parameters())
+    assert any(not torch.allclose(pf[n], pa[n]) for n in pa)  # without --init the start differs: init mattered
+    foreign = tmp_path / "foreign.pt"  # a truncated download
+    foreign.write_bytes(Path(first["best"]).read_bytes()[:5000])
+    with pytest.raises(Exception, match="cannot read VSViG weights .*foreign.pt"):
+        train_vsvig(_cfg(data, tmp_path / "d", epochs=1, init=str(foreign)), progress=False, log=lambda s: None)
+
+
 def test_resume_refuses_other_data(tmp_path):
     out = tmp_path / "run"
     train_vsvig(_cfg(_tiny_dataset(tmp_path / "a"), out, epochs=1), progress=False, log=lambda s: None)

@@ -241,8 +241,12 @@ def calibrate_baseline(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any
 @flush_denormals()
 def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str | Path | None = None,
              log: Callable[[str], None] = print, model: torch.nn.Module | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark; returns the result dict (also written to json_path / png_path when given)."""
+             progress: bool = True, streams_path: str | Path | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the result dict (also written to json_path / png_path when given).
+
+    ``streams_path`` saves every scenario's scored streams (npz) so the rule can be re-run or tuned
+    (`ward eval-tune`) without scoring the footage again.
+    """
     from tqdm import tqdm
 
     from ward.vision.vsvig import load_vsvig
@@ -268,6 +272,9 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     scored = []
     for sc in tqdm(scenarios, desc="eval scenarios", unit="scenario", disable=not progress):
         scored.append(score_scenario(sc, model, cfg, rng, pose))
+    if streams_path:
+        save_streams(streams_path, scored, scenarios, base)
+        log(f"wrote {streams_path}")
     clip_p = np.concatenate([s["p"] for s in scored])
     clip_y = np.concatenate([s["target"] for s in scored])
     res = evaluate(recordings_for(scored, scenarios, "p", cfg.rule), clip_pred=clip_p, clip_target=clip_y)
@@ -293,6 +300,42 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
         plot_traces(scored, scenarios, res, png_path)
         log(f"wrote {png_path}")
     return res
+
+
+def save_streams(path: str | Path, scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], seed: int) -> None:
+    """Scored streams + seizure annotations of every scenario in one npz (no frames, no keypoints)."""
+    arrays: dict[str, np.ndarray] = {"eval_seed": np.array(seed)}
+    for i, (sc, s) in enumerate(zip(scenarios, scored)):
+        for k in ("t_end", "p", "target", "baseline"):
+            arrays[f"{i}/{k}"] = np.asarray(s[k])
+        arrays[f"{i}/meta"] = np.array(json.dumps({
+            "seed": int(sc.seed), "duration_s": float(sc.duration_s),
+            "seizures": [[a.type, a.eeg_onset, a.clinical_onset, a.end] for a in _annotations(sc)]}))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def load_streams(path: str | Path) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """(meta, streams) per scenario, as written by `save_streams`."""
+    with np.load(path) as z:
+        n = len({k.split("/")[0] for k in z.files if "/" in k})
+        out = []
+        for i in range(n):
+            meta = json.loads(str(z[f"{i}/meta"]))
+            out.append((meta, {k: z[f"{i}/{k}"] for k in ("t_end", "p", "target", "baseline")}))
+    return out
+
+
+def evaluate_streams(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], rule: RuleConfig,
+                     key: str = "p") -> dict[str, Any]:
+    """The detection metrics of saved streams under another rule (no re-scoring)."""
+    recs = []
+    for meta, s in streams:
+        ev = run_rule(s["t_end"], s[key], rule)
+        anns = [SeizureAnnotation(t, float(e), float(c), float(x)) for t, e, c, x in meta["seizures"]]
+        recs.append(Recording(f"seed{meta['seed']}", float(meta["duration_s"]), anns,
+                              event_times(ev, "alarm_start"), event_times(ev, "review_start")))
+    return evaluate(recs)
 
 
 def _load_pose(path: str) -> Any:

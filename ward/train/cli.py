@@ -8,6 +8,30 @@ from typing import Optional
 import typer
 
 
+def _load_rule(path: Optional[Path]):
+    """RuleConfig from a YAML/JSON file of rule parameters or a ward config's `rules:` (None: defaults)."""
+    import yaml
+
+    from ward.detect import RuleConfig
+
+    if path is None:
+        return RuleConfig()
+    if not path.is_file():
+        raise ValueError(f"rule file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of rule parameters")
+    if "beds" in data or "rules" in data:  # a ward config: use its ward-wide rule
+        data = data.get("rules") or {}
+    try:
+        return RuleConfig.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid decision rule: {exc}") from None
+
+
 def register(app: typer.Typer) -> None:
     tr = typer.Typer(no_args_is_help=True, help="Train the pose model and VSViG on simulated (or annotated) data.")
 
@@ -26,6 +50,7 @@ def register(app: typer.Typer) -> None:
                                                  help="share of seizure clips drawn per epoch (0 = natural mix)"),
               max_val_clips: int = typer.Option(600, "--max-val-clips"),
               no_augment: bool = typer.Option(False, "--no-augment"),
+              init: Optional[Path] = typer.Option(None, help="start from these VSViG weights (fine-tune)"),
               threads: Optional[int] = typer.Option(None, help="torch CPU threads")) -> None:
         """Train VSViG-light (paper graph mode): MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
         from ward.train.vsvig import VSViGTrainConfig, train_vsvig
@@ -33,7 +58,8 @@ def register(app: typer.Typer) -> None:
         cfg = VSViGTrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
                                weight_decay=weight_decay, step_size=step_size, gamma=gamma, device=device, seed=seed,
                                clips_per_epoch=clips_per_epoch, pos_fraction=pos_fraction or None,
-                               max_val_clips=max_val_clips, augment=not no_augment, threads=threads)
+                               max_val_clips=max_val_clips, augment=not no_augment, threads=threads,
+                               init=str(init) if init else None)
         try:
             res = train_vsvig(cfg, resume=resume, log=typer.echo)
         except ValueError as exc:
@@ -68,6 +94,38 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(tr, name="train")
 
+    @app.command("eval-tune")
+    def eval_tune(streams: Path = typer.Argument(..., help="npz from `ward eval --seed S --streams PATH` "
+                                                            "(validation seeds, never the evaluation seed)"),
+                  rule: Optional[Path] = typer.Option(None, "--rule", help="starting rule (as for ward eval)"),
+                  out: Optional[Path] = typer.Option(None, "--out", help="write the best rule here (YAML)"),
+                  top: int = typer.Option(10, help="rows to print")) -> None:
+        """Rank decision-rule parameters on saved validation streams (false alarms, sensitivity, latency)."""
+        import json as _json
+
+        import yaml
+
+        from ward.evaluation.run import EVAL_SEED, load_streams
+        from ward.evaluation.tune import tune_rule
+
+        try:
+            base = _load_rule(rule)
+            data = load_streams(streams)
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        seeds = {m["seed"] for m, _ in data}
+        if any(EVAL_SEED <= s < EVAL_SEED + 100_000 for s in seeds):
+            raise typer.BadParameter(f"{streams} holds evaluation-seed scenarios ({EVAL_SEED}+): tune on "
+                                     "validation seeds (`ward eval --seed 800000 ...`), never on the test seeds")
+        rows = tune_rule(data, base)
+        for r in rows[:top]:
+            typer.echo(_json.dumps(r))
+        if out:
+            best = {**base.model_dump(), **rows[0]["rule"]}
+            out.write_text("# chosen by `ward eval-tune` on validation streams " + str(streams) + "\n"
+                           + yaml.safe_dump(best, sort_keys=False))
+            typer.echo(f"wrote {out}")
+
     @app.command("eval")
     def eval_(fast: bool = typer.Option(False, "--fast", help="ground-truth keypoints + pose noise (no pose network)"),
               seed: Optional[int] = typer.Option(None, help="evaluation seed (default: the fixed held-out seed)"),
@@ -77,14 +135,20 @@ def register(app: typer.Typer) -> None:
               vsvig: Path = typer.Option(Path("models/ward-vsvig-light.pt"), "--vsvig"),
               pose: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose"),
               batch: int = typer.Option(64, help="clips per VSViG batch"),
+              rule: Optional[Path] = typer.Option(
+                  None, "--rule", help="YAML/JSON with decision-rule parameters, or a ward config (its `rules:`); "
+                                       "default: the rule's built-in defaults"),
+              streams: Optional[Path] = typer.Option(
+                  None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
               threads: Optional[int] = typer.Option(None)) -> None:
         """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
         from ward.evaluation.run import EvalConfig, print_table, run_eval
 
-        cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
-                         pose=str(pose), batch=batch, threads=threads)
         try:
-            res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo)
+            rule_cfg = _load_rule(rule)
+            cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
+                             pose=str(pose), batch=batch, threads=threads, rule=rule_cfg)
+            res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo, streams_path=streams)
         except (ValueError, FileNotFoundError) as exc:
             raise typer.BadParameter(str(exc)) from None
         print_table(res)

@@ -145,6 +145,7 @@ class VSViGTrainConfig:
     augment: bool = True
     variant: str = "light"
     partition_order: str | None = None
+    init: str | None = None
     threads: int | None = None
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
@@ -200,7 +201,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         generate_partition_orders,
         load_partition_orders,
     )
-    from ward.vision.vsvig import build_vsvig, save_vsvig_checkpoint
+    from ward.vision.vsvig import build_vsvig, load_vsvig, save_vsvig_checkpoint
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -223,9 +224,14 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     if len(val) == 0:
         log("warning: no validation clips; the best checkpoint is chosen on training loss")
 
-    orders = load_partition_orders(cfg.partition_order) if cfg.partition_order else generate_partition_orders(0)
     torch.manual_seed(cfg.seed)
-    model = build_vsvig(cfg.variant, "paper", orders).to(dev)  # type: ignore[arg-type]
+    if cfg.init:
+        # fine-tune: the strict loader refuses a mismatched file; its partition orders come along
+        model = load_vsvig(cfg.init, variant=cfg.variant, graph_mode="paper",  # type: ignore[arg-type]
+                           partition_order=cfg.partition_order).to(dev)
+    else:
+        orders = load_partition_orders(cfg.partition_order) if cfg.partition_order else generate_partition_orders(0)
+        model = build_vsvig(cfg.variant, "paper", orders).to(dev)  # type: ignore[arg-type]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     rng = np.random.default_rng(cfg.seed)
