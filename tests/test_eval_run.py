@@ -180,3 +180,22 @@ def evaluate_streams_from(path, rule):
     from ward.evaluation.run import evaluate_streams, load_streams
 
     return evaluate_streams(load_streams(path), rule)
+
+
+def test_replay_of_saved_streams_reproduces_the_run_and_applies_another_rule(tmp_path):
+    from ward.evaluation.run import replay_eval
+
+    cfg = EvalConfig(hours=20 / 3600, seizures_per_type=1, seizure_types=("myoclonic",), width=256, height=144,
+                     threads=2)
+    streams = tmp_path / "s.npz"
+    res = run_eval(cfg, log=lambda s: None, model=_Constant(0.9), progress=False, streams_path=streams)
+    again = replay_eval(streams, cfg, json_path=tmp_path / "r.json", log=lambda s: None)
+    for k in ("sensitivity", "false_alarms", "false_alarms_per_24h", "hours_non_seizure", "clip_rmse", "n_clips"):
+        assert again[k] == pytest.approx(res[k]), k
+    assert again["baseline"]["threshold_power"] == res["baseline"]["threshold_power"]
+    assert again["replayed_from"] == str(streams) and again["eval_seed"] == EVAL_SEED
+    assert json.loads((tmp_path / "r.json").read_text())["false_alarms"] == res["false_alarms"]
+    # a rule that cannot fire on p = 0.9 (floor above it): the two false alarms disappear
+    deaf = replay_eval(streams, EvalConfig(rule=RuleConfig(p_floor=0.95)), log=lambda s: None)
+    assert res["false_alarms"] == 2 and deaf["false_alarms"] == 0
+    assert deaf["rule"]["p_floor"] == 0.95 and deaf["path"] == "fast"

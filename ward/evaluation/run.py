@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -273,8 +273,19 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     for sc in tqdm(scenarios, desc="eval scenarios", unit="scenario", disable=not progress):
         scored.append(score_scenario(sc, model, cfg, rng, pose))
     if streams_path:
-        save_streams(streams_path, scored, scenarios, base)
+        save_streams(streams_path, scored, scenarios, base,
+                     {"vsvig": str(cfg.vsvig), "path": "fast" if cfg.fast else "full",
+                      "pose": None if cfg.fast else str(cfg.pose)})
         log(f"wrote {streams_path}")
+    res = summarise(scored, scenarios, cfg, base)
+    res["seconds"] = round(time.time() - t0, 1)
+    _write_outputs(res, scored, scenarios, json_path, png_path, log)
+    return res
+
+
+def summarise(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], cfg: EvalConfig, base: int
+              ) -> dict[str, Any]:
+    """Metrics of scored streams under cfg.rule: VSViG, and the motion baseline at equal sensitivity."""
     clip_p = np.concatenate([s["p"] for s in scored])
     clip_y = np.concatenate([s["target"] for s in scored])
     res = evaluate(recordings_for(scored, scenarios, "p", cfg.rule), clip_pred=clip_p, clip_target=clip_y)
@@ -290,8 +301,13 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
         "scenario_seeds": [int(sc.seed) for sc in scenarios], "n_clips": int(clip_p.size),
         "vsvig": str(cfg.vsvig), "pose": None if cfg.fast else str(cfg.pose),
         "rule": cfg.rule.model_dump(), "pose_noise": asdict(cfg.noise) if cfg.fast else None,
-        "hours_requested_non_seizure": cfg.hours, "seconds": round(time.time() - t0, 1),
+        "hours_requested_non_seizure": cfg.hours,
     })
+    return res
+
+
+def _write_outputs(res: dict[str, Any], scored: Sequence[dict[str, Any]], scenarios: Sequence[Any],
+                   json_path: str | Path | None, png_path: str | Path | None, log: Callable[[str], None]) -> None:
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=2, default=float))
@@ -299,12 +315,39 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     if png_path:
         plot_traces(scored, scenarios, res, png_path)
         log(f"wrote {png_path}")
+
+
+def replay_eval(streams_path: str | Path, cfg: EvalConfig, json_path: str | Path | None = None,
+                png_path: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The benchmark's summary from saved streams under cfg.rule (no rendering, no model).
+
+    Lets a rule chosen on validation streams be applied once to test streams scored earlier;
+    the output says which streams file and rule it used.
+    """
+    from types import SimpleNamespace
+
+    data = load_streams(streams_path)
+    with np.load(streams_path) as z:
+        base = int(z["eval_seed"])
+        info = json.loads(str(z["info"])) if "info" in z.files else {}
+    cfg = replace(cfg, fast=info.get("path", "fast") == "fast", vsvig=info.get("vsvig", "?"),
+                  pose=info.get("pose") or cfg.pose)
+    scenarios = [SimpleNamespace(seed=m["seed"], duration_s=m["duration_s"],
+                                 seizures=[SimpleNamespace(type=t, eeg_onset_s=e, clinical_onset_s=c, end_s=x)
+                                           for t, e, c, x in m["seizures"]]) for m, _ in data]
+    scored = [st for _, st in data]
+    res = summarise(scored, scenarios, cfg, base)
+    non_seizure_s = sum(sc.duration_s for sc in scenarios if not sc.seizures)
+    res.update({"replayed_from": str(streams_path), "hours_requested_non_seizure": round(non_seizure_s / 3600, 3)})
+    _write_outputs(res, scored, scenarios, json_path, png_path, log)
     return res
 
 
-def save_streams(path: str | Path, scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], seed: int) -> None:
-    """Scored streams + seizure annotations of every scenario in one npz (no frames, no keypoints)."""
-    arrays: dict[str, np.ndarray] = {"eval_seed": np.array(seed)}
+def save_streams(path: str | Path, scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], seed: int,
+                 info: dict[str, Any] | None = None) -> None:
+    """Scored streams + seizure annotations of every scenario in one npz (no frames, no keypoints);
+    ``info`` (model, path) is kept so a replay can say what produced the streams."""
+    arrays: dict[str, np.ndarray] = {"eval_seed": np.array(seed), "info": np.array(json.dumps(info or {}))}
     for i, (sc, s) in enumerate(zip(scenarios, scored)):
         for k in ("t_end", "p", "target", "baseline"):
             arrays[f"{i}/{k}"] = np.asarray(s[k])

@@ -140,6 +140,9 @@ def register(app: typer.Typer) -> None:
                                        "default: the rule's built-in defaults"),
               streams: Optional[Path] = typer.Option(
                   None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
+              replay: Optional[Path] = typer.Option(
+                  None, "--replay", help="summarise streams saved earlier with --streams under --rule "
+                                         "(no rendering, no model)"),
               threads: Optional[int] = typer.Option(None)) -> None:
         """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
         from ward.evaluation.run import EvalConfig, print_table, run_eval
@@ -148,7 +151,12 @@ def register(app: typer.Typer) -> None:
             rule_cfg = _load_rule(rule)
             cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
                              pose=str(pose), batch=batch, threads=threads, rule=rule_cfg)
-            res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo, streams_path=streams)
+            if replay:
+                from ward.evaluation.run import replay_eval
+
+                res = replay_eval(replay, cfg, json_path=json_path, png_path=png, log=typer.echo)
+            else:
+                res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo, streams_path=streams)
         except (ValueError, FileNotFoundError) as exc:
             raise typer.BadParameter(str(exc)) from None
         print_table(res)
