@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -193,9 +194,31 @@ def test_replay_of_saved_streams_reproduces_the_run_and_applies_another_rule(tmp
     for k in ("sensitivity", "false_alarms", "false_alarms_per_24h", "hours_non_seizure", "clip_rmse", "n_clips"):
         assert again[k] == pytest.approx(res[k]), k
     assert again["baseline"]["threshold_power"] == res["baseline"]["threshold_power"]
-    assert again["replayed_from"] == str(streams) and again["eval_seed"] == EVAL_SEED
+    assert again["replayed_from"] == [str(streams)] and again["eval_seed"] == EVAL_SEED
     assert json.loads((tmp_path / "r.json").read_text())["false_alarms"] == res["false_alarms"]
     # a rule that cannot fire on p = 0.9 (floor above it): the two false alarms disappear
     deaf = replay_eval(streams, EvalConfig(rule=RuleConfig(p_floor=0.95)), log=lambda s: None)
     assert res["false_alarms"] == 2 and deaf["false_alarms"] == 0
     assert deaf["rule"]["p_floor"] == 0.95 and deaf["path"] == "fast"
+
+
+def test_sharded_runs_merge_into_the_unsharded_result(tmp_path):
+    from ward.evaluation.run import replay_eval
+
+    cfg = EvalConfig(hours=20 / 3600, seizures_per_type=1, seizure_types=("myoclonic", "tonic"), width=256,
+                     height=144, threads=1)
+    whole = run_eval(cfg, log=lambda s: None, model=_Constant(0.9), progress=False, streams_path=tmp_path / "w.npz")
+    parts = []
+    for k in range(2):
+        path = tmp_path / f"s{k}.npz"
+        run_eval(replace(cfg, shard=(k, 2)), log=lambda s: None, model=_Constant(0.9), progress=False,
+                 streams_path=path)
+        parts.append(path)
+    merged = replay_eval(parts, cfg, log=lambda s: None)
+    assert merged["scenario_seeds"] == sorted(whole["scenario_seeds"])
+    for key in ("false_alarms", "n_clips", "hours_non_seizure", "clip_rmse", "sensitivity"):
+        assert merged[key] == pytest.approx(whole[key]), key
+    with pytest.raises(ValueError, match="appears in two streams files"):
+        replay_eval([parts[0], parts[0]], cfg, log=lambda s: None)
+    with pytest.raises(ValueError, match="0 <= K < N"):
+        run_eval(replace(cfg, shard=(2, 2)), log=lambda s: None, model=_Constant(0.9), progress=False)

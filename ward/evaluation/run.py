@@ -69,6 +69,8 @@ class EvalConfig:
     width: int = 640
     height: int = 360
     chunk_s: float = 1800.0
+    shard: tuple[int, int] = (0, 1)
+    """(k, n): score only every n-th scenario starting at k (parallel runs, merged by `replay_eval`)."""
     noise: PoseNoise = field(default_factory=PoseNoise)
     rule: RuleConfig = field(default_factory=RuleConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
@@ -266,6 +268,12 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     log(f"evaluation seed {base} ({'default held-out' if cfg.seed is None else 'user-given'}); "
         f"training seeds {TRAIN_SEEDS}; path: {'fast (ground truth + pose noise)' if cfg.fast else 'full (pose network)'}")
     scenarios = eval_scenarios(cfg)
+    k, n = cfg.shard
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
+    if n > 1:
+        scenarios = scenarios[k::n]
+        log(f"shard {k}/{n}: {len(scenarios)} scenarios; merge the shards' --streams files with --replay")
     if not scenarios:
         raise ValueError("nothing to evaluate: give --seizures-per-type > 0 or --hours > 0")
     rng = np.random.default_rng([base, 77])
@@ -317,19 +325,34 @@ def _write_outputs(res: dict[str, Any], scored: Sequence[dict[str, Any]], scenar
         log(f"wrote {png_path}")
 
 
-def replay_eval(streams_path: str | Path, cfg: EvalConfig, json_path: str | Path | None = None,
+def replay_eval(streams_paths: str | Path | Sequence[str | Path], cfg: EvalConfig, json_path: str | Path | None = None,
                 png_path: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The benchmark's summary from saved streams under cfg.rule (no rendering, no model).
 
-    Lets a rule chosen on validation streams be applied once to test streams scored earlier;
-    the output says which streams file and rule it used.
+    Lets a rule chosen on validation streams be applied once to test streams scored earlier, and
+    merges the shards of a parallel run (all files must come from one seed and one model).
+    The output says which streams files and rule it used.
     """
     from types import SimpleNamespace
 
-    data = load_streams(streams_path)
-    with np.load(streams_path) as z:
-        base = int(z["eval_seed"])
-        info = json.loads(str(z["info"])) if "info" in z.files else {}
+    paths = [streams_paths] if isinstance(streams_paths, (str, Path)) else list(streams_paths)
+    if not paths:
+        raise ValueError("replay needs at least one streams file")
+    data: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+    bases, infos = set(), set()
+    for p in paths:
+        data += load_streams(p)
+        with np.load(p) as z:
+            bases.add(int(z["eval_seed"]))
+            infos.add(str(z["info"]) if "info" in z.files else "{}")
+    if len(bases) != 1 or len(infos) != 1:
+        raise ValueError(f"streams files come from different seeds or models ({sorted(bases)}, {sorted(infos)}); "
+                         "replay files of one run only")
+    seeds = [m["seed"] for m, _ in data]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("a scenario appears in two streams files (the same shard given twice?)")
+    data.sort(key=lambda d: d[0]["seed"])
+    base, info = bases.pop(), json.loads(infos.pop())
     cfg = replace(cfg, fast=info.get("path", "fast") == "fast", vsvig=info.get("vsvig", "?"),
                   pose=info.get("pose") or cfg.pose)
     scenarios = [SimpleNamespace(seed=m["seed"], duration_s=m["duration_s"],
@@ -338,7 +361,8 @@ def replay_eval(streams_path: str | Path, cfg: EvalConfig, json_path: str | Path
     scored = [st for _, st in data]
     res = summarise(scored, scenarios, cfg, base)
     non_seizure_s = sum(sc.duration_s for sc in scenarios if not sc.seizures)
-    res.update({"replayed_from": str(streams_path), "hours_requested_non_seizure": round(non_seizure_s / 3600, 3)})
+    res.update({"replayed_from": [str(p) for p in paths],
+                "hours_requested_non_seizure": round(non_seizure_s / 3600, 3)})
     _write_outputs(res, scored, scenarios, json_path, png_path, log)
     return res
 

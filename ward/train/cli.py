@@ -140,17 +140,25 @@ def register(app: typer.Typer) -> None:
                                        "default: the rule's built-in defaults"),
               streams: Optional[Path] = typer.Option(
                   None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
-              replay: Optional[Path] = typer.Option(
+              replay: Optional[list[Path]] = typer.Option(
                   None, "--replay", help="summarise streams saved earlier with --streams under --rule "
-                                         "(no rendering, no model)"),
+                                         "(no rendering, no model; repeat to merge shards)"),
+              shard: str = typer.Option("0/1", "--shard", help="K/N: score every N-th scenario from K (run N "
+                                                               "processes in parallel, then --replay their streams)"),
               threads: Optional[int] = typer.Option(None)) -> None:
         """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
         from ward.evaluation.run import EvalConfig, print_table, run_eval
 
         try:
             rule_cfg = _load_rule(rule)
+            try:
+                k, n = (int(x) for x in shard.split("/"))
+            except ValueError:
+                raise ValueError(f"--shard must look like K/N (e.g. 0/2), got {shard!r}") from None
+            if n > 1 and not streams:
+                raise ValueError("--shard needs --streams (the shards are merged with --replay)")
             cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
-                             pose=str(pose), batch=batch, threads=threads, rule=rule_cfg)
+                             pose=str(pose), batch=batch, threads=threads, rule=rule_cfg, shard=(k, n))
             if replay:
                 from ward.evaluation.run import replay_eval
 
