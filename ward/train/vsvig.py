@@ -80,18 +80,31 @@ def load_split(data_dir: str | Path, split: str, max_clips: int | None = None, s
     names = man.get("splits", {}).get(split)
     if names is None:
         raise ValueError(f"{data_dir}: manifest has no split {split!r} (has {sorted(man.get('splits', {}))})")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("patches", "kpts", "label", "seizure_type", "video", "t_end")}
-    for n in names:
-        with np.load(Path(data_dir) / n) as z:
-            for k in parts:
-                parts[k].append(z[k])
+    keys = ("patches", "kpts", "label", "seizure_type", "video", "t_end")
     if not names:
         return ClipSet(np.zeros((0, 30, 15, 3, 32, 32), np.uint8), np.zeros((0, 30, 15, 3), np.float32),
                        np.zeros(0, np.float32), np.zeros(0, str), np.zeros(0, str), np.zeros(0, np.float32))
-    cs = ClipSet(**{k: np.concatenate(v) for k, v in parts.items()})
+    # two passes: sizes first, then fill preallocated arrays (a concatenate would need twice the memory)
+    sizes = []
+    for n in names:
+        with np.load(Path(data_dir) / n) as z:
+            sizes.append(int(z["label"].shape[0]))
+    total = sum(sizes)
+    arrays: dict[str, np.ndarray] = {}
+    i = 0
+    for n, size in zip(names, sizes):
+        with np.load(Path(data_dir) / n) as z:
+            for k in keys:
+                a = z[k]
+                if k not in arrays:
+                    dtype = a.dtype if a.dtype.kind != "U" else np.dtype("U256")
+                    arrays[k] = np.empty((total, *a.shape[1:]), dtype)
+                arrays[k][i:i + size] = a
+        i += size
+    cs = ClipSet(**arrays)
     if max_clips is not None and len(cs) > max_clips:
         idx = np.sort(np.random.default_rng(seed).choice(len(cs), max_clips, replace=False))
-        cs = ClipSet(**{k: getattr(cs, k)[idx] for k in parts})
+        cs = ClipSet(**{k: getattr(cs, k)[idx] for k in keys})
     return cs
 
 
