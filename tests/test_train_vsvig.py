@@ -92,6 +92,8 @@ def test_init_fine_tunes_from_a_checkpoint_and_refuses_a_foreign_file(tmp_path):
     for name in pa:
         torch.testing.assert_close(pb[name], pa[name], rtol=0, atol=1e-7)
     torch.testing.assert_close(b.partition_order, a.partition_order)
+    lineage = torch.load(tuned["best"], map_location="cpu", weights_only=True)["metadata"]["lineage"]
+    assert lineage == ["pytest"]  # the init run's command, so the chain can be reproduced
     fresh = train_vsvig(_cfg(data, tmp_path / "c", epochs=1, lr=1e-12, seed=5), progress=False, log=lambda s: None)
     pf = dict(load_vsvig(fresh["best"]).named_parameters())
     assert any(not torch.allclose(pf[n], pa[n]) for n in pa)  # without --init the start differs: init mattered

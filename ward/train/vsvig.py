@@ -201,6 +201,14 @@ def _val_metrics(pred: np.ndarray, cs: ClipSet) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------- training
 
+def _lineage(init: str | None) -> list[str]:
+    """Commands that produced the --init weights, oldest first, so a model card can reproduce the chain."""
+    if not init:
+        return []
+    md = torch.load(init, map_location="cpu", weights_only=True).get("metadata") or {}
+    return [*md.get("lineage", []), str(md.get("command", f"(weights {init}, command not recorded)"))]
+
+
 @flush_denormals()
 def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int | None = None,
                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -266,7 +274,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     n_epoch = cfg.clips_per_epoch or len(train)
     meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
             "command": cfg.command, "train_config": {k: v for k, v in asdict(cfg).items() if k != "command"},
-            "n_train_clips": len(train), "n_val_clips": len(val)}
+            "n_train_clips": len(train), "n_val_clips": len(val), "lineage": _lineage(cfg.init)}
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
