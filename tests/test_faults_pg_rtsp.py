@@ -29,8 +29,7 @@ The faults run in file order on the same ward:
 
 About alarms, honestly: the weights are untrained (serve_support.make_weights, VSViG with a +4
 output bias). The untrained pose network tracks no patient, the clips carry empty patches and VSViG
-answers a constant, tiny p (about 5e-6 with the current network: the +4 bias no longer lifts it to
-the ~0.08 that test_faults.py describes). Nothing here responds to seizure motion, so no seizure is
+answers a constant, tiny p (about 5e-6 with the current network). Nothing here responds to seizure motion, so no seizure is
 simulated. Instead the alarming beds get a deliberately sensitive rule, ANY_OUTPUT (p_floor 0,
 alarm threshold 1e-9, no minimum duration): "alarm on any model output", an alarm opens at a bed's
 second score. bed-cam's variant also ends an episode after an 8 s gap in its scores, which the
