@@ -170,9 +170,12 @@ def score_scenario(sc: Any, model: torch.nn.Module, cfg: EvalConfig, rng: np.ran
     patches = torch.zeros((n, 15, 3, 32, 32), dtype=torch.uint8)
     k15 = torch.zeros((n, 15, 3), dtype=torch.float32)
     pooled: list[np.ndarray] = []
+    buf = np.empty((min(n, chunk_frames), cam.height, cam.width, 3), np.uint8)  # reused: no page faults per chunk
     for a in range(0, n, chunk_frames):
         b = min(n, a + chunk_frames)
-        frames = np.stack([cam.frame(i)[0] for i in range(a, b)])
+        frames = buf[:b - a]
+        for r, i in enumerate(range(a, b)):
+            frames[r] = cam.frame(i)[0]
         if pose is not None:
             people = pose(frames)
             for r, i in enumerate(range(a, b)):
