@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
                                                             "(validation seeds, never the evaluation seed)"),
                   rule: Optional[Path] = typer.Option(None, "--rule", help="starting rule (as for ward eval)"),
                   out: Optional[Path] = typer.Option(None, "--out", help="write the best rule here (YAML)"),
-                  top: int = typer.Option(10, help="rows to print")) -> None:
+                  top: int = typer.Option(10, help="rows to print"),
+                  min_sensitivity: float = typer.Option(
+                      0.8, "--min-sensitivity", help="rules below this sensitivity rank last")) -> None:
         """Rank decision-rule parameters on saved validation streams (false alarms, sensitivity, latency)."""
         import json as _json
 
@@ -117,7 +119,7 @@ def register(app: typer.Typer) -> None:
         if any(EVAL_SEED <= s < EVAL_SEED + 100_000 for s in seeds):
             raise typer.BadParameter(f"{streams} holds evaluation-seed scenarios ({EVAL_SEED}+): tune on "
                                      "validation seeds (`ward eval --seed 800000 ...`), never on the test seeds")
-        rows = tune_rule(data, base)
+        rows = tune_rule(data, base, min_sensitivity=min_sensitivity)
         for r in rows[:top]:
             typer.echo(_json.dumps(r))
         if out:
