@@ -57,7 +57,8 @@ v = torch.load("models/ward-vsvig-light.pt", map_location="cpu", weights_only=Tr
 m = v["metadata"]
 mt, tc = m["metrics"], m["train_config"]
 nparam = sum(t.numel() for t in v["state_dict"].values() if t.dtype.is_floating_point)
-lineage = "\n".join(f"    {c}" for c in m.get("lineage", [])) or "    (none recorded)"
+lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
+selection = m.get("selection") or f"the epoch with the lowest validation MSE ({mt['epoch']})"
 Path("models/ward-vsvig-light.md").write_text(f"""# ward-vsvig-light
 
 VSViG-light (paper graph mode: max-relative inter/intra-part graph convolutions), {nparam / 1e6:.2f} M stored
@@ -84,7 +85,7 @@ cores of a development machine:
     {m['command'].replace('.venv/bin/', '')}
 
 Last stage's config: {json.dumps({k: tc.get(k) for k in ('epochs', 'batch_size', 'lr', 'weight_decay', 'step_size', 'gamma', 'clips_per_epoch', 'pos_fraction', 'max_val_clips', 'augment', 'seed')})}.
-The exported epoch is the one with the lowest validation MSE ({mt['epoch']}).
+Exported: {selection}.
 
 ## Metrics (measured)
 Validation at the exported epoch: {json.dumps({k: (round(x, 4) if isinstance(x, float) else x) for k, x in mt.items()})}

@@ -47,3 +47,17 @@ def test_shipped_pose_and_orders_load():
     assert "pck@0.1" in model.checkpoint_metadata["metrics"]
     torch.testing.assert_close(load_partition_orders(MODELS / "partition_order_ward.pt"), generate_partition_orders(0))
     assert "not for clinical use" in (MODELS / "ward-pose-small.md").read_text()
+
+
+def test_shipped_pose_finds_the_simulated_patient():
+    """Behaviour, not metadata: on frames of held-out simulated scenarios (seeds of the pose
+    validation range, offset so they differ from the ones the card reports), the shipped small
+    pose model finds the patient and puts most joints within 10 % of the body's size."""
+    from ward.train.pose import HELDOUT_SEED_BASE, pose_accuracy, sim_frames
+    from ward.vision.pose import PoseEstimator
+
+    est = PoseEstimator.from_checkpoint(MODELS / "ward-pose-small.pt", height=256)
+    frames, people = sim_frames(12, HELDOUT_SEED_BASE + 50, (640, 360), per_scenario=6)
+    acc = pose_accuracy(est, frames, people)
+    assert acc["detection_rate"] >= 0.8, acc
+    assert acc["pck@0.1"] >= 0.6, acc
