@@ -21,6 +21,10 @@ def fixtures_dir() -> Path:
 
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Serve gives a starting HTTP proxy 5 s per readiness check and kills it after 3 misses; on 2 busy
+# cores its worker process can take longer to import, and serve.start() then fails with the proxy
+# "killed by ray.kill". Inherited by the Ray processes the tests start.
+os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
 
 
 @pytest.fixture(autouse=True, scope="module")
