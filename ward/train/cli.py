@@ -24,6 +24,11 @@ def _load_rule(path: Optional[Path]):
         raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of rule parameters")
+    if isinstance(data.get("applications"), list):  # a Serve config: the ward application's args
+        apps = [a.get("args") for a in data["applications"] if isinstance(a, dict) and isinstance(a.get("args"), dict)]
+        if not apps:
+            raise ValueError(f"{path}: a Serve config without an application whose args are a ward config")
+        data = apps[0]
     if "beds" in data or "rules" in data:  # a ward config: use its ward-wide rule
         data = data.get("rules") or {}
     try:
@@ -138,7 +143,7 @@ def register(app: typer.Typer) -> None:
               pose: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose"),
               batch: int = typer.Option(64, help="clips per VSViG batch"),
               rule: Optional[Path] = typer.Option(
-                  None, "--rule", help="YAML/JSON with decision-rule parameters, or a ward config (its `rules:`); "
+                  None, "--rule", help="YAML/JSON with decision-rule parameters, or a ward/Serve config (its `rules:`); "
                                        "default: the rule's built-in defaults"),
               streams: Optional[Path] = typer.Option(
                   None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
