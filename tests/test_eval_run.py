@@ -40,14 +40,20 @@ def _scored(times: np.ndarray, p: np.ndarray) -> dict:
     return {"t_end": times, "p": p, "target": np.zeros_like(p), "baseline": np.zeros_like(p)}
 
 
-def test_latency_advance_and_false_alarm_arithmetic():
-    sz = Scenario(seed=1, duration_s=120, fps=6,
+def _tonic_and_quiet(seeds: tuple[int, int]):
+    """A 120 s recording with a tonic seizure (EEG 50 s, clinical 60 s, end 80 s; p = 0.9 over
+    [50, 85) s) and a 600 s seizure-free one at p = 0.05: (scenarios, t1, p1, t2, p2)."""
+    sz = Scenario(seed=seeds[0], duration_s=120, fps=6,
                   seizures=[SeizureSpec(type="tonic", eeg_onset_s=50, clinical_onset_s=60, end_s=80)])
-    quiet = Scenario(seed=2, duration_s=600, fps=6)
+    quiet = Scenario(seed=seeds[1], duration_s=600, fps=6)
     t1 = clip_ends(120 * 6) / 6.0
     p1 = np.where((t1 >= 50) & (t1 < 85), 0.9, 0.05)
     t2 = clip_ends(600 * 6) / 6.0
-    p2 = np.full(t2.shape, 0.05)
+    return [sz, quiet], t1, p1, t2, np.full(t2.shape, 0.05)
+
+
+def test_latency_advance_and_false_alarm_arithmetic():
+    (sz, quiet), t1, p1, t2, p2 = _tonic_and_quiet((1, 2))
     p2[(t2 >= 100) & (t2 < 102)] = 1.0   # 2 s spike: no alarm
     p2[(t2 >= 300) & (t2 < 312)] = 0.9   # sustained: one false alarm
     recs = recordings_for([_scored(t1, p1), _scored(t2, p2)], [sz, quiet], "p", RuleConfig())
@@ -113,15 +119,9 @@ def test_run_eval_end_to_end_with_known_alarm_times(tmp_path):
 
 
 def _two_recordings():
-    sz = Scenario(seed=800001, duration_s=120, fps=6,
-                  seizures=[SeizureSpec(type="tonic", eeg_onset_s=50, clinical_onset_s=60, end_s=80)])
-    quiet = Scenario(seed=810000, duration_s=600, fps=6)
-    t1 = clip_ends(120 * 6) / 6.0
-    p1 = np.where((t1 >= 50) & (t1 < 85), 0.9, 0.05)
-    t2 = clip_ends(600 * 6) / 6.0
-    p2 = np.full(t2.shape, 0.05)
+    scenarios, t1, p1, t2, p2 = _tonic_and_quiet((800001, 810000))  # validation-range seeds
     p2[(t2 >= 300) & (t2 < 305)] = 0.75  # 5 s of moderate risk: an alarm only for a permissive rule
-    return [sz, quiet], [_scored(t1, p1), _scored(t2, p2)]
+    return scenarios, [_scored(t1, p1), _scored(t2, p2)]
 
 
 def test_saved_streams_replay_to_the_same_metrics_and_tuning_ranks_false_alarms_first(tmp_path):
