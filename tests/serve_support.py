@@ -13,9 +13,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:
     """Randomly initialised small pose and light VSViG checkpoints (deterministic seeds).
 
-    ``vsvig_bias`` is added to the classifier's output bias: +10 makes an untrained VSViG answer
-    p ~ 0.98 for every clip (a model "stuck high"), which exercises the alarm path without
-    pretending to detect seizures.
+    ``vsvig_bias`` (when not 0) makes VSViG a constant: the output layer's weights are zeroed and its
+    bias set to this logit, so every clip gets p = sigmoid(vsvig_bias) whatever it contains (+3.9:
+    p = 0.98, a model "stuck high"; -12: p = 6e-6). That exercises the alarm path without pretending
+    to detect seizures, and does not depend on what the untrained pose network happens to find.
     """
     import torch
 
@@ -23,7 +24,7 @@ def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:
     from ward.vision.vsvig import build_vsvig, calibrate_batchnorm, save_vsvig_checkpoint
 
     dirpath.mkdir(parents=True, exist_ok=True)
-    pose_p, vsvig_p = dirpath / "pose-small.pt", dirpath / f"vsvig-light-b{vsvig_bias:g}.pt"
+    pose_p, vsvig_p = dirpath / "pose-small.pt", dirpath / f"vsvig-light-const{vsvig_bias:g}.pt"
     if not pose_p.exists():
         torch.manual_seed(0)
         save_openpose_checkpoint(build_openpose("small"), pose_p, notes="untrained test weights")
@@ -31,8 +32,10 @@ def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:
         torch.manual_seed(0)
         model = build_vsvig("light", "paper")
         calibrate_batchnorm(model, n_batches=1, batch_size=2)
-        with torch.no_grad():
-            model.fc[3].bias += vsvig_bias
+        if vsvig_bias:
+            with torch.no_grad():
+                model.fc[3].weight.zero_()
+                model.fc[3].bias.fill_(vsvig_bias)
         save_vsvig_checkpoint(model, vsvig_p, notes="untrained test weights")
     return pose_p, vsvig_p
 

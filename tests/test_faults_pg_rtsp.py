@@ -27,9 +27,8 @@ The faults run in file order on the same ward:
    the return within 15 s (the issue's target), the technical alarm closes, and an alarm that starts
    after the return is raised and stored once.
 
-About alarms, honestly: the weights are untrained (serve_support.make_weights, VSViG with a +4
-output bias). The untrained pose network tracks no patient, the clips carry empty patches and VSViG
-answers a constant, tiny p (about 5e-6 with the current network). Nothing here responds to seizure motion, so no seizure is
+About alarms, honestly: the weights are untrained, and VSViG is a constant model
+(serve_support.make_weights with logit -12: p = 6e-6 for every clip). Nothing here responds to seizure motion, so no seizure is
 simulated. Instead the alarming beds get a deliberately sensitive rule, ANY_OUTPUT (p_floor 0,
 alarm threshold 1e-9, no minimum duration): "alarm on any model output", an alarm opens at a bed's
 second score. bed-cam's variant also ends an episode after an 8 s gap in its scores, which the
@@ -186,7 +185,7 @@ def ward(tmp_path_factory):
              "offline_alarm_after_s": 3.0, "rules": CAM_RULE},
             {"bed_id": "bed-new", "source": str(new_file), "fps": 4.0, "height": 180, "offline_alarm_after_s": 3.0,
              "rules": ANY_OUTPUT}]
-    args = ward_args(tmp, beds, vsvig_bias=4.0,
+    args = ward_args(tmp, beds, vsvig_bias=-12.0,
                      database={"url": url, "spill_dir": str(tmp / "spill"), "flush_interval_s": 0.5})
     store = Store(url)
     assert store.engine.dialect.name == "postgresql"
