@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from ward.evaluation.metrics import evaluate
 from ward.evaluation.run import (EVAL_SEED, MIRROR_18, EvalConfig, PoseNoise, clip_ends, eval_scenarios,
                                  noisy_keypoints, recordings_for, run_eval)
 from ward.sim.scenario import Scenario, SeizureSpec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_noisy_keypoints_jitter_drop_and_swap_rates():
@@ -222,3 +225,34 @@ def test_sharded_runs_merge_into_the_unsharded_result(tmp_path):
         replay_eval([parts[0], parts[0]], cfg, log=lambda s: None)
     with pytest.raises(ValueError, match="0 <= K < N"):
         run_eval(replace(cfg, shard=(2, 2)), log=lambda s: None, model=_Constant(0.9), progress=False)
+
+
+def test_eval_cli_uses_the_shipped_rule_by_default_and_says_so(tmp_path, monkeypatch):
+    """Without --rule, `ward eval` judges the rule the ward serves (serve_configs/ward.yaml), not RuleConfig()."""
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from ward.train.cli import register
+
+    shipped_yaml = yaml.safe_load((ROOT / "serve_configs" / "ward.yaml").read_text())
+    shipped = RuleConfig.model_validate(shipped_yaml["applications"][0]["args"]["rules"])
+    assert shipped != RuleConfig()  # otherwise this test could not tell the two apart
+    cfg = EvalConfig(hours=20 / 3600, seizures_per_type=1, seizure_types=("myoclonic",), width=256, height=144,
+                     threads=1)
+    streams = tmp_path / "s.npz"
+    run_eval(cfg, log=lambda s: None, model=_Constant(0.9), progress=False, streams_path=streams)
+    app = typer.Typer()
+    register(app)
+    monkeypatch.chdir(tmp_path)  # not the repository root: the shipped rule is still found
+    r = CliRunner().invoke(app, ["eval", "--replay", str(streams), "--json", "default.json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads((tmp_path / "default.json").read_text())
+    assert RuleConfig.model_validate(got["rule"]) == shipped
+    assert "serve_configs/ward.yaml" in got["rule_source"] and "serve_configs/ward.yaml" in r.output
+    r = CliRunner().invoke(app, ["eval", "--replay", str(streams), "--json", "builtin.json", "--rule", "defaults"])
+    assert r.exit_code == 0, r.output
+    got = json.loads((tmp_path / "builtin.json").read_text())
+    assert RuleConfig.model_validate(got["rule"]) == RuleConfig() and "built-in" in got["rule_source"]
+    r = CliRunner().invoke(app, ["eval", "--replay", str(streams), "--rule", "no-such-rule.yaml"])
+    assert r.exit_code != 0 and "rule file not found: no-such-rule.yaml" in r.output

@@ -73,6 +73,8 @@ class EvalConfig:
     """(k, n): score only every n-th scenario starting at k (parallel runs, merged by `replay_eval`)."""
     noise: PoseNoise = field(default_factory=PoseNoise)
     rule: RuleConfig = field(default_factory=RuleConfig)
+    rule_source: str = "built-in defaults (RuleConfig())"
+    """Where ``rule`` came from (a file, or the built-in defaults): reported in the output and the JSON."""
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
@@ -311,7 +313,8 @@ def summarise(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], cfg: E
         "eval_seed": base, "training_seeds": TRAIN_SEEDS, "path": "fast" if cfg.fast else "full",
         "scenario_seeds": [int(sc.seed) for sc in scenarios], "n_clips": int(clip_p.size),
         "vsvig": str(cfg.vsvig), "pose": None if cfg.fast else str(cfg.pose),
-        "rule": cfg.rule.model_dump(), "pose_noise": asdict(cfg.noise) if cfg.fast else None,
+        "rule": cfg.rule.model_dump(), "rule_source": cfg.rule_source,
+        "pose_noise": asdict(cfg.noise) if cfg.fast else None,
         "hours_requested_non_seizure": cfg.hours,
     })
     return res
@@ -481,4 +484,6 @@ def print_table(res: dict[str, Any]) -> None:
         for typ, q in r["per_type"].items():
             t.add_row("", typ, str(q["n_seizures"]), f(q["sensitivity"], True), f(q["mean_latency_after_eeg_s"]),
                       f(q["median_latency_after_eeg_s"]), f(q["median_advance_before_clinical_s"]), "", "", "")
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    console.print(f"rule: {res.get('rule_source', '?')}  {res['rule']}")

@@ -8,16 +8,37 @@ from typing import Optional
 import typer
 
 
+SHIPPED_RULE = Path("serve_configs/ward.yaml")
+"""The rule ``ward eval`` and ``ward eval-tune`` use unless ``--rule`` says otherwise: the one the ward serves."""
+BUILTIN_RULE = "defaults"
+"""``--rule defaults``: the rule's built-in parameters (``RuleConfig()``), not the shipped config's."""
+
+
+def _resolve_rule_path(path: Path) -> Path:
+    """The shipped default is found from the working directory, else from the repository ward runs from."""
+    if path.is_file() or path != SHIPPED_RULE:
+        return path
+    repo = Path(__file__).resolve().parents[2] / SHIPPED_RULE
+    return repo if repo.is_file() else path
+
+
 def _load_rule(path: Optional[Path]):
-    """RuleConfig from a YAML/JSON file of rule parameters or a ward config's `rules:` (None: defaults)."""
+    """(RuleConfig, source) from a YAML/JSON file of rule parameters or a ward/Serve config's `rules:`.
+
+    ``None`` is the ward's shipped rule (serve_configs/ward.yaml), so a benchmark judges what serves patients;
+    ``Path("defaults")`` the rule's built-in parameters. ``source`` says which, for the output and the JSON.
+    """
     import yaml
 
     from ward.detect import RuleConfig
 
-    if path is None:
-        return RuleConfig()
+    if path is not None and str(path) == BUILTIN_RULE:
+        return RuleConfig(), "built-in defaults (RuleConfig())"
+    path = _resolve_rule_path(SHIPPED_RULE if path is None else path)
     if not path.is_file():
-        raise ValueError(f"rule file not found: {path}")
+        hint = (" (the shipped rule: run from the repository root, or pass --rule FILE / --rule defaults)"
+                if path == SHIPPED_RULE else "")
+        raise ValueError(f"rule file not found: {path}{hint}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -29,10 +50,12 @@ def _load_rule(path: Optional[Path]):
         if not apps:
             raise ValueError(f"{path}: a Serve config without an application whose args are a ward config")
         data = apps[0]
+    source = str(path)
     if "beds" in data or "rules" in data:  # a ward config: use its ward-wide rule
         data = data.get("rules") or {}
+        source += " (ward-wide `rules:`)"
     try:
-        return RuleConfig.model_validate(data)
+        return RuleConfig.model_validate(data), source
     except ValueError as exc:
         raise ValueError(f"{path}: invalid decision rule: {exc}") from None
 
@@ -102,7 +125,8 @@ def register(app: typer.Typer) -> None:
     @app.command("eval-tune")
     def eval_tune(streams: Path = typer.Argument(..., help="npz from `ward eval --seed S --streams PATH` "
                                                             "(validation seeds, never the evaluation seed)"),
-                  rule: Optional[Path] = typer.Option(None, "--rule", help="starting rule (as for ward eval)"),
+                  rule: Optional[Path] = typer.Option(None, "--rule", help="starting rule (as for ward eval; default: the "
+                                                                                "shipped serve_configs/ward.yaml)"),
                   out: Optional[Path] = typer.Option(None, "--out", help="write the best rule here (YAML)"),
                   top: int = typer.Option(10, help="rows to print"),
                   min_sensitivity: float = typer.Option(
@@ -116,7 +140,7 @@ def register(app: typer.Typer) -> None:
         from ward.evaluation.tune import tune_rule
 
         try:
-            base = _load_rule(rule)
+            base, _ = _load_rule(rule)
             data = load_streams(streams)
         except (ValueError, FileNotFoundError, OSError) as exc:
             raise typer.BadParameter(str(exc)) from None
@@ -144,7 +168,8 @@ def register(app: typer.Typer) -> None:
               batch: int = typer.Option(64, help="clips per VSViG batch"),
               rule: Optional[Path] = typer.Option(
                   None, "--rule", help="YAML/JSON with decision-rule parameters, or a ward/Serve config (its `rules:`); "
-                                       "default: the rule's built-in defaults"),
+                                       "default: the ward's shipped rule, serve_configs/ward.yaml; "
+                                       "`--rule defaults`: the rule's built-in parameters"),
               streams: Optional[Path] = typer.Option(
                   None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
               replay: Optional[list[Path]] = typer.Option(
@@ -157,7 +182,7 @@ def register(app: typer.Typer) -> None:
         from ward.evaluation.run import EvalConfig, print_table, run_eval
 
         try:
-            rule_cfg = _load_rule(rule)
+            rule_cfg, rule_source = _load_rule(rule)
             try:
                 k, n = (int(x) for x in shard.split("/"))
             except ValueError:
@@ -165,7 +190,8 @@ def register(app: typer.Typer) -> None:
             if n > 1 and not streams:
                 raise ValueError("--shard needs --streams (the shards are merged with --replay)")
             cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
-                             pose=str(pose), batch=batch, threads=threads, rule=rule_cfg, shard=(k, n))
+                             pose=str(pose), batch=batch, threads=threads, rule=rule_cfg,
+                             rule_source=rule_source, shard=(k, n))
             if replay:
                 from ward.evaluation.run import replay_eval
 
