@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
-from _util import report  # noqa: E402
+from _util import add_json_option, report  # noqa: E402
 from ward.dashboard.data import build_overview  # noqa: E402
 from ward.dashboard.demo import DEMO_USERS, seed_demo  # noqa: E402
 from ward.dashboard.view import Tile, overview_html  # noqa: E402
@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--history-days", type=int, default=730, help="days of stored alarm history (0: none)")
     ap.add_argument("--items-per-bed-day", type=int, default=20, help="alarm items per bed and history day")
+    add_json_option(ap, "bench_dashboard")
     args = ap.parse_args()
     torch.set_num_threads(2)
     tmp = tempfile.mkdtemp(prefix="bench_dash_")
@@ -151,7 +152,8 @@ def main() -> None:
         r["target_ms"] = 1000
     report("bench_dashboard", rows, {"samples": args.beds * args.minutes * 60, "seed_s": round(seed_s, 1),
                                      "alarm_history_rows": history_rows, "history_seed_s": round(history_s, 1),
-                                     "db": "sqlite (temp file)", "loadavg": os.getloadavg()})
+                                     "db": "sqlite (temp file)", "loadavg": os.getloadavg()},
+           json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Decision rule and motion baseline: latency of the default rule on ideal label streams, rule throughput,
 and baseline cost per frame.
 
-    .venv/bin/python benchmarks/bench_detect.py
+    .venv/bin/python benchmarks/bench_detect.py [--json PATH]
 
 Rows:
 - "rule latency": the rule fed the training label itself (sim/labels.py) at 1 Hz, i.e. a perfect model,
@@ -14,6 +14,7 @@ Rows:
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -24,13 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks._util import report  # noqa: E402
+from benchmarks._util import add_json_option, report  # noqa: E402
 from ward.detect import RuleConfig, run_rule  # noqa: E402
 from ward.evaluation.baseline import MotionBaseline, scores_from_frames  # noqa: E402
 from ward.sim.labels import seizure_target  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_json_option(ap, "detect")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = RuleConfig()
     rows = []
@@ -71,7 +75,7 @@ def main() -> None:
         mb.update(f)
     rows.append({"case": "baseline streaming hop 25, 640x360 (ms/frame)",
                  "value": (time.perf_counter() - t0) / len(frames) * 1e3})
-    report("detect", rows, {"config": cfg.model_dump(), "loadavg": os.getloadavg()})
+    report("detect", rows, {"config": cfg.model_dump(), "loadavg": os.getloadavg()}, json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._util import report  # noqa: E402
+from benchmarks._util import add_json_option, report  # noqa: E402
 from ward.vision.patches import extract_patches, extract_patches_reference, window_size_for_height  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official_patches.npz"
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--ref-frames", type=int, default=4, help="frames per timed call of the reference")
     ap.add_argument("--threads", type=int, nargs="+", default=[2],
                     help="torch/OpenCV thread counts to measure (1 is steadier on a loaded machine)")
+    add_json_option(ap, "bench_patches")
     args = ap.parse_args()
     frames2, kpts2, source = load_frames()
     load_before = os.getloadavg()
@@ -113,7 +114,7 @@ def main() -> None:
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "target": ">= 300 frames/s at 1920x1080 (original ~98 frames/s)",
-    })
+    }, json_path=args.json)
     print(f"load average before {load_before}, after {os.getloadavg()}")
 
 

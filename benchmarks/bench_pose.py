@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import report  # noqa: E402
+from _util import add_json_option, report  # noqa: E402
 
 from ward.vision.openpose import build_openpose, fuse_for_inference  # noqa: E402
 from ward.vision.pose import PoseEstimator, preprocess  # noqa: E402
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["official", "small"])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    add_json_option(ap, "bench_pose")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
@@ -147,7 +148,8 @@ def main() -> None:
     report("bench_pose", rows, extra={
         "decoder": decoder, "frames": f"{source} {frames.shape[1]}x{frames.shape[2]}", "height": 256,
         "patient_selector": PatientSelector is not None, "fused_bn": True, "channels_last": True,
-        "note": "random weights: network outputs hold few/no people, hence full_3people (fixture maps decoded)"})
+        "note": "random weights: network outputs hold few/no people, hence full_3people (fixture maps decoded)"},
+        json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Simulator speed: rendered frames/s at several resolutions (with and without camera noise/JPEG), and the
 keypoints-only ground-truth path. Target (issue 4): >= 200 frames/s rendering at 640x360.
 
-    .venv/bin/python benchmarks/bench_sim.py [--seconds 60]
+    .venv/bin/python benchmarks/bench_sim.py [--seconds 60] [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from benchmarks._util import report  # noqa: E402
+from benchmarks._util import add_json_option, report  # noqa: E402
 from ward.sim.render import SimCamera  # noqa: E402
 from ward.sim.scenario import EventSpec, random_scenario  # noqa: E402
 
@@ -24,6 +24,7 @@ from ward.sim.scenario import EventSpec, random_scenario  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per case (25 fps)")
+    add_json_option(ap, "bench_sim")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
@@ -48,7 +49,8 @@ def main() -> None:
     dt = time.perf_counter() - t0
     rows.append({"path": "keypoints (track)", "resolution": "-", "effects": "-", "frames": len(tr["t"]),
                  "frames_per_s": len(tr["t"]) / dt, "x_realtime": len(tr["t"]) / dt / 25.0})
-    report("bench_sim", rows, {"loadavg": os.getloadavg(), "target_frames_per_s_640x360": 200})
+    report("bench_sim", rows, {"loadavg": os.getloadavg(), "target_frames_per_s_640x360": 200},
+           json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -269,7 +269,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json-out", default=None, help="result JSON path (default bench_results/bench_store.json)")
+    ap.add_argument("--json", "--json-out", dest="json", default=None,
+                    help="result JSON path (default bench_results/bench_store.json)")
     args = ap.parse_args()
     if args.days < 1 or args.beds < 1:
         ap.error("--days and --beds must be >= 1")
@@ -318,7 +319,7 @@ def main() -> None:
         else:
             ap.error(f"unknown engine {engine!r}: use sqlite and/or postgres")
     report("bench_store", rows, {"days": args.days, "beds": args.beds, "samples": args.days * 86400 * args.beds,
-                                 "loadavg_end": os.getloadavg()}, json_path=args.json_out)
+                                 "loadavg_end": os.getloadavg()}, json_path=args.json)
 
 
 if __name__ == "__main__":

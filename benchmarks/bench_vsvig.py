@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import report  # noqa: E402
+from _util import add_json_option, report  # noqa: E402
 
 from ward.vision.vsvig import Part3DCNN, VSViG, build_vsvig, calibrate_batchnorm, random_clips  # noqa: E402
 
@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip the official-style rows")
     ap.add_argument("--no-unfused", action="store_true", help="skip the unfused rows")
     ap.add_argument("--threads", type=int, default=2)
+    add_json_option(ap, "bench_vsvig")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -149,7 +150,7 @@ def main() -> None:
              "loadavg_before": load_before, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_after": os.getloadavg(), "flush_denormal": True,
              "weights": "calibrate_batchnorm(n_batches=2, batch_size=4) on random-ish clips"}
     print()
-    report("bench_vsvig", rows, extra)
+    report("bench_vsvig", rows, extra, json_path=args.json)
     print(f"GEMM 1024^3 fp32: {extra['gemm_gflops_1024']} GFLOP/s at start, {extra['gemm_gflops_end']} at end; "
           f"loadavg before {load_before[0]:.2f}, after {extra['loadavg_after'][0]:.2f}")
 

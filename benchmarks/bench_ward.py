@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from _util import report  # noqa: E402
+from _util import add_json_option, report  # noqa: E402
 
 
 def _ray_procs_usage() -> tuple[float, float]:
@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--pose", default="small,official")
     ap.add_argument("--input-height", type=int, default=256)
     ap.add_argument("--weights", type=Path, default=ROOT / "models")
+    add_json_option(ap, "bench_ward")
     a = ap.parse_args()
     import tempfile
 
@@ -162,7 +163,8 @@ def main() -> None:
         net = network_fps(cfg, a.input_height, b, threads=1)  # the Pose replica has num_cpus 1 -> 1 thread
         sat["network_fps_same_batch"] = net
         sat["ward_vs_network"] = sat["ward_pose_fps"] / net
-    report("bench_ward", rows, {"largest_sustained_beds": best, "seconds": a.seconds, "input_height": a.input_height})
+    report("bench_ward", rows, {"largest_sustained_beds": best, "seconds": a.seconds, "input_height": a.input_height},
+           json_path=a.json)
     print("largest N sustained in real time:", best)
 
 
