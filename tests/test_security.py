@@ -168,7 +168,7 @@ def test_filter_scrubs_args_exceptions_and_frames():
     finally:
         lg.removeHandler(h)
     out = buf.getvalue()
-    assert "pw123456" not in out and "ward:***@h" in out
+    assert "pw123456" not in out and "postgresql://***@h/db" in out  # user info masked whole, as camera URIs
     assert "topsecret" not in out and "abcdefgh12345678" not in out and "RuntimeError" in out
     assert "<ndarray shape=(180, 320, 3) dtype=uint8>" in out and "0 0 0" not in out
     assert "<5000 bytes>" in out
@@ -187,7 +187,7 @@ def test_install_covers_child_loggers_and_later_handlers():
     finally:
         parent.removeHandler(h)
     out = buf.getvalue()
-    assert "hunter2" not in out and "svc:***@127.0.0.1" in out
+    assert "hunter2" not in out and "postgresql+psycopg://***@127.0.0.1/ward" in out
 
 
 # ------------------------------------------------------------------------------------------ wiring

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 
-from ward.serve.sources import source_kind
+from ward.serve.sources import redact_uri, redact_uris, source_kind
 
 __all__ = [
     "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
@@ -121,7 +121,7 @@ class BedConfig(_Strict):
     @model_validator(mode="after")
     def _simulator_keypoints_need_sim(self) -> "BedConfig":
         if self.keypoints == "simulator" and source_kind(self.source) != "sim":
-            raise ValueError(f"keypoints: 'simulator' needs a sim:// source (got {self.source!r}); "
+            raise ValueError(f"keypoints: 'simulator' needs a sim:// source (got {redact_uri(self.source)!r}); "
                              "use keypoints: pose for real cameras")
         return self
 
@@ -387,7 +387,7 @@ def _unknown_key_msg(key: str, allowed: Sequence[str]) -> str:
 
 
 def _short(v: Any) -> str:
-    s = repr(v)
+    s = redact_uris(repr(v))  # a camera source in a config error must not show its credentials
     return s if len(s) <= 60 else s[:57] + "..."
 
 

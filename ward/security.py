@@ -9,9 +9,10 @@ name can lock that user out for ``lockout_s``; the per-source key (with a higher
 nurses' station shares one address) limits password spraying over many names.
 
 :func:`redact` scrubs secrets from text: passwords (``password=...``, ``"password": "..."``),
-bearer and basic ``Authorization`` values, ward API tokens (``wt_...``) and the password in URLs
-(``postgresql://user:secret@host``). :class:`RedactingFilter` applies it to log records (also their
-exception text) and replaces array / bytes arguments by a short summary so frames never reach a log.
+bearer and basic ``Authorization`` values, ward API tokens (``wt_...``) and URL credentials
+(``postgresql://user:secret@host``, ``rtsp://...?token=``; via :func:`ward.serve.sources.redact_uris`).
+:class:`RedactingFilter` applies it to log records (also their exception text) and replaces array /
+bytes arguments by a short summary so frames never reach a log.
 :func:`install_log_redaction` makes every record created in the process pass through it (a record
 factory, because logger filters do not see records propagated from child loggers) and also attaches
 the filter to the handlers that exist.
@@ -185,8 +186,6 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m[1]}{m[2]}{MASK}"),
     # Authorization: Basic dXNlcjpwYXNz
     (re.compile(r"(?i)\b(basic)(\s+)([A-Za-z0-9+/]{6,}={0,2})"), _basic_repl),
-    # scheme://user:password@host -> scheme://user:***@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s'\"]*):([^@/\s'\"]*)@"), lambda m: f"{m[1]}:{MASK}@"),
     # ward API tokens anywhere
     (re.compile(r"\bwt_[A-Za-z0-9_-]{8,}"), "wt_" + MASK),
     # "password": "x"  /  'password': 'x'  (JSON, Python reprs)
@@ -201,9 +200,16 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
 
 
 def redact(text: str) -> str:
-    """``text`` with passwords, tokens, Authorization values and URL passwords replaced by ``***``."""
+    """``text`` with passwords, tokens, Authorization values and URL credentials replaced by ``***``.
+
+    URIs (``scheme://user:pass@host``, ``?token=``) go through the camera-source module's
+    :func:`~ward.serve.sources.redact_uris`, the same function that redacts camera sources in status
+    reasons, events and the stored config, so the log net and the source redaction cannot diverge."""
     if not text:
         return text
+    from ward.serve.sources import redact_uris  # noqa: PLC0415 (ward.serve imports this module)
+
+    text = redact_uris(text)
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)  # type: ignore[arg-type]
     return text

@@ -30,6 +30,7 @@ import numpy as np
 
 from ward.config import WardConfig, load_ward_config
 from ward.detect import BedRule, RuleConfig
+from ward.serve.sources import redact_source_text, redact_uri
 
 log = logging.getLogger("ward.serve")
 
@@ -118,10 +119,11 @@ class WardCoordinator:
 
     # ------------------------------------------------------------------------------ recovery
     def register_beds(self) -> None:
-        """Create/update the configured beds in the database (with their camera config)."""
+        """Create/update the configured beds in the database (with their camera config; the source
+        is stored redacted: credentials stay in the ward config, never in the database)."""
         for b in self.cfg.beds:
             self.store.upsert_bed(b.bed_id, name=b.label, ward=self.cfg.name,
-                                  camera={"source": b.source, "fps": b.fps, "height": b.height,
+                                  camera={"source": redact_uri(b.source), "fps": b.fps, "height": b.height,
                                           "bed_roi": list(b.bed_roi)})
 
     def recover(self) -> dict[str, Any]:
@@ -209,16 +211,20 @@ class WardCoordinator:
                 self._closed.append((bed.bed_id, ep))
 
     def report_status(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
-        """Camera state per bed from a camera actor (state, reason, since_wall and counters)."""
+        """Camera state per bed from a camera actor (state, reason, since_wall and counters).
+
+        The reason is scrubbed of the bed's camera credentials here too: everything the API, the
+        health events and the technical alarms show passes through this point."""
         now = self.clock()
         with self._lock:
             for bed_id, st in statuses.items():
                 bed = self.beds.get(bed_id)
                 if bed is None:
                     continue
+                reason = redact_source_text(str(st.get("reason", "")), self.cfg.bed(bed_id).source)
                 bed.last_status_at = now
-                bed.camera = dict(st)
-                self._set_state(bed, str(st["state"]), str(st.get("reason", "")), float(st.get("since_wall", now)))
+                bed.camera = {**st, "reason": reason}
+                self._set_state(bed, str(st["state"]), reason, float(st.get("since_wall", now)))
 
     def report_batches(self, kind: str, replica: str, snapshot: Mapping[str, Any]) -> None:
         with self._lock:

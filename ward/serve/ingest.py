@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from ward.serve.sources import Capture, SourceError, open_source, source_kind
+from ward.serve.sources import Capture, SourceError, open_source, redact_source_text, redact_uri, source_kind
 
 __all__ = [
     "CameraReader", "CameraStatus", "Clip", "ClipAssembler", "Frame", "FrameSampler", "SourceError",
@@ -98,8 +98,9 @@ class CameraReader:
             raise ValueError("model_fps, no_frame_timeout_s and backoff_max_s must be > 0, backoff_initial_s >= 0")
         if not 0 <= jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1] (got {jitter})")
-        self.uri = uri
-        self.name = name or uri
+        self.uri = uri  # the real URI (credentials included): handed to the opener, never put into text
+        self.display_uri = redact_uri(uri)
+        self.name = name or self.display_uri
         self.model_fps = model_fps
         self.no_frame_timeout_s = no_frame_timeout_s
         self.backoff_initial_s = backoff_initial_s
@@ -266,14 +267,20 @@ class CameraReader:
             self._state, self._since, self._since_wall = state, now, time.time()
         self._reason = reason
 
+    def _scrub(self, text: str) -> str:
+        """A reason safe to report: the source's credentials masked (errors may quote the URI)."""
+        return redact_source_text(text, self.uri)
+
     def _set_offline(self, reason: str) -> None:
         with self._lock:
             self._connected = False
-            self._offline_reason = reason
+            self._offline_reason = self._scrub(reason)
             self._update_state_locked(self._clock())
 
     def _end_session(self, gen: int, kind: str, reason: str, offline_reason: str | None = None) -> None:
         """Record why the current session ended (ignored for abandoned sessions)."""
+        reason = self._scrub(reason)
+        offline_reason = None if offline_reason is None else self._scrub(offline_reason)
         with self._lock:
             if gen != self._gen:
                 return

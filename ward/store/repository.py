@@ -246,6 +246,19 @@ def check_episode_key(key: Any) -> str:
     return key
 
 
+def _redact_camera(camera: Mapping[str, Any]) -> dict[str, Any]:
+    """A bed camera config fit for the database: its ``source`` URI without credentials.
+
+    The ward config (or its secret store) keeps the real URI; viewers of the config history, the
+    dashboard and database dumps only ever see ``rtsp://***@host/...``."""
+    from ward.serve.sources import redact_uri  # noqa: PLC0415 (keeps ward.store free of ward.serve at import)
+
+    out = dict(camera)
+    if isinstance(out.get("source"), str):
+        out["source"] = redact_uri(out["source"])
+    return out
+
+
 def _hash_password(password: str, salt: bytes | None = None, n: int = 2**14, r: int = 8, p: int = 1) -> str:
     salt = salt or secrets.token_bytes(16)
     dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
@@ -400,6 +413,7 @@ class Store:
                     values["ward_id"] = ward_id
                 conn.execute(update(Bed).where(Bed.id == bed_id).values(**values))
             if camera is not None:
+                camera = _redact_camera(camera)
                 last = conn.execute(select(BedCameraConfig.config).where(BedCameraConfig.bed_id == bed_id)
                                     .order_by(BedCameraConfig.valid_from.desc(), BedCameraConfig.id.desc())
                                     .limit(1)).scalar()
