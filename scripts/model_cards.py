@@ -1,80 +1,133 @@
-"""Write models/*.md model cards from the checkpoints' metadata and the benchmark JSON.
+"""Write models/*.md model cards, and the training record they quote, from committed files only.
 
-    .venv/bin/python scripts/model_cards.py EVAL_JSON "EVAL COMMAND" [VAL_JSON "VAL COMMAND"]
+    .venv/bin/python scripts/model_cards.py [EVAL_JSON "EVAL COMMAND" [VAL_JSON "VAL COMMAND"]]
 
-Run by scripts/ship_models.sh after the weights are copied into models/. Every figure in a card comes
-from a file (checkpoint metadata, eval JSON); the prose only says how they were produced.
+Without arguments (or with empty ones, as scripts/ship_models.sh passes them) the benchmark figures
+come from the committed `ward eval` JSON in docs/results/ (DEFAULT_EVAL, DEFAULT_VAL) and the card
+names that file and its command. The training figures come from the checkpoints' metadata, which
+`ward train` writes; this script exports that metadata to docs/results/model_<name>.json so every
+figure in a card sits in a committed JSON. Metadata written by hand after training (the `selection`
+note) is labelled as such in the card, because no committed file can reproduce it.
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-args = sys.argv[1:]
-ev = json.loads(Path(args[0]).read_text()) if args and Path(args[0]).is_file() else None
-evcmd = args[1] if len(args) > 1 else ""
-val = json.loads(Path(args[2]).read_text()) if len(args) > 2 and Path(args[2]).is_file() else None
-valcmd = args[3] if len(args) > 3 else ""
-sums = dict(reversed(line.split()) for line in Path("models/SHA256SUMS").read_text().splitlines())
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = "docs/results"
+DEFAULT_EVAL = (f"{RESULTS}/eval_24h.json",
+                "ward eval --fast --hours 24 --seizures-per-type 4 --vsvig runs/vsvig_s3/last_export.pt "
+                "--shard K/2 --streams runs/eval/test_shardK.npz (K = 0, 1 in parallel); ward eval --replay "
+                "runs/eval/test_shard0.npz --replay runs/eval/test_shard1.npz --rule serve_configs/ward.yaml "
+                f"--json {RESULTS}/eval_24h.json --png {RESULTS}/traces_24h.png")
+DEFAULT_VAL = (f"{RESULTS}/eval_validation.json",
+               "ward eval --fast --seed 800000 --seizures-per-type 4 --hours 1.5 --threads 1 "
+               f"--streams /tmp/val_streams.npz --json {RESULTS}/eval_validation.json")
 NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinical use. "
                 "No clinical performance has been measured.**")
+EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",
+                 "n_train_clips", "n_val_clips", "epoch", "metrics", "history", "train_seeds", "heldout_seeds",
+                 "input_height", "notes", "selection")
+"""Checkpoint metadata copied to docs/results/model_<name>.json (not the partition orders or layouts)."""
+SUMS = dict(reversed(line.split()) for line in (ROOT / "models/SHA256SUMS").read_text().splitlines())
 
 
-def f(x, pct=False):
+def fmt(x: float | None, pct: bool = False) -> str:
+    """A figure as the cards print it: '-' for undefined, percentages without decimals."""
     return "-" if x is None else (f"{100 * x:.0f} %" if pct else f"{x:.2f}")
 
 
-def table(res: dict) -> str:
+def rel(path: Path) -> str:
+    """Path relative to the repository root when inside it (cards name files as the docs do)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def load_eval(path: str, cmd: str) -> tuple[dict[str, Any] | None, str, str]:
+    """(eval JSON or None, its path as cited, the command that wrote it)."""
+    p = Path(path) if Path(path).is_absolute() else ROOT / path
+    return (json.loads(p.read_text()) if p.is_file() else None), rel(p), cmd
+
+
+def export_metadata(name: str, ckpt: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Write the checkpoint's training record to docs/results/model_<name>.json; return it and its path."""
+    md = ckpt["metadata"]
+    out = {"model": f"models/{name}.pt", "source": "checkpoint metadata written by `ward train` "
+           "(except `selection` and the `# ...` comments in `command`/`lineage`, added by hand)",
+           **{k: md[k] for k in EXPORTED_KEYS if k in md}}
+    path = ROOT / RESULTS / f"model_{name}.json"
+    path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return out, rel(path)
+
+
+def detection_table(res: dict[str, Any]) -> str:
+    """Per-type detection rows for VSViG and the motion baseline, then false alarms and review events."""
     rows = ["| model | group | n | detected | sensitivity | median latency after EEG (s) | median advance before clinical (s) |",
             "|---|---|---|---|---|---|---|"]
     for name, r in (("VSViG", res), ("motion baseline (equal sensitivity)", res["baseline"])):
-        rows.append(f"| {name} | all | {r['n_seizures']} | {r['n_detected']} | {f(r['sensitivity'], True)} | "
-                    f"{f(r['median_latency_after_eeg_s'])} | {f(r['median_advance_before_clinical_s'])} |")
+        rows.append(f"| {name} | all | {r['n_seizures']} | {r['n_detected']} | {fmt(r['sensitivity'], True)} | "
+                    f"{fmt(r['median_latency_after_eeg_s'])} | {fmt(r['median_advance_before_clinical_s'])} |")
         for t, q in r["per_type"].items():
-            rows.append(f"| | {t} | {q['n_seizures']} | {q.get('n_detected', '-')} | {f(q['sensitivity'], True)} | "
-                        f"{f(q['median_latency_after_eeg_s'])} | {f(q['median_advance_before_clinical_s'])} |")
+            rows.append(f"| | {t} | {q['n_seizures']} | {q.get('n_detected', '-')} | {fmt(q['sensitivity'], True)} | "
+                        f"{fmt(q['median_latency_after_eeg_s'])} | {fmt(q['median_advance_before_clinical_s'])} |")
     b, d = res["baseline"], res["baseline"]["at_default_threshold"]
     return ("\n".join(rows) +
             f"\n\nFalse alarms per 24 h on {res['hours_non_seizure']:.1f} h of non-seizure footage: VSViG "
-            f"{f(res['false_alarms_per_24h'])} ({res['false_alarms']} alarms); motion baseline at equal sensitivity "
-            f"{f(b['false_alarms_per_24h'])} ({b['false_alarms']}); motion baseline at its default threshold "
-            f"{f(d['false_alarms_per_24h'])} at {f(d['sensitivity'], True)} sensitivity. Review events per 24 h: "
-            f"VSViG {f(res['review_events_per_24h'])}. Clip RMSE: VSViG {f(res['clip_rmse'])}.\n\n"
-            f"Decision rule: `{json.dumps(res['rule'])}`")
+            f"{fmt(res['false_alarms_per_24h'])} ({res['false_alarms']} alarms); motion baseline at equal sensitivity "
+            f"{fmt(b['false_alarms_per_24h'])} ({b['false_alarms']}); motion baseline at its default threshold "
+            f"{fmt(d['false_alarms_per_24h'])} at {fmt(d['sensitivity'], True)} sensitivity. Review events (the "
+            f"non-alarm tier, not false alarms) per 24 h: VSViG {fmt(res['review_events_per_24h'])}. "
+            f"Clip RMSE: VSViG {fmt(res['clip_rmse'])}.\n\n"
+            f"Decision rule ({res.get('rule_source', 'its source is not recorded in this JSON')}): `{json.dumps(res['rule'])}`")
 
 
-def bench(res: dict | None, cmd: str, what: str) -> str:
+def bench_section(ev: tuple[dict[str, Any] | None, str, str], what: str) -> str:
+    """A card section for one `ward eval` JSON, naming the file and the command that wrote it."""
+    res, path, cmd = ev
     if not res:
-        return f"{what}: not measured."
-    return (f"{what}: `{cmd}` (seed {res['eval_seed']}, {res['path']} path, {res['n_clips']} clips, "
-            f"{len(res['scenario_seeds'])} scenarios):\n\n" + table(res))
+        return f"{what}: not measured (no `{path}`)."
+    return (f"{what}, from `{path}`, written by `{cmd}` (seed {res['eval_seed']}, {res['path']} path, "
+            f"{res['n_clips']} clips, {len(res['scenario_seeds'])} scenarios, VSViG weights `{res['vsvig']}`):\n\n"
+            + detection_table(res))
 
 
-v = torch.load("models/ward-vsvig-light.pt", map_location="cpu", weights_only=True)
-m = v["metadata"]
-mt, tc = m["metrics"], m["train_config"]
-nparam = sum(t.numel() for t in v["state_dict"].values() if t.dtype.is_floating_point)
-lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
-selection = m.get("selection") or f"the epoch with the lowest validation MSE ({mt['epoch']})"
-Path("models/ward-vsvig-light.md").write_text(f"""# ward-vsvig-light
+def vsvig_card(ev: tuple, val: tuple) -> None:
+    """models/ward-vsvig-light.md from its checkpoint, its exported metadata and the eval JSON."""
+    v = torch.load(ROOT / "models/ward-vsvig-light.pt", map_location="cpu", weights_only=True)
+    m, mpath = export_metadata("ward-vsvig-light", v)
+    mt, tc = m["metrics"], m["train_config"]
+    nparam = sum(t.numel() for t in v["state_dict"].values() if t.dtype.is_floating_point)
+    lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
+    selection = (f"{m['selection']} (a note written by hand into the checkpoint metadata after training; the "
+                 "epoch-1 candidate was not kept, so these comparison figures cannot be re-measured)"
+                 if m.get("selection") else f"the epoch with the lowest validation MSE ({mt['epoch']})")
+    (ROOT / "models/ward-vsvig-light.md").write_text(f"""# ward-vsvig-light
 
 VSViG-light (paper graph mode: max-relative inter/intra-part graph convolutions), {nparam / 1e6:.2f} M stored
 parameters, ward checkpoint format `ward.vsvig/1` (`ward.vision.vsvig.load_vsvig`). Partition orders:
 `ward.vision.partition_order.generate_partition_orders(0)` (also in `partition_order_ward.pt`; never the
-official file). sha256 `{sums['ward-vsvig-light.pt']}`.
+official file). sha256 `{SUMS['ward-vsvig-light.pt']}`.
 
 {NOT_CLINICAL}
+
+Every figure below comes from a committed JSON named beside it. This card is generated by
+`.venv/bin/python scripts/model_cards.py`; the training record is the checkpoint's metadata, exported
+to `{mpath}`.
 
 ## Data
 Simulated scenarios rendered at 640x360, 6 fps, ground-truth keypoints, split by patient by the dataset
 builder (seed 0): seeds 1000-1023 (180 s; 1000-1019 with one random seizure, 1020-1023 seizure-free,
 `scripts/make_train_data.sh`) and 1024-1083 (150 s, one seizure each, types cycled so each of the five
 types has 12, `scripts/make_train_data_more.sh`); 30-frame clips every 2 s. {m['n_train_clips']} train clips,
-validation on {m['n_val_clips']} clips of held-out patients. Labels: `ward.sim.labels` (exponential rise from EEG to
-clinical onset, 1 during the clinical phase). Data manifest sha256 `{m['data_manifest_sha256']}`.
+validation on {m['n_val_clips']} clips of held-out patients (`{mpath}`). Labels: `ward.sim.labels` (exponential rise
+from EEG to clinical onset, 1 during the clinical phase). Data manifest sha256 `{m['data_manifest_sha256']}`.
 Validation-rule seeds (800000+) and evaluation seeds (900000+) are disjoint from all training seeds.
 
 ## Reproduce
@@ -88,11 +141,11 @@ Last stage's config: {json.dumps({k: tc.get(k) for k in ('epochs', 'batch_size',
 Exported: {selection}.
 
 ## Metrics (measured)
-Validation at the exported epoch: {json.dumps({k: (round(x, 4) if isinstance(x, float) else x) for k, x in mt.items()})}
+Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (round(x, 4) if isinstance(x, float) else x) for k, x in mt.items()})}
 
-{bench(val, valcmd, "Validation benchmark (seeds 800000+, used to choose the decision rule)")}
+{bench_section(val, "Validation benchmark (seeds 800000+, the seeds the decision rule was chosen on)")}
 
-{bench(ev, evcmd, "Held-out detection benchmark (seeds 900000+, run once with the chosen rule)")}
+{bench_section(ev, "Held-out detection benchmark (seeds 900000+, run once with the chosen rule)")}
 
 ## Limitations
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
@@ -102,18 +155,26 @@ Validation at the exported epoch: {json.dumps({k: (round(x, 4) if isinstance(x, 
   augmentation (the benchmark's fast path adds pose noise; the full path uses the shipped pose model).
 """)
 
-p = torch.load("models/ward-pose-small.pt", map_location="cpu", weights_only=True)
-pm = p["metadata"]
-pc = pm["train_config"]
-npp = sum(t.numel() for t in p["state_dict"].values() if t.dtype.is_floating_point)
-steps = pm["history"][-1]["step"] if pm.get("history") else 0
-Path("models/ward-pose-small.md").write_text(f"""# ward-pose-small
+
+def pose_card() -> None:
+    """models/ward-pose-small.md from its checkpoint and its exported metadata."""
+    p = torch.load(ROOT / "models/ward-pose-small.pt", map_location="cpu", weights_only=True)
+    pm, mpath = export_metadata("ward-pose-small", p)
+    pc, met = pm["train_config"], pm["metrics"]
+    npp = sum(t.numel() for t in p["state_dict"].values() if t.dtype.is_floating_point)
+    hist = pm.get("history") or []
+    steps = hist[-1]["step"] if hist else 0
+    minutes = f", {hist[-1]['seconds'] / 60:.0f} min" if hist and "seconds" in hist[-1] else ""
+    (ROOT / "models/ward-pose-small.md").write_text(f"""# ward-pose-small
 
 Lightweight OpenPose, `small` configuration (half width), {p['num_refinement_stages']} refinement stage(s),
 {npp / 1e6:.2f} M stored parameters, format `ward.openpose/1` (`ward.vision.openpose.load_openpose`,
-`ward.vision.pose.PoseEstimator.from_checkpoint`). Input height {pm['input_height']}. sha256 `{sums['ward-pose-small.pt']}`.
+`ward.vision.pose.PoseEstimator.from_checkpoint`). Input height {pm['input_height']}. sha256 `{SUMS['ward-pose-small.pt']}`.
 
 {NOT_CLINICAL}
+
+Every figure below comes from the checkpoint's metadata, written by `ward train pose` and exported to
+`{mpath}` by `.venv/bin/python scripts/model_cards.py` (which generates this card).
 
 ## Data
 {pc['sim_frames']} frames rendered from simulator scenarios with seeds {pm['train_seeds']} (640x360, patient and
@@ -123,16 +184,30 @@ decoder's 19 limbs. Held-out frames: seeds {pm['heldout_seeds']}.
 ## Reproduce
     {pm['command'].replace('.venv/bin/', '')}
 
-## Metrics (measured on {pm['metrics']['eval_frames']} held-out frames through PoseEstimator)
-{json.dumps(pm['metrics'])}
+## Metrics (measured on {met['eval_frames']} held-out frames through PoseEstimator; `{mpath}`, `metrics`)
+PCK@0.1 {met['pck@0.1']:.2f}, mean error {met['mean_error_px']:.1f} px, patient found in
+{100 * met['detection_rate']:.0f} % of frames.
 
 PCK@0.1 is the share of visible ground-truth joints found within 10 % of the patient's bounding-box
 diagonal; the detection rate is the share of frames where a person was matched to the patient.
-Training loss history (every 25 steps): {json.dumps(pm['history'])}
+The training loss every 25 steps is in the same JSON (`history`).
 
 ## Limitations
-- Trained from scratch for {steps} steps of batch {pc['batch_size']} on 2 shared CPU cores: far less than
-  a real pose model gets. Use the official `pose.pth` (`ward models fetch`) for real cameras.
+- Trained from scratch for {steps} steps of batch {pc['batch_size']}{minutes} on {pc.get('threads') or 'the'} shared CPU
+  core(s): far less than a real pose model gets. Use the official `pose.pth` (`ward models fetch`) for real cameras.
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
 """)
-print("cards written")
+
+
+def main(argv: list[str]) -> None:
+    """Write both cards; positional arguments (possibly empty) override the committed eval JSON."""
+    a = [*argv, "", "", "", ""]
+    ev = load_eval(a[0] or DEFAULT_EVAL[0], a[1] or DEFAULT_EVAL[1])
+    val = load_eval(a[2] or DEFAULT_VAL[0], a[3] or DEFAULT_VAL[1])
+    vsvig_card(ev, val)
+    pose_card()
+    print("cards written")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
