@@ -57,8 +57,9 @@ def login_page() -> None:
         store.audit("login", user=user.username, source=SOURCE)
         st.session_state["user"] = user
         st.rerun()
-    st.caption("First start: the admin account is created from WARD_ADMIN_PASSWORD, or with a one-time "
-               "password printed once in the dashboard's log.")
+    st.caption("First start: the ward creates the admin account (user `admin`, or $WARD_ADMIN_USER) with "
+               "the password in $WARD_ADMIN_PASSWORD, or else with a one-time password printed once in the "
+               "ward's log (the `serve run` / `scripts/run.sh` output). More accounts: `ward users add`.")
 
 
 user = current_user()

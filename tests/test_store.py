@@ -347,6 +347,92 @@ def test_users_and_tokens(store: Store) -> None:
         store.disable_user("mallory")
 
 
+def test_service_accounts_are_not_people(store: Store) -> None:
+    """The ward's own accounts (svc-dashboard) never count as users for the first-admin bootstrap
+    and cannot log in with a password; a person's account is never taken over as a service one."""
+    svc = store.ensure_service_user("svc-dashboard")
+    assert svc.service and svc.role == "viewer" and store.ensure_service_user("svc-dashboard") == svc
+    store.create_user("svc-known", "known-password", service=True)
+    assert store.authenticate("svc-known", "known-password") is None  # token login only
+    assert store.authenticate_token(store.create_token("svc-known")).username == "svc-known"
+    assert not store.has_people()
+    admin = store.create_first_admin("admin", "first-admin-pw")
+    assert admin is not None and admin.role == "admin" and not admin.service
+    assert store.has_people()
+    assert store.create_first_admin("admin2", "second-admin-pw") is None  # a person exists: no second admin
+    assert [(u.username, u.service) for u in store.list_users()] == [
+        ("admin", False), ("svc-dashboard", True), ("svc-known", True)]
+    with pytest.raises(StoreError, match="person's account"):
+        store.ensure_service_user("admin")
+
+
+def test_replacing_a_token_revokes_the_earlier_ones_of_that_name(store: Store) -> None:
+    store.ensure_service_user("svc-dashboard")
+    other = store.create_token("svc-dashboard", "something else")
+    first = store.create_token("svc-dashboard", "dashboard live view", replace=True)
+    second = store.create_token("svc-dashboard", "dashboard live view", replace=True)
+    assert store.authenticate_token(first) is None
+    assert store.authenticate_token(second).username == "svc-dashboard"
+    assert store.authenticate_token(other) is not None  # other names are left alone
+    with store.engine.connect() as c:
+        valid = c.execute(sa.text("SELECT count(*) FROM api_tokens WHERE name = 'dashboard live view' "
+                                  "AND revoked = false")).scalar_one()
+    assert valid == 1
+
+
+def test_upgrade_from_0003_marks_the_dashboard_account_as_service(db_url: str) -> None:
+    """A database left with only svc-dashboard by the old start (nobody could log in) is repaired:
+    after the upgrade no person has an account, so the next start creates the admin."""
+    eng = make_engine(db_url)
+    upgrade(eng, "0003")
+    with eng.begin() as c:
+        c.execute(sa.text("INSERT INTO users (username, password_hash, role, disabled, created_at) "
+                          "VALUES ('svc-dashboard', 'x', 'viewer', false, :t)")
+                  .bindparams(sa.bindparam("t", type_=_UTC_T)), {"t": T0})
+    eng.dispose()
+    s = Store(db_url)
+    assert [(u.username, u.service) for u in s.list_users()] == [("svc-dashboard", True)]
+    assert not s.has_people()
+    s.close()
+
+
+def _start_concurrently(url: str, n: int, barrier: object, out: object) -> None:
+    """One "ward start" in a fresh process: open (migrate) the store, then bootstrap its admin."""
+    from ward.dashboard.auth import bootstrap_admin
+
+    barrier.wait()  # type: ignore[attr-defined]
+    try:
+        store = Store(url)
+        made = bootstrap_admin(store, {"WARD_ADMIN_USER": f"admin{n}", "WARD_ADMIN_PASSWORD": "concurrent-pw"})
+        out.put((n, made, None))  # type: ignore[attr-defined]
+        store.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        out.put((n, None, f"{type(exc).__name__}: {exc}"))  # type: ignore[attr-defined]
+
+
+def test_concurrent_starts_migrate_once_and_make_one_admin(db_url: str) -> None:
+    """Three processes open a fresh database at the same moment (as the ward's replicas once did):
+    none fails ("database is locked", "table already exists") and exactly one first admin exists,
+    although each asks for a different admin name."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_start_concurrently, args=(db_url, n, barrier, out)) for n in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert [r[2] for r in results] == [None] * 3, results
+    made = [r[1] for r in results if r[1] is not None]
+    assert len(made) == 1, results
+    s = Store(db_url)
+    assert [(u.username, u.role) for u in s.list_users()] == [(made[0], "admin")]
+    assert current_revision(s.engine) == head_revision()
+    s.close()
+
+
 # ------------------------------------------------------------------------------------------- spill
 def test_spill_sqlite_locked_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """SQLite outage: another connection holds an EXCLUSIVE lock, so every write really fails."""

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ward.dashboard.auth import bootstrap_admin
 from ward.dashboard.settings import DashboardSettings, load_settings
 from ward.dashboard.view import provenance_label
 from ward.store.dashboard_queries import latest_samples, model_versions
@@ -26,14 +25,12 @@ def settings() -> DashboardSettings:
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> Store:
-    store = Store(url)
-    bootstrap_admin(store)
-    return store
+    return Store(url)
 
 
 def get_store() -> Store:
-    """The process-wide Store for $WARD_DB_URL (migrated, with a bootstrap admin on first start);
-    shows a clear error and stops the page when the database cannot be opened."""
+    """The process-wide Store for $WARD_DB_URL (migrated); shows a clear error and stops the page when
+    the database cannot be opened. The first admin account is made by the ward's start, not here."""
     url = settings().db_url
     try:
         return _store(url)

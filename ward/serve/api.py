@@ -110,6 +110,7 @@ def _utc(v: datetime | None) -> datetime | None:
 
 
 DASHBOARD_SERVICE_USER = "svc-dashboard"
+DASHBOARD_TOKEN_NAME = "dashboard live view"
 
 
 @serve.deployment(name="WardAPI", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
@@ -171,19 +172,13 @@ class WardAPI:
         self.dashboard.start()
 
     def _dashboard_token(self) -> str:
-        """A fresh read-only API token for the dashboard's live view (service account, viewer role).
+        """The dashboard's read-only API token (live view), replacing the one of the previous start.
 
-        The account's password is random and never shown: it cannot log in interactively.
-        """
-        import secrets  # noqa: PLC0415
-
-        from ward.store.repository import StoreError  # noqa: PLC0415
-
-        try:
-            self.store.create_user(DASHBOARD_SERVICE_USER, secrets.token_urlsafe(24), role="viewer")
-        except StoreError:
-            pass  # exists already
-        return self.store.create_token(DASHBOARD_SERVICE_USER, name="dashboard live view")
+        It belongs to a service account (viewer role, token login only) that never counts as a
+        person's account, so the first-start admin bootstrap is unaffected by it; the earlier
+        dashboard tokens are revoked as this one is made, so only one is ever valid."""
+        self.store.ensure_service_user(DASHBOARD_SERVICE_USER, role="viewer")
+        return self.store.create_token(DASHBOARD_SERVICE_USER, name=DASHBOARD_TOKEN_NAME, replace=True)
 
     def check_health(self) -> None:
         """Cheap on purpose: camera actors are supervised by Ray (max_restarts), not by this check."""

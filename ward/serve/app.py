@@ -8,19 +8,29 @@ starts: unknown keys, wrong types, unreadable weights or duplicate bed ids raise
 
 with resources, replicas and batching taken from the ward config (``resources``, ``batching``).
 Batching lives in ``user_config`` so ``serve deploy`` with new values retunes it without restarts.
+
 Note: a ``deployments:`` section in the Serve YAML overrides these options, and its
 ``ray_actor_options`` replace the whole dict (set num_cpus, num_gpus and resources together).
+
+Before binding it prepares the database once (:func:`prepare_database`): migrations, then the first
+admin account. ``build_app`` runs once per deploy, before any replica starts (``serve run CONFIG``
+runs it in a Ray task of the Serve controller, ``serve.run(build_app(...))`` in the caller), so the
+Coordinator and WardAPI replicas find the schema at head and never migrate concurrently, and the
+admin exists before the WardAPI adds its dashboard service account.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 from ray.serve import Application
 
 from ward.config import ConfigError, DeploymentResources, WardConfig, load_ward_config
 
-__all__ = ["ConfigError", "build_app", "deployment_options"]
+log = logging.getLogger("ward.serve")
+
+__all__ = ["ConfigError", "build_app", "deployment_options", "prepare_database"]
 
 
 def _actor_options(r: DeploymentResources) -> dict[str, Any]:
@@ -55,8 +65,26 @@ def _model_args(cfg: WardConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return pose, vsvig
 
 
+def prepare_database(url: str) -> None:
+    """Migrate the ward's database to head and create the first admin account if no person has one.
+
+    Both are serialised by the database's setup lock, so a second ward (or CLI) starting at the same
+    time neither migrates twice nor makes a second admin. A bad $WARD_ADMIN_USER/$WARD_ADMIN_PASSWORD
+    raises ConfigError (the deploy fails with that message)."""
+    from ward.dashboard.auth import BootstrapError, bootstrap_admin  # noqa: PLC0415
+    from ward.store import Store  # noqa: PLC0415
+
+    store = Store(url)  # migrates (under the setup lock) when behind head
+    try:
+        bootstrap_admin(store, logger=log)
+    except BootstrapError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        store.close()
+
+
 def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
-    """Validate the ward config and bind the ward's deployments (raises ConfigError first)."""
+    """Validate the ward config, prepare the database, bind the ward's deployments (ConfigError first)."""
     from ward.serve.api import WardAPI  # noqa: PLC0415
     from ward.serve.coordinator import Coordinator  # noqa: PLC0415
     from ward.serve.deployments import Pose, VSViG  # noqa: PLC0415
@@ -65,6 +93,7 @@ def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
         raise ConfigError("build_app needs the ward configuration as `args:` in the Serve config "
                           "(beds, models, database, ...); see serve_configs/ward.yaml")
     cfg = load_ward_config(args, validate_paths=True)  # weights must exist; paths made absolute
+    prepare_database(cfg.database.url)
     config = cfg.model_dump(mode="json")
     opts = deployment_options(cfg)
     pose_model, vsvig_model = _model_args(cfg)

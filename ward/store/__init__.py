@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ensure_schema": "engine", "make_engine": "engine", "upgrade": "engine",
+    "ensure_schema": "engine", "make_engine": "engine", "setup_lock": "engine", "upgrade": "engine",
     "AlarmRecord": "repository", "BedStats": "repository", "HistoryPoint": "repository",
     "RetentionPolicy": "repository", "Sample": "repository", "Store": "repository",
     "StoreError": "repository", "UnknownBedError": "repository", "UserRecord": "repository",

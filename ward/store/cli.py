@@ -167,11 +167,11 @@ def register(app: typer.Typer) -> None:
 
     @users.command("list")
     def users_list(fmt: str = typer.Option("table", "--format"), db: Optional[str] = DbOpt) -> None:
-        """List users."""
+        """List users (service: an account the ward itself uses, e.g. the dashboard's API token)."""
         _check_format(fmt)
-        rows = [{"username": u.username, "role": u.role, "disabled": u.disabled,
+        rows = [{"username": u.username, "role": u.role, "disabled": u.disabled, "service": u.service,
                  "created_at": u.created_at.isoformat()} for u in _store(db).list_users()]
-        _emit(rows, fmt, ("username", "role", "disabled", "created_at"))
+        _emit(rows, fmt, ("username", "role", "disabled", "service", "created_at"))
 
     @users.command("disable")
     def users_disable(username: str, db: Optional[str] = DbOpt) -> None:

@@ -3,19 +3,25 @@
 ``make_engine`` applies the per-connection settings each backend needs (SQLite: WAL, busy timeout,
 foreign keys; PostgreSQL: UTC session time zone, pre-ping so a restarted server is picked up again).
 ``upgrade``/``ensure_schema`` use an alembic Config built in code, so no alembic.ini is needed and
-``ward db upgrade`` works from any directory.
+``ward db upgrade`` works from any directory. Both hold :func:`setup_lock` while migrating, so
+processes that open the same fresh database at once (the ward's start, a dashboard, the CLI) migrate
+it one after the other instead of racing into "database is locked" or duplicate-table errors.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 DEFAULT_URL = "sqlite:///./ward.db"
+# pg_advisory_lock key held while migrating a PostgreSQL database (any constant unique to ward)
+_PG_SCHEMA_LOCK = 0x77617264_0001
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -102,19 +108,58 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextlib.contextmanager
+def setup_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database's setup lock: one process at a time migrates it (or creates its first admin).
+
+    SQLite: an exclusive ``flock`` on ``<database file>.migrate.lock`` (SQLite's own locks cannot be
+    held across Alembic's separate connections, and its busy handler does not cover every DDL race);
+    in-memory databases need none. PostgreSQL: a session-level advisory lock on a dedicated
+    connection, released when the block ends (or the connection dies)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_SCHEMA_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_SCHEMA_LOCK})")
+                conn.commit()
+        return
+    db = engine.url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        yield
+        return
+    with open(f"{Path(db).expanduser().resolve()}.migrate.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def upgrade(url: str | Engine | None = None, revision: str = "head") -> str | None:
-    """Run Alembic migrations up to ``revision``; returns the resulting revision."""
+    """Run Alembic migrations up to ``revision`` under :func:`setup_lock`; returns the resulting revision."""
     from alembic import command
 
     engine = url if isinstance(url, Engine) else make_engine(url)
-    command.upgrade(_alembic_config(engine), revision)
+    with setup_lock(engine):
+        command.upgrade(_alembic_config(engine), revision)
     return current_revision(engine)
 
 
 def ensure_schema(url: str | Engine | None = None) -> bool:
-    """Upgrade when the database is behind head; returns True if migrations ran."""
+    """Upgrade when the database is behind head; returns True if this call ran migrations.
+
+    The check is repeated under :func:`setup_lock`, so of several processes starting at once on a
+    fresh database exactly one migrates and the others find it at head."""
+    from alembic import command
+
     engine = url if isinstance(url, Engine) else make_engine(url)
-    if current_revision(engine) == head_revision():
+    head = head_revision()
+    if current_revision(engine) == head:
         return False
-    upgrade(engine)
+    with setup_lock(engine):
+        if current_revision(engine) == head:
+            return False
+        command.upgrade(_alembic_config(engine), "head")
     return True

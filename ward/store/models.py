@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Float, ForeignKey, Index, Integer,
-                        MetaData, PrimaryKeyConstraint, SmallInteger, String, Text)
+                        MetaData, PrimaryKeyConstraint, SmallInteger, String, Text, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ward.store.types import UTCDateTime
@@ -159,6 +159,10 @@ class Alarm(Base):
         Index("ix_alarms_bed_start", "bed_id", "started_at"),
         Index("ix_alarms_start", "started_at"),
         Index("ix_alarms_episode_key", "episode_key", unique=True),
+        # The dashboard's "needs attention" reads (migration 0005): unacknowledged alarms of a tier
+        # per bed, and active ones, as index seeks instead of scans of years of history.
+        Index("ix_alarms_unacked", "acknowledged", "tier", "bed_id", "started_at"),
+        Index("ix_alarms_state", "state", "bed_id"),
     )
 
 
@@ -198,6 +202,10 @@ class CameraHealthEvent(Base):
 
 
 class User(Base):
+    """A person's account, or (``service``) an account the ward itself uses, e.g. the dashboard's
+    read-only API identity. Service accounts authenticate by token only and never count as "the ward
+    has users" (the first-start admin bootstrap looks at people only)."""
+
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -205,6 +213,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
 
 

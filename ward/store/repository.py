@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
-from ward.store.engine import ensure_schema, make_engine
+from ward.store.engine import ensure_schema, make_engine, setup_lock
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
                                MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
@@ -176,6 +176,7 @@ class UserRecord:
     role: str
     disabled: bool
     created_at: datetime
+    service: bool = False  # an account the ward itself uses (token only), not a person's
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,9 @@ def _verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
+
+
+_USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_at, User.service)
 
 
 def _token_hash(token: str) -> str:
@@ -844,40 +848,79 @@ class Store:
         return out
 
     # ------------------------------------------------------------------------------------- users
-    def create_user(self, username: str, password: str, role: str = "viewer") -> UserRecord:
+    def create_user(self, username: str, password: str, role: str = "viewer", *,
+                    service: bool = False) -> UserRecord:
+        """Create an account; ``service=True`` marks one the ward itself uses (token login only)."""
         _check_choice(role, ROLES, "role")
         if not username or len(username) > 64 or not username.isprintable() or " " in username:
             raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
         if len(password) < 8:
             raise StoreError("password too short: use at least 8 characters")
-        with self.engine.begin() as conn:
-            if conn.execute(select(User.id).where(User.username == username)).first():
-                raise StoreError(f"user {username!r} already exists")
-            conn.execute(insert(User).values(username=username, password_hash=_hash_password(password),
-                                             role=role, disabled=False, created_at=datetime.now(timezone.utc)))
-        self.audit("user.create", detail={"username": username, "role": role})
+        exists = StoreError(f"user {username!r} already exists")
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(select(User.id).where(User.username == username)).first():
+                    raise exists
+                conn.execute(insert(User).values(username=username, password_hash=_hash_password(password),
+                                                 role=role, disabled=False, service=service,
+                                                 created_at=datetime.now(timezone.utc)))
+        except sa_exc.IntegrityError:  # created by another process between the check and the insert
+            raise exists from None
+        self.audit("user.create", detail={"username": username, "role": role, "service": service})
         return self._user(username)  # type: ignore[return-value]
 
     def _user(self, username: str) -> UserRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
-                               .where(User.username == username)).first()
+            row = conn.execute(select(*_USER_COLUMNS).where(User.username == username)).first()
         return UserRecord(*row) if row else None
 
     def list_users(self) -> list[UserRecord]:
+        """Every account, service accounts included (see ``UserRecord.service``)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
-                                .order_by(User.username))
+            rows = conn.execute(select(*_USER_COLUMNS).order_by(User.username))
             return [UserRecord(*r) for r in rows]
 
-    def authenticate(self, username: str, password: str) -> UserRecord | None:
-        """The user if the password matches and the account is enabled, else None."""
+    def has_people(self) -> bool:
+        """Whether any person has an account (enabled or not); the ward's service accounts don't count."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(User.password_hash, User.disabled).where(User.username == username)).first()
+            return conn.execute(select(User.id).where(User.service.is_(False)).limit(1)).first() is not None
+
+    def create_first_admin(self, username: str, password: str) -> UserRecord | None:
+        """Create ``username`` as admin if no person has an account yet; None if someone does.
+
+        Check and insert run under the database's setup lock (:func:`~ward.store.engine.setup_lock`),
+        so two starts at once (or a start racing ``ward users add``) never make two first admins."""
+        with setup_lock(self.engine):
+            if self.has_people():
+                return None
+            return self.create_user(username, password, role="admin")
+
+    def ensure_service_user(self, username: str, role: str = "viewer") -> UserRecord:
+        """The ward's service account ``username``, created when missing with a random password nobody
+        knows (service accounts cannot log in with a password anyway). Refuses to take over a person's
+        account of that name."""
+        user = self._user(username)
+        if user is None:
+            try:
+                return self.create_user(username, secrets.token_urlsafe(32), role, service=True)
+            except StoreError:  # created concurrently by another replica
+                user = self._user(username)
+                assert user is not None
+        if not user.service:
+            raise StoreError(f"user {username!r} is a person's account, not a service account: rename it "
+                             f"(the ward reserves {username!r} for itself)")
+        return user
+
+    def authenticate(self, username: str, password: str) -> UserRecord | None:
+        """The user if the password matches and the account is enabled, else None (always None for
+        service accounts: they use tokens)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.password_hash, User.disabled, User.service)
+                               .where(User.username == username)).first()
         if row is None:
             _verify_password(password, _hash_password("x" * 8))  # similar timing for unknown users
             return None
-        if not _verify_password(password, row[0]) or row[1]:
+        if not _verify_password(password, row[0]) or row[1] or row[2]:
             return None
         return self._user(username)
 
@@ -887,20 +930,27 @@ class Store:
                 raise StoreError(f"unknown user {username!r}")
         self.audit("user.disable", detail={"username": username})
 
-    def create_token(self, username: str, name: str | None = None) -> str:
-        """A new API token for ``username``; only its hash is stored, so show it to the user once."""
+    def create_token(self, username: str, name: str | None = None, *, replace: bool = False) -> str:
+        """A new API token for ``username``; only its hash is stored, so show it to the user once.
+
+        ``replace=True`` revokes the user's earlier tokens of the same ``name`` in the same transaction,
+        so exactly one of them is valid (the ward's dashboard token is replaced at every start)."""
         token = "wt_" + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             uid = conn.execute(select(User.id).where(User.username == username)).scalar()
             if uid is None:
                 raise StoreError(f"unknown user {username!r}")
+            if replace:
+                same_name = ApiToken.name.is_(None) if name is None else ApiToken.name == name
+                conn.execute(update(ApiToken).where(ApiToken.user_id == uid, same_name,
+                                                    ApiToken.revoked.is_(False)).values(revoked=True))
             conn.execute(insert(ApiToken).values(user_id=uid, token_hash=_token_hash(token), name=name,
                                                  created_at=datetime.now(timezone.utc), revoked=False))
         return token
 
     def authenticate_token(self, token: str) -> UserRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(User.id, User.username, User.role, User.disabled, User.created_at)
+            row = conn.execute(select(*_USER_COLUMNS)
                                .join(ApiToken, ApiToken.user_id == User.id)
                                .where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked.is_(False),
                                       User.disabled.is_(False))).first()
