@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ward.dataset.annotations import load_annotations, parse_time
-from ward.dataset.build import build_dataset, collect_annotated, collect_sim, split_patients
+from ward.dataset.build import PoseTracker, build_dataset, collect_annotated, collect_sim, split_patients
 from ward.keypoints import OPENPOSE_TO_VSVIG, VSVIG_15
+from ward.privacy import blur_faces_clip
 from ward.sim.labels import seizure_target
 from ward.sim.output import render_to_files
 from ward.sim.scenario import Scenario, SeizureSpec
@@ -109,6 +112,9 @@ def test_build_from_sim_output(tmp_path):
     assert m["format"] == "ward.clips/1" and m["clip_length"] == 30 and m["fps"] == 6
     assert m["joint_layout"] == list(VSVIG_15) and set(m["patients"]) == {"pat0", "pat1", "pat2"}
     assert sorted(m["patients"].values()) == ["test", "train", "val"]
+    # simulator renders (synthetic people) are recorded as not blurred; the setting is for recorded videos
+    assert m["videos"] == {"recorded": 0, "simulated": 3} and m["face_blur_simulated"] is False
+    assert m["face_blur"] is True and m["face_blur_frames"] == {"face": 0, "whole_frame": 0}
     labels, seen_split = [], {}
     for split, files in m["splits"].items():
         for f in files:
@@ -150,3 +156,118 @@ def test_build_with_the_real_patch_extractor(tmp_path):
     assert np.allclose(z["t_end"], np.array([29, 32, 35]) * 2 / 12)
     vis = z["kpts"][..., 2] > 0
     assert vis[..., :3].all() and (z["kpts"][..., :2][vis] <= 1.0).all()   # the face is visible, coords normalised
+
+
+# -- face blur of recorded videos ------------------------------------------------------------------
+# A recorded video with a person: a simulated patient rendered at 640x360 and written as an ordinary
+# video file, fed to the builder as an annotated (real) video, posed by the shipped pose model.
+
+_HEAD15 = [VSVIG_15.index(n) for n in ("nose", "l_eye", "r_eye")]
+_FAR15 = [VSVIG_15.index(n) for n in ("r_elb", "r_wri", "l_elb", "l_wri")]  # away from the head; legs are under the sheet
+_POSE_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ward-pose-small.pt"
+
+
+class _RecordingTracker(PoseTracker):
+    """The builder's real PoseTracker, also keeping what it was given and found (to recompute patches)."""
+
+    def __init__(self, estimator):
+        super().__init__(estimator)
+        self.calls: list[tuple[np.ndarray, np.ndarray, list]] = []
+
+    def __call__(self, frames):
+        k18 = super().__call__(frames)
+        self.calls.append((np.array(frames), k18.copy(), list(self.last_people)))
+        return k18
+
+
+def _shard(ds_dir):
+    m = json.loads((ds_dir / "manifest.json").read_text())
+    (f,) = [f for files in m["splits"].values() for f in files]
+    with np.load(ds_dir / f) as z:
+        return m, z["patches"], z["kpts"]
+
+
+def _high_freq(patches):
+    """Mean absolute discrete Laplacian inside the 32x32 patches: fine detail (eyes, hair edges), which a
+    blur removes, and hardly the patch's smooth Gaussian weighting."""
+    p = patches.astype(np.float32)
+    c = p[..., 1:-1, 1:-1]
+    return float(np.abs(4 * c - p[..., :-2, 1:-1] - p[..., 2:, 1:-1] - p[..., 1:-1, :-2] - p[..., 1:-1, 2:]).mean())
+
+
+@pytest.fixture(scope="module")
+def recorded_builds(tmp_path_factory):
+    """`ward dataset build --videos` with and without --no-face-blur, plus a library build with a recording tracker."""
+    import typer
+    from typer.testing import CliRunner
+
+    from ward.dataset.cli import register
+    from ward.vision.pose import PoseEstimator
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """ward (the dataset commands only)"""
+
+    register(app)
+
+    tmp = tmp_path_factory.mktemp("recorded")
+    render_to_files(Scenario(seed=7, duration_s=5.5, fps=12, width=640, height=360, seizures=[]), tmp / "render")
+    (tmp / "videos").mkdir()
+    shutil.copy(tmp / "render" / "video.mp4", tmp / "videos" / "patient_a.mp4")  # no ground truth next to it
+    ann = _csv(tmp, "video,eeg_onset,clinical_onset,seizure_end,patient_id\npatient_a.mp4,,,,pA\n")
+    args = ["dataset", "build", "--videos", str(tmp / "videos"), "--annotations", str(ann), "--keypoints", "pose",
+            "--pose-weights", str(_POSE_WEIGHTS)]
+    out = {}
+    for name, extra in (("blur", []), ("raw", ["--no-face-blur"])):
+        res = CliRunner().invoke(app, [*args, "--out", str(tmp / name), *extra])
+        assert res.exit_code == 0, res.output
+        out[name] = (res, *_shard(tmp / name))
+    tracker = _RecordingTracker(PoseEstimator.from_checkpoint(str(_POSE_WEIGHTS)))
+    build_dataset(collect_annotated(tmp / "videos", ann), tmp / "lib", pose_fn=tracker)
+    out["lib"] = (tracker, *_shard(tmp / "lib"))
+    return out
+
+
+def test_recorded_video_build_blurs_faces_by_default_and_records_it(recorded_builds):
+    res_b, m_b, _, _ = recorded_builds["blur"]
+    res_r, m_r, _, _ = recorded_builds["raw"]
+    assert m_b["face_blur"] is True and m_r["face_blur"] is False
+    assert m_b["videos"] == m_r["videos"] == {"recorded": 1, "simulated": 0}
+    # 5.5 s at 6 fps = 33 sampled frames, each blurred around the located face (the pose model finds the head)
+    assert m_b["face_blur_frames"] == {"face": 33, "whole_frame": 0}
+    assert m_r["face_blur_frames"] == {"face": 0, "whole_frame": 0}
+    assert "WARNING: --no-face-blur" in res_r.stderr and "UNBLURRED" in res_r.stderr
+    assert "WARNING" not in res_b.output
+
+
+def test_blurred_head_patches_lose_detail_and_far_joints_are_unchanged(recorded_builds):
+    _, _, p_b, k_b = recorded_builds["blur"]
+    _, _, p_r, k_r = recorded_builds["raw"]
+    assert np.array_equal(k_b, k_r)           # pose ran on the unblurred frames in both builds
+    head_b, head_r = p_b[:, :, _HEAD15], p_r[:, :, _HEAD15]
+    assert (head_r.max(axis=(-3, -2, -1)) > 0).all()    # every head patch has content
+    assert np.mean(head_b != head_r) > 0.5
+    assert _high_freq(head_b) < 0.35 * _high_freq(head_r)   # measured: ~0.13
+    far = p_r[:, :, _FAR15]
+    assert (far.max(axis=(-3, -2, -1)) > 0).mean() > 0.9     # the arms are seen (not trivially equal zeros)
+    assert np.array_equal(p_b[:, :, _FAR15], far)
+
+
+def test_stored_patches_are_those_of_the_blurred_frame_and_opt_out_stores_raw(recorded_builds):
+    from ward.vision.patches import extract_patches
+
+    tracker, _, p_lib, k_lib = recorded_builds["lib"]
+    _, _, p_raw, k_raw = recorded_builds["raw"]
+    assert np.array_equal(k_lib, k_raw)
+    frames = np.concatenate([c[0] for c in tracker.calls])[:30]
+    k18 = np.concatenate([c[1] for c in tracker.calls])[:30]
+    people = [p for c in tracker.calls for p in c[2]][:30]
+    assert any(len(p) for p in people)
+
+    def cut(f):
+        return np.clip(np.rint(np.asarray(extract_patches(f, k18))), 0, 255).astype(np.uint8)
+
+    assert np.array_equal(p_lib[0], cut(blur_faces_clip(frames, k18, people)))
+    assert np.array_equal(p_raw[0], cut(frames))

@@ -6,11 +6,20 @@ shard holds clips of one split: patches uint8 (N, 30, 15, 3, 32, 32), kpts float
 ward.sim.labels), t_end float32 (N,) (time of the clip's last frame in its video, s), video (N,) str,
 patient (N,) str, seizure_type (N,) str ("none" outside seizures). Frames are sampled at 6 fps and a
 clip starts every `stride_s` seconds. Patients, never clips, are split into train/val/test.
+
+Privacy: frames of recorded videos (real patients) are face-blurred (``ward.privacy.blur_faces_clip``:
+the patient's face box from its keypoints, other detected people's too, the whole frame when the
+patient's head is not found) AFTER pose estimation and BEFORE the patches are cut, so the stored
+head-joint patches (nose, eyes) never hold a recognisable face. ``face_blur=False`` (CLI
+``--no-face-blur``) keeps raw patches, e.g. for a research dataset under its own ethics approval;
+the manifest records which (``face_blur``). Simulator renders show synthetic people and are never
+blurred (``face_blur_simulated: false``). See docs/privacy.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,12 +31,14 @@ import numpy as np
 
 from ward.dataset.annotations import Annotation, load_annotations
 from ward.keypoints import VSVIG_15
+from ward.privacy import blur_faces_clip, face_boxes
 from ward.sim.labels import CLIP_FPS, CLIP_FRAMES, LABEL_FORMULA, target
 
 PatchFn = Callable[[np.ndarray, np.ndarray], np.ndarray]      # (N,H,W,3) uint8, (N,18,3) -> (N,15,3,32,32)
 NormFn = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (N,18,3), (H, W) -> (N,15,3)
 PoseFn = Callable[[np.ndarray], np.ndarray]                   # (N,H,W,3) uint8 -> (N,18,3)
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov")
+log = logging.getLogger("ward.dataset")
 
 
 @dataclass
@@ -107,6 +118,20 @@ def split_patients(patients: Sequence[str], seed: int = 0,
     return dict(zip(order, names))
 
 
+@dataclass
+class BlurCounts:
+    """Sampled frames of recorded videos whose patient face box was anonymised, or the whole frame
+    (no confident head joint of the patient: the face could not be located)."""
+
+    face: int = 0
+    whole_frame: int = 0
+
+    def add(self, k18: np.ndarray, frame_hw: tuple[int, int]) -> None:
+        whole = int((face_boxes(k18, frame_hw)[:, 0] < 0).sum())
+        self.whole_frame += whole
+        self.face += len(k18) - whole
+
+
 def _sampled_frames(path: Path, step_frames: float) -> Iterator[tuple[int, np.ndarray]]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -130,8 +155,13 @@ def _sampled_frames(path: Path, step_frames: float) -> Iterator[tuple[int, np.nd
 
 
 def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_fn: PoseFn | None = None,
-                     stride_s: float = 1.0, block: int = 32) -> Iterator[dict[str, object]]:
-    """Yield clips of one video: dict(patches (30,15,3,32,32) uint8, kpts (30,15,3) f32, label, t_end, seizure_type)."""
+                     stride_s: float = 1.0, block: int = 32,
+                     blur: BlurCounts | None = None) -> Iterator[dict[str, object]]:
+    """Yield clips of one video: dict(patches (30,15,3,32,32) uint8, kpts (30,15,3) f32, label, t_end, seizure_type).
+
+    ``blur``: face-blur each frame (after pose, before patches; counted there); other people are
+    taken from ``pose_fn.last_people`` when the pose function keeps them (``PoseTracker`` does).
+    """
     cap = cv2.VideoCapture(str(item.path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     cap.release()
@@ -154,6 +184,9 @@ def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_f
         idx = np.array([i for i, _ in batch])
         frames = np.stack([f for _, f in batch])
         k18 = np.stack([cam.keypoints(int(i)) for i in idx]) if cam is not None else pose_fn(frames)  # type: ignore[misc]
+        if blur is not None:
+            frames = blur_faces_clip(frames, k18, getattr(pose_fn, "last_people", None))
+            blur.add(k18, frames.shape[1:3])
         patches = np.clip(np.rint(np.asarray(patch_fn(frames, k18))), 0, 255).astype(np.uint8)
         k15 = np.asarray(norm_fn(k18, frames.shape[1:3]), dtype=np.float32)
         for r, i in enumerate(idx):
@@ -200,6 +233,7 @@ class PoseTracker:
     def reset(self) -> None:
         self._selector = None
         self._n = 0
+        self.last_people: list = []  # the estimator's people per frame of the last call (face blur)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         from ward.vision.patient import PatientSelector
@@ -213,6 +247,7 @@ class PoseTracker:
         people = self.estimator(frames)
         if len(people) != len(frames):
             raise ValueError(f"pose estimator returned {len(people)} results for {len(frames)} frames")
+        self.last_people = list(people)
         out = np.zeros((len(frames), 18, 3), np.float32)
         for r, ppl in enumerate(people):  # the selector is sequential by design (tracking)
             out[r] = self._selector.update(ppl, self._n / self.fps)
@@ -228,11 +263,18 @@ def _default_fns() -> tuple[PatchFn, NormFn]:
 
 def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: PoseFn | None = None,
                   patch_fn: PatchFn | None = None, norm_fn: NormFn | None = None, stride_s: float = 1.0,
-                  shard_size: int = 64, seed: int = 0, source: str = "",
+                  shard_size: int = 64, seed: int = 0, source: str = "", face_blur: bool = True,
                   progress: Callable[[str], None] | None = None) -> Path:
-    """Write shards + manifest.json to out_dir; return the manifest path."""
+    """Write shards + manifest.json to out_dir; return the manifest path.
+
+    ``face_blur``: blur faces in recorded videos' frames before cutting patches (default; see the
+    module docstring). Off, the shards hold patients' unblurred faces: a warning is logged.
+    """
     if not items:
         raise ValueError("no videos to build a dataset from")
+    n_recorded = sum(it.scenario is None for it in items)
+    if not face_blur and n_recorded:
+        log.warning("face blur is OFF: patches of %d recorded video(s) keep patients' faces unblurred", n_recorded)
     if patch_fn is None or norm_fn is None:
         p, nf = _default_fns()
         patch_fn, norm_fn = patch_fn or p, norm_fn or nf
@@ -259,10 +301,12 @@ def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: P
         buffers[split] = []
 
     n_clips = {"train": 0, "val": 0, "test": 0}
+    blurred = BlurCounts()
     for it in items:
         split = splits[it.patient]
         vname = str(it.path.parent.name + "/" + it.path.name) if it.scenario is not None else it.path.name
-        for clip in clips_from_video(it, patch_fn, norm_fn, pose_fn, stride_s):
+        blur = blurred if face_blur and it.scenario is None else None
+        for clip in clips_from_video(it, patch_fn, norm_fn, pose_fn, stride_s, blur=blur):
             clip["video"], clip["patient"] = vname, it.patient
             buffers[split].append(clip)
             n_clips[split] += 1
@@ -277,7 +321,9 @@ def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: P
         "splits": shards, "patients": splits, "label_formula": LABEL_FORMULA,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
         "keypoints": "ground_truth" if pose_fn is None else "pose_estimator", "stride_s": stride_s,
-        "n_clips": n_clips,
+        "n_clips": n_clips, "videos": {"recorded": n_recorded, "simulated": len(items) - n_recorded},
+        "face_blur": face_blur, "face_blur_simulated": False,
+        "face_blur_frames": {"face": blurred.face, "whole_frame": blurred.whole_frame},
     }
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2))

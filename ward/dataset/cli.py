@@ -22,8 +22,16 @@ def register(app: typer.Typer) -> None:
               pose_weights: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose-weights",
                                                 help="pose model for --keypoints pose"),
               bed_roi: Optional[Tuple[float, float, float, float]] = typer.Option(
-                  None, "--bed-roi", help="normalised x0 y0 x1 y1 of the bed (patient selection)")) -> None:
-        """Turn videos + onsets into 30-frame clips (6 fps) split by patient into train/val/test shards."""
+                  None, "--bed-roi", help="normalised x0 y0 x1 y1 of the bed (patient selection)"),
+              face_blur: bool = typer.Option(
+                  True, "--face-blur/--no-face-blur",
+                  help="blur faces in recorded videos before cutting patches (default), so the stored head-joint "
+                       "patches show no recognisable face. --no-face-blur stores patients' faces unblurred: only for "
+                       "a research dataset under its own ethics approval and data protection (e.g. to study whether "
+                       "facial signs help the model); recorded in manifest.json as face_blur: false")) -> None:
+        """Turn videos + onsets into 30-frame clips (6 fps) split by patient into train/val/test shards.
+
+        Faces in recorded videos are blurred before the joint patches are cut (see docs/privacy.md)."""
         from ward.dataset.build import build_dataset, collect_annotated, collect_sim
 
         try:
@@ -46,9 +54,13 @@ def register(app: typer.Typer) -> None:
                 if not pose_weights.is_file():
                     raise ValueError(f"--pose-weights {pose_weights} not found (train with `ward train pose`)")
                 pose_fn = PoseTracker(PoseEstimator.from_checkpoint(str(pose_weights)), bed_roi=bed_roi)
+            if not face_blur and videos:
+                typer.echo("WARNING: --no-face-blur: the shards will hold UNBLURRED face patches of the patients in "
+                           f"{videos}; keep them only under the dataset's own ethics approval (manifest: "
+                           "face_blur: false)", err=True)
             src = ", ".join([*(str(s) for s in sim or []), *([f"{videos} + {annotations}"] if videos else [])])
             path = build_dataset(items, out, pose_fn=pose_fn, stride_s=stride_s, shard_size=shard_size, seed=seed,
-                                 source=src, progress=typer.echo)
+                                 source=src, face_blur=face_blur, progress=typer.echo)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         typer.echo(f"wrote {path}")
