@@ -5,24 +5,29 @@ Two cases, because they cost very differently: the patient's face is located fro
 The dataset builder blurs every sampled frame of a recorded video, so this bounds its overhead.
 Frames are a simulated patient (``ward.sim``) rendered at 640x360 with ground-truth keypoints.
 
-    .venv/bin/python benchmarks/bench_privacy.py [--frames 32] [--repeats 7] [--threads 1]
+``--compare FILE`` also times another version of ``ward/privacy.py`` (e.g. the one before a change:
+``git show REV:ward/privacy.py > /tmp/privacy_old.py``), interleaved with the current one so both
+see the same machine load.
+
+    .venv/bin/python benchmarks/bench_privacy.py [--frames 32] [--repeats 7] [--threads 1] [--compare FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib.util
 import statistics
 import sys
-import time
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._util import report  # noqa: E402
-from ward.privacy import blur_faces_clip  # noqa: E402
+from benchmarks._util import add_json_option, report  # noqa: E402
+from benchmarks.bench_patches import time_call  # noqa: E402
+from ward import privacy  # noqa: E402
 from ward.sim.render import SimCamera  # noqa: E402
 from ward.sim.scenario import Scenario  # noqa: E402
 
@@ -35,16 +40,14 @@ def rendered_clip(n: int, width: int = 640, height: int = 360) -> tuple[np.ndarr
     return frames, kpts
 
 
-def timed(fn, repeats: int) -> tuple[list[float], list[float]]:
-    """Wall and process-CPU seconds of `repeats` calls after a warm-up call."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return wall, cpu
+def load_version(path: Path) -> ModuleType:
+    """Another version of ward/privacy.py, imported from a file under its own name."""
+    spec = importlib.util.spec_from_file_location("privacy_compared", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--compare {path}: not a Python file")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def main() -> None:
@@ -52,20 +55,26 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32, help="frames per call")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (1 is steadier on a shared machine)")
-    ap.add_argument("--json", default=None, help="where to write the JSON record (default bench_results/)")
+    ap.add_argument("--compare", type=Path, default=None, metavar="FILE", help="another version of ward/privacy.py")
+    add_json_option(ap, "bench_privacy")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     frames, kpts = rendered_clip(args.frames)
-    load_before = os.getloadavg()
+    versions = {"current": privacy, **({str(args.compare): load_version(args.compare)} if args.compare else {})}
     rows = []
     for case, k in (("face located", kpts), ("no head: whole frame", None)):
-        wall, cpu = timed(lambda: blur_faces_clip(frames, k), args.repeats)
-        rows.append({"case": case, "resolution": f"{frames.shape[2]}x{frames.shape[1]}", "frames": len(frames),
-                     "fps_median": len(frames) / statistics.median(wall), "fps_best": len(frames) / min(wall),
-                     "fps_per_cpu_s": len(frames) / statistics.median(cpu)})
-    report("bench_privacy", rows, {"repeats": args.repeats, "opencv_threads": args.threads,
-                                   "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-           json_path=args.json)
+        wall: dict[str, list[float]] = {v: [] for v in versions}
+        cpu: dict[str, list[float]] = {v: [] for v in versions}
+        for _ in range(args.repeats):  # interleaved: every version sees the same load
+            for name, mod in versions.items():
+                w_, c_ = time_call(lambda: mod.blur_faces_clip(frames, k), 1)
+                wall[name] += w_
+                cpu[name] += c_
+        rows += [{"version": name, "case": case, "resolution": f"{frames.shape[2]}x{frames.shape[1]}",
+                  "frames": len(frames), "fps_median": len(frames) / statistics.median(wall[name]),
+                  "fps_best": len(frames) / min(wall[name]), "fps_per_cpu_s": len(frames) / statistics.median(cpu[name])}
+                 for name in versions]
+    report("bench_privacy", rows, {"repeats": args.repeats, "opencv_threads": args.threads}, json_path=args.json)
 
 
 if __name__ == "__main__":
