@@ -149,8 +149,9 @@ Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (round(
 
 ## Limitations
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
-- A CPU training budget of about two hours in total; a GPU run of the official 200 epochs on more
-  scenarios should do better.
+- A small CPU training budget: the last stage's {len(m.get('history') or [])} epochs took {sum(h.get('seconds', 0) for h in m.get('history') or []) / 60:.0f} min
+  (`history` in `{mpath}`; the earlier stages' durations were not recorded); a GPU run of the official
+  200 epochs on more scenarios should do better.
 - Patches were extracted at ground-truth keypoints; real pose errors are only approximated by
   augmentation (the benchmark's fast path adds pose noise; the full path uses the shipped pose model).
 """)
