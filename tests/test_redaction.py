@@ -12,8 +12,6 @@ checks that a real camera needing that login still works: the reader gets the fu
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,19 +19,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from serve_support import free_port, sim_bed, wait_for, ward_args
+from test_rtsp import port  # noqa: F401 (fixture: a free port, or a clear failure without GStreamer)
 from ward.serve.sources import SourceError, open_source, redact_source_text, redact_uri, redact_uris, source_kind
 
 SECRET = "S3cret-pw"
 TOKEN = "T0kenValue9"
 MODELS = {"pose": {"path": "pose.pt"}, "vsvig": {"path": "vsvig.pt"}}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _assert_clean(blob: str | bytes, where: str, secrets: tuple[str, ...] = (SECRET, TOKEN)) -> None:
@@ -129,7 +121,7 @@ def test_redact_source_text_masks_quoted_and_decoded_secrets() -> None:
 
 def test_source_errors_never_quote_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
-    port = _free_port()  # nothing listens: connection refused
+    port = free_port()  # nothing listens: connection refused
     uri = f"rtsp://nurse:{SECRET}@127.0.0.1:{port}/bed?token={TOKEN}"
     with pytest.raises(SourceError) as err:
         open_source(uri, open_timeout_s=2)
@@ -165,7 +157,7 @@ def _wait(pred: Any, timeout: float) -> bool:
 def test_reader_status_is_redacted_but_the_opener_gets_the_full_uri() -> None:
     from ward.serve.ingest import CameraReader
 
-    port = _free_port()
+    port = free_port()
     uri = f"rtsp://nurse:{SECRET}@127.0.0.1:{port}/bed?token={TOKEN}"
     seen: list[str] = []
 
@@ -265,7 +257,8 @@ def test_coordinator_stores_and_shows_only_redacted_text(tmp_path: Path) -> None
     core.flush()
     snap = core.snapshot()[0]
     assert snap["state"] == "offline" and snap["technical_alarm"] is True
-    assert "open failed: could not open 'rtsp://***@10.0.0.5:554/bed?token=***'" in store.health_events(bed="bed-c")[0].reason
+    first = store.health_events(bed="bed-c")[0].reason
+    assert "open failed: could not open 'rtsp://***@10.0.0.5:554/bed?token=***'" in first
     tech = store.list_alarms(bed="bed-c")
     assert tech and tech[0].tier == "technical" and "rtsp://***@10.0.0.5" in tech[0].reason
     _assert_clean(repr(snap), "coordinator snapshot")
@@ -293,33 +286,16 @@ def test_store_never_keeps_a_credentialed_camera_source(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ real RTSP
 
-SERVER = Path(__file__).with_name("rtsp_server.py")
-VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-
-
 @pytest.fixture()
-def camera_with_login() -> Iterator[str]:
+def camera_with_login(port: int) -> Iterator[str]:
     """A real RTSP camera on loopback that needs ``nurse:S3cret-pw`` (GStreamer's RTSP server)."""
-    port = _free_port()
+    from test_rtsp import _start_server, _stop
+
+    proc = _start_server(port, "--auth", f"nurse:{SECRET}")
     try:
-        proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(VIDEO), "--port", str(port), "--mount", "/bed",
-                                 "--auth", f"nurse:{SECRET}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except OSError as exc:
-        pytest.fail(f"RTSP test server needs /usr/bin/python3 with GStreamer (deselect with -m 'not rtsp'): {exc}")
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line.startswith("READY"):
-        proc.kill()
-        pytest.fail("RTSP test server did not start (needs python3-gi, gir1.2-gst-rtsp-server-1.0 and opencv-doc; "
-                    f"deselect with -m 'not rtsp'): {line!r} {(proc.stderr.read() if proc.stderr else '')[-300:]}")
-    try:
-        yield f"127.0.0.1:{port}/bed"
+        yield f"127.0.0.1:{port}/bed1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @pytest.mark.rtsp
@@ -381,12 +357,10 @@ def test_ward_never_shows_camera_credentials(tmp_path: Path, monkeypatch: pytest
     import ray
     from ray import serve
 
-    from serve_support import sim_bed, wait_for, ward_args
     from ward.serve.app import build_app
     from ward.store import Store
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    cam_port, port = _free_port(), _free_port()
+    cam_port, port = free_port(), free_port()
     cam = f"rtsp://nurse:{SECRET}@127.0.0.1:{cam_port}/bed?token={TOKEN}"
     shown = f"rtsp://***@127.0.0.1:{cam_port}/bed?token=***"
     beds = [sim_bed("bed-1", 1, keypoints="simulator"),

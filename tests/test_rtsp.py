@@ -28,8 +28,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(VIDEO), "--port", str(port), "--mount", "/bed1"],
+def _start_server(port: int, *extra: str) -> subprocess.Popen[str]:
+    """The RTSP test camera at rtsp://127.0.0.1:PORT/bed1 (``extra``: more server options, e.g. --auth)."""
+    proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(VIDEO), "--port", str(port), "--mount", "/bed1", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("READY"):
