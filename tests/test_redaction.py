@@ -12,6 +12,7 @@ checks that a real camera needing that login still works: the reader gets the fu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -132,6 +133,22 @@ def test_source_errors_never_quote_credentials(monkeypatch: pytest.MonkeyPatch) 
             source_kind(bad)
         _assert_clean(str(verr.value), f"source_kind({bad[:8]}...)")
         assert "***" in str(verr.value)
+
+
+def test_native_debug_output_is_warned_about(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """OpenCV's own debug switch prints the full URI to stderr (no Python redaction reaches it): warn."""
+    import ward.serve.sources as sources
+
+    monkeypatch.setattr(sources, "_warned_native_debug", False)
+    monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "48")  # (not opening anything: OpenCV may cache the level)
+    with caplog.at_level(logging.WARNING, logger="ward.serve"):
+        sources._warn_native_debug("rtsp://127.0.0.1/no-credentials")
+        assert not caplog.text
+        sources._warn_native_debug(f"rtsp://nurse:{SECRET}@127.0.0.1/bed")
+        sources._warn_native_debug(f"rtsp://nurse:{SECRET}@127.0.0.1/bed2")
+    assert caplog.text.count("is set") == 1  # once per process
+    assert "OPENCV_FFMPEG_LOGLEVEL is set" in caplog.text and "rtsp://***@127.0.0.1" in caplog.text
+    _assert_clean(caplog.text, "the warning")
 
 
 def test_config_errors_never_quote_credentials() -> None:

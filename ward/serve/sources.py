@@ -201,6 +201,24 @@ def redact_source_text(text: str, uri: str) -> str:
     return text
 
 
+_NATIVE_DEBUG_VARS = ("OPENCV_VIDEOIO_DEBUG", "OPENCV_FFMPEG_DEBUG", "OPENCV_FFMPEG_LOGLEVEL")
+_warned_native_debug = False
+
+
+def _warn_native_debug(uri: str) -> None:
+    """OpenCV's and FFmpeg's own debug output (on stderr, so in the Ray worker logs) prints the full
+    URI or its Authorization header; no Python redaction reaches it. Say so once, naming the switch."""
+    global _warned_native_debug
+    on = [v for v in _NATIVE_DEBUG_VARS if os.environ.get(v, "").strip() not in ("", "0", "false", "FALSE")]
+    if on and not _warned_native_debug and uri_secrets(uri):
+        _warned_native_debug = True
+        import logging  # noqa: PLC0415
+
+        logging.getLogger("ward.serve").warning(
+            "%s is set: OpenCV/FFmpeg debug output will show camera credentials (of %s) in the process's "
+            "stderr logs; unset it outside a debugging session", ", ".join(on), redact_uri(uri))
+
+
 def _ensure_rtsp_tcp() -> None:
     """Make OpenCV's FFmpeg use RTSP over TCP (UDP loses packets and smears frames on busy hosts)."""
     key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
@@ -241,6 +259,7 @@ def open_source(uri: str, *, open_timeout_s: float = 10.0, read_timeout_s: float
         assert m is not None
         cap = cv2.VideoCapture(int(m.group(1)))
     else:
+        _warn_native_debug(uri)
         if kind == "rtsp":
             _ensure_rtsp_tcp()
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
