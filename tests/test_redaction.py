@@ -128,6 +128,9 @@ def test_source_errors_never_quote_credentials(monkeypatch: pytest.MonkeyPatch) 
         open_source(uri, open_timeout_s=2)
     _assert_clean(str(err.value), "SourceError")
     assert f"rtsp://***@127.0.0.1:{port}/bed?token=***" in str(err.value)
+    with pytest.raises(SourceError, match="video file not found") as err:  # rtsp:// forgotten: taken as a path
+        open_source(f"nurse:{SECRET}@127.0.0.1:{port}/bed")
+    _assert_clean(str(err.value), "SourceError")
     for bad in (f"rtspx://nurse:{SECRET}@h/s", f" rtsp://nurse:{SECRET}@h/s", f"device:nurse:{SECRET}@h"):
         with pytest.raises(ValueError) as verr:
             source_kind(bad)

@@ -252,7 +252,7 @@ def open_source(uri: str, *, open_timeout_s: float = 10.0, read_timeout_s: float
     if kind == "file":
         path = file_path(uri)
         if not path.is_file():
-            raise SourceError(f"video file not found: {path}")
+            raise SourceError(f"video file not found: {redact_uri(str(path))}")  # "user:pw@host" without rtsp://
         cap = cv2.VideoCapture(str(path))
     elif kind == "device":
         m = _DEVICE.match(uri) or _DEV_PATH.match(uri)
