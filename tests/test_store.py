@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -394,6 +395,44 @@ def test_upgrade_from_0003_marks_the_dashboard_account_as_service(db_url: str) -
     assert [(u.username, u.service) for u in s.list_users()] == [("svc-dashboard", True)]
     assert not s.has_people()
     s.close()
+
+
+def test_user_writes_while_another_connection_writes_every_few_ms(tmp_path: Path) -> None:
+    """SQLite: creating accounts and tokens while the coordinator's writer commits constantly (as at the
+    ward's start) waits for the lock instead of failing with "database is locked" (a read-then-write
+    transaction cannot wait: SQLite refuses its upgrade at once when someone committed meanwhile)."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'ward.db'}"
+    api, writer = Store(url), Store(url)
+    writer.upsert_bed("bed-01")
+    stop, errors = threading.Event(), []
+
+    def write() -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            try:
+                writer.write_samples([Sample("bed-01", T0 + timedelta(seconds=k), 0.1, 0.0, 0.9, "v")])
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        for i in range(8):
+            api.create_user(f"user{i}", "long-enough-pw")
+            api.ensure_service_user(f"svc-{i}")
+            api.create_token(f"svc-{i}", "live", replace=True)
+            api.create_token(f"svc-{i}", "live", replace=True)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not errors
+    assert len(api.list_users()) == 16
+    api.close()
+    writer.close()
 
 
 def _start_concurrently(url: str, n: int, barrier: object, out: object) -> None:

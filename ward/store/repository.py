@@ -856,16 +856,17 @@ class Store:
             raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
         if len(password) < 8:
             raise StoreError("password too short: use at least 8 characters")
-        exists = StoreError(f"user {username!r} already exists")
+        password_hash = _hash_password(password)  # slow on purpose: outside any transaction
         try:
+            # A write first, no read before it in the transaction: on SQLite a read-then-write
+            # transaction fails at once ("database is locked", no busy wait) when another connection
+            # (the coordinator's 1 s flush) commits in between.
             with self.engine.begin() as conn:
-                if conn.execute(select(User.id).where(User.username == username)).first():
-                    raise exists
-                conn.execute(insert(User).values(username=username, password_hash=_hash_password(password),
-                                                 role=role, disabled=False, service=service,
+                conn.execute(insert(User).values(username=username, password_hash=password_hash, role=role,
+                                                 disabled=False, service=service,
                                                  created_at=datetime.now(timezone.utc)))
-        except sa_exc.IntegrityError:  # created by another process between the check and the insert
-            raise exists from None
+        except sa_exc.IntegrityError:  # the name is taken (unique)
+            raise StoreError(f"user {username!r} already exists") from None
         self.audit("user.create", detail={"username": username, "role": role, "service": service})
         return self._user(username)  # type: ignore[return-value]
 
@@ -936,10 +937,11 @@ class Store:
         ``replace=True`` revokes the user's earlier tokens of the same ``name`` in the same transaction,
         so exactly one of them is valid (the ward's dashboard token is replaced at every start)."""
         token = "wt_" + secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
-            uid = conn.execute(select(User.id).where(User.username == username)).scalar()
-            if uid is None:
-                raise StoreError(f"unknown user {username!r}")
+        user = self._user(username)
+        if user is None:
+            raise StoreError(f"unknown user {username!r}")
+        uid = user.id
+        with self.engine.begin() as conn:  # writes only (see create_user)
             if replace:
                 same_name = ApiToken.name.is_(None) if name is None else ApiToken.name == name
                 conn.execute(update(ApiToken).where(ApiToken.user_id == uid, same_name,
