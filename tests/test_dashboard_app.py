@@ -55,7 +55,8 @@ def test_login_rejects_bad_password_and_shows_overview(ward):
     _button(at, "Log in").click().run()
     assert not at.exception
     text = _texts(at)
-    assert "1 active alarm(s)** (1 unacknowledged) · 6 beds" in text
+    assert ("**1 alarm(s) need acknowledgement** (1 active, 1 escalated) · 1 technical alarm(s) unacknowledged "
+            "(1 active) · 6 beds") in text
     grid = next(m.value for m in at.markdown if "ward-grid" in m.value)
     assert grid.index('data-bed="bed-02"') < grid.index('data-bed="bed-01"')  # alarm bed first
     assert "ESCALATED" in grid  # seeded alarm is 180 s old, unacknowledged, escalation after 120 s
@@ -91,6 +92,58 @@ def test_clinician_acknowledges_with_verdict_and_audit(ward):
     assert audit.detail["alarm_id"] == demo.alarm_id and audit.detail["verdict"] == "true"
     assert f"Alarm #{demo.alarm_id} acknowledged as true seizure" in at.success[0].value
     assert "ESCALATED" not in _texts(at)  # acknowledged alarms no longer escalate
+
+
+def _grid(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "ward-grid" in m.value)
+
+
+def _tile(at: AppTest, bed: str) -> str:
+    return _grid(at).split(f'data-bed="{bed}"')[1].split("data-bed=")[0]
+
+
+def _beeps(at: AppTest) -> bool:
+    return any("<audio autoplay" in m.value for m in at.markdown)
+
+
+def _ack_on_alarms_page(at: AppTest, alarm_id: int, verdict: str) -> None:
+    at.switch_page("views/alarms.py").run()
+    at.radio(key=f"verdict_{alarm_id}").set_value(verdict)
+    at.button(key=f"ack_{alarm_id}").click().run()
+    assert not at.exception
+    at.switch_page("views/overview.py").run()
+    assert not at.exception
+
+
+def test_ended_unacknowledged_alarm_counts_on_overview_until_acknowledged(ward):
+    """The issue: after bed-01's seizure ended the header said 0 alarms and the tile had no badge."""
+    store, demo = ward
+    now = datetime.now(timezone.utc)
+    ended = store.open_alarm("bed-01", "alarm", now - timedelta(minutes=5), peak=0.9, reason="simulated seizure")
+    store.close_alarm(ended, now - timedelta(minutes=4))
+    at = _app(store, "nurse")
+    at.sidebar.toggle(key="alarm_sound").set_value(True).run()
+    assert not at.exception
+    assert "**2 alarm(s) need acknowledgement** (1 active, 2 escalated)" in _texts(at)
+    tile = _tile(at, "bed-01")
+    assert "ALARM ENDED" in tile and "ESCALATED" in tile and f"1 unacknowledged alarm(s) · latest #{ended}" in tile
+    assert _beeps(at)
+
+    _ack_on_alarms_page(at, demo.alarm_id, "true")  # bed-02's active alarm
+    assert "**1 alarm(s) need acknowledgement** (0 active, 1 escalated)" in _texts(at)
+    assert "ALARM ENDED" in _tile(at, "bed-01")
+    assert _beeps(at)  # an ended alarm nobody acknowledged still sounds
+
+    _ack_on_alarms_page(at, ended, "false")
+    assert "**0 alarm(s) need acknowledgement** (0 active, 0 escalated)" in _texts(at)
+    assert "unacknowledged alarm" not in _tile(at, "bed-01") and "ALARM" not in _tile(at, "bed-01")
+    assert "ALARM · ACK" in _tile(at, "bed-02")  # acknowledged, still active: stays marked
+    assert _beeps(at)  # bed-04's camera is still offline: its technical alarm sounds until acknowledged
+
+    _ack_on_alarms_page(at, demo.technical_id, "true")
+    assert "· 0 technical alarm(s) unacknowledged (0 active)" in _texts(at)
+    assert "TECH ALARM" not in _tile(at, "bed-04") and not _beeps(at)
+    assert [e.verdict for e in store.ack_events(demo.technical_id)] == ["true"]
 
 
 def test_viewer_cannot_acknowledge(ward):

@@ -1,4 +1,6 @@
-"""The real dashboard in headless Chromium: log in, see the seeded alarm, acknowledge it, screenshots.
+"""The real dashboard in headless Chromium: log in, see the seeded alarms (an active one and an ended,
+unacknowledged, escalated one), acknowledge them on the Alarms page, see the overview drop them,
+screenshots.
 
 Runs `streamlit run dashboard/app.py` on a free port against a seeded SQLite file and drives Debian's
 /usr/bin/chromium with Playwright. Screenshots for the README go to docs/screenshots/.
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -51,7 +53,11 @@ def server(tmp_path):
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium or deselect with -m 'not browser'")
     url = f"sqlite:///{tmp_path / 'ward.db'}"
     store = Store(url)
-    demo = seed_demo(store, datetime.now(timezone.utc), n_beds=12, minutes=10)
+    now = datetime.now(timezone.utc)
+    demo = seed_demo(store, now, n_beds=12, minutes=10)
+    # bed-07's seizure ended 5 min ago and nobody acknowledged it: escalated, and must stay visible
+    ended = store.open_alarm("bed-07", "alarm", now - timedelta(minutes=6), peak=0.88, reason="simulated seizure")
+    store.close_alarm(ended, now - timedelta(minutes=5))
     port = _free_port()
     env = {**os.environ, "WARD_DB_URL": url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     env.pop("WARD_API_URL", None)
@@ -88,7 +94,7 @@ def server(tmp_path):
             time.sleep(0.3)
         else:
             pytest.fail("streamlit did not become healthy within 60 s")
-        yield base, store, demo
+        yield base, store, demo, ended
     finally:
         stop.set()
         feeder.join(timeout=5)
@@ -101,29 +107,51 @@ def server(tmp_path):
         store.close()
 
 
+def _acknowledge(page, alarm_id: int, note: str) -> None:
+    """On the Alarms page: choose "true seizure", write a note, press Acknowledge, see the confirmation.
+    Widgets are found by their Streamlit key (class ``st-key-<key>``), so the right alarm's controls
+    are used whatever the order of the list."""
+    from playwright.sync_api import expect
+
+    page.locator(f".st-key-verdict_{alarm_id}").get_by_text("true seizure").click()
+    box = page.locator(f".st-key-note_{alarm_id}").get_by_label("Note")
+    expect(box).to_have_count(1)  # the radio click reruns the page: wait until its elements settle
+    box.fill(note)
+    box.press("Enter")
+    page.locator(f".st-key-ack_{alarm_id}").get_by_role("button", name="Acknowledge").click()
+    expect(page.get_by_text(f"Alarm #{alarm_id} acknowledged as true seizure")).to_be_visible()
+
+
 def test_login_overview_acknowledge_and_screenshots(server, tmp_path):
     SHOTS = README_SHOTS if os.environ.get("WARD_UPDATE_SCREENSHOTS") == "1" else tmp_path
     from playwright.sync_api import expect, sync_playwright
 
-    base, store, demo = server
+    base, store, demo, ended = server
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 860})
             page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)  # a loaded 2-core machine renders charts slowly; 5 s flaked
             page.goto(base)
             page.get_by_label("User name").fill("nurse")
             page.get_by_role("textbox", name="Password").fill(DEMO_USERS["nurse"][0])
             page.get_by_role("button", name="Log in").click()
 
-            # overview: the alarm bed is the first tile, flashing, escalated
-            expect(page.get_by_text("1 active alarm(s)", exact=False)).to_be_visible()
-            first = page.locator(".tile").first
-            expect(first).to_have_attribute("data-bed", "bed-02")
-            expect(first).to_have_class("tile alarm")
-            expect(first).to_contain_text("ESCALATED")
-            expect(page.locator(".tile")).to_have_count(12)
+            # overview: the active alarm bed first (flashing, escalated), then the ended, unacknowledged,
+            # escalated alarm of bed-07, counted in the header although it is no longer active
+            expect(page.get_by_text("2 alarm(s) need acknowledgement", exact=False)).to_be_visible()
+            expect(page.get_by_text("(1 active, 2 escalated)", exact=False)).to_be_visible()
+            tiles = page.locator(".tile")
+            expect(tiles.nth(0)).to_have_attribute("data-bed", "bed-02")
+            expect(tiles.nth(0)).to_have_class("tile alarm esc")
+            expect(tiles.nth(0)).to_contain_text("ESCALATED")
+            expect(tiles.nth(1)).to_have_attribute("data-bed", "bed-07")
+            expect(tiles.nth(1)).to_have_class("tile alarm ended esc")
+            for text in ("ALARM ENDED", "ESCALATED", f"1 unacknowledged alarm(s) · latest #{ended}"):
+                expect(tiles.nth(1)).to_contain_text(text)
+            expect(tiles).to_have_count(12)
             expect(page.get_by_text("STALE DATA", exact=False)).to_be_visible()
             page.wait_for_timeout(500)
             page.screenshot(path=str(SHOTS / "overview.png"))
@@ -139,24 +167,30 @@ def test_login_overview_acknowledge_and_screenshots(server, tmp_path):
             page.wait_for_timeout(1000)
             page.screenshot(path=str(SHOTS / "bed_view.png"))
 
-            # alarms: acknowledge the seeded alarm as a true seizure
+            # alarms: acknowledge both as true seizures
             page.get_by_role("link", name="Alarms").click()
             expect(page.get_by_text(f"#{demo.alarm_id} · bed-02 · alarm", exact=False)).to_be_visible()
+            expect(page.get_by_text(f"#{ended} · bed-07 · alarm", exact=False)).to_be_visible()
             page.wait_for_timeout(500)
             page.screenshot(path=str(SHOTS / "alarms.png"))
-            box = page.locator('[data-testid="stVerticalBlockBorderWrapper"]', has_text=f"#{demo.alarm_id} · bed-02")
-            box = box.last if box.count() else page
-            box.get_by_text("true seizure").first.click()
-            box.get_by_label("Note").first.fill("seen in browser")
-            box.get_by_label("Note").first.press("Enter")
-            box.get_by_role("button", name="Acknowledge").first.click()
-            expect(page.get_by_text(f"Alarm #{demo.alarm_id} acknowledged as true seizure")).to_be_visible()
+            _acknowledge(page, demo.alarm_id, "seen in browser")
+            _acknowledge(page, ended, "post-ictal, checked")
+
+            # overview again: nothing left to acknowledge but bed-04's technical alarm
+            page.get_by_role("link", name="Ward overview").click()
+            expect(page.get_by_text("0 alarm(s) need acknowledgement", exact=False)).to_be_visible()
+            bed7 = page.locator('.tile[data-bed="bed-07"]')
+            expect(bed7).to_have_class("tile")
+            expect(bed7).not_to_contain_text("ALARM")
+            expect(page.locator('.tile[data-bed="bed-02"]')).to_contain_text("ALARM · ACK")  # still active
+            expect(tiles.nth(0)).to_have_attribute("data-bed", "bed-04")  # unacknowledged technical alarm
         finally:
             browser.close()
-    alarm = store.get_alarm(demo.alarm_id)
-    assert alarm.acknowledged and alarm.verdict == "true"
-    ev = store.ack_events(demo.alarm_id)[-1]
-    assert (ev.username, ev.note, ev.source) == ("nurse", "seen in browser", "dashboard")
+    for aid, note in ((demo.alarm_id, "seen in browser"), (ended, "post-ictal, checked")):
+        alarm = store.get_alarm(aid)
+        assert alarm.acknowledged and alarm.verdict == "true"
+        ev = store.ack_events(aid)[-1]
+        assert (ev.username, ev.note, ev.source) == ("nurse", note, "dashboard")
     assert any(a.action == "acknowledge" and a.username == "nurse" for a in store.audit_log())
     for name in ("overview.png", "bed_view.png", "alarms.png"):
         _shrink_png(SHOTS / name)

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from ward.dashboard.auth import bootstrap_admin, can_acknowledge, can_configure
 from ward.dashboard.data import build_overview, fetch_api_beds, ApiState
 from ward.dashboard.demo import DEMO_MODEL, seed_demo
 from ward.dashboard.settings import load_settings
-from ward.dashboard.view import (Tile, downsample_max, history_resolution, is_escalated, is_stale, order_tiles,
-                                 overview_html, provenance_label, risk_colour, skeleton_svg, sparkline_svg)
+from ward.dashboard.view import (AlarmSummary, Tile, downsample_max, escalation_cutoff, history_resolution,
+                                 is_escalated, is_stale, order_tiles, overview_html, provenance_label, risk_colour,
+                                 skeleton_svg, sparkline_svg, tile_html)
 from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
-from ward.store.dashboard_queries import (BedThresholds, get_thresholds, latest_health, latest_samples,
-                                          open_alarms, recent_probabilities, recent_samples,
-                                          set_thresholds)
+from ward.store.dashboard_queries import (BedThresholds, UnackedAlarms, active_alarms, get_thresholds,
+                                          latest_health, latest_samples, open_alarms, recent_probabilities,
+                                          recent_samples, set_thresholds, unacknowledged_alarms)
 from ward.store.repository import Store, StoreError
+from test_store import db_url  # noqa: F401  (fixture: an empty SQLite and PostgreSQL database)
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -48,13 +52,26 @@ def test_risk_colour_scale():
     assert reds == sorted(reds) and greens == sorted(greens, reverse=True)
 
 
-def test_order_tiles_puts_active_alarms_first():
-    t = NOW
-    tiles = [Tile("bed-01"), Tile("bed-02", review=True),
-             Tile("bed-03", alarm_id=5, alarm_start=t - timedelta(seconds=10), alarm_acknowledged=True),
-             Tile("bed-04", alarm_id=6, alarm_start=t - timedelta(seconds=5)),
-             Tile("bed-05", alarm_id=7, alarm_start=t - timedelta(seconds=50)), Tile("bed-00")]
-    assert [x.bed for x in order_tiles(tiles)] == ["bed-05", "bed-04", "bed-03", "bed-02", "bed-00", "bed-01"]
+def _unacked(age_s: float, *, count: int = 1, active: bool = False, overdue: int = 0, latest_id: int = 1,
+             ended_age_s: float | None = None) -> UnackedAlarms:
+    """Unacknowledged alarms of a tile whose oldest (and latest) one started ``age_s`` before NOW."""
+    start = NOW - timedelta(seconds=age_s)
+    end = None if active else NOW - timedelta(seconds=ended_age_s if ended_age_s is not None else age_s / 2)
+    return UnackedAlarms(count, int(active), overdue, start, latest_id, start, end)
+
+
+def test_order_tiles_puts_what_needs_acknowledgement_first():
+    tiles = [Tile("bed-01"), Tile("bed-02", review=True), Tile("bed-03", alarm_active_acked=True),
+             Tile("bed-04", technical=_unacked(20)),                                   # ended technical
+             Tile("bed-05", technical=_unacked(10, active=True)),                     # active technical
+             Tile("bed-06", alarm=_unacked(60)),                                      # ended, not escalated
+             Tile("bed-07", alarm=_unacked(30, active=True)),                         # active, not escalated
+             Tile("bed-08", alarm=_unacked(300, overdue=1)),                          # escalated, ended
+             Tile("bed-09", alarm=_unacked(200, active=True, overdue=1)),             # escalated, active
+             Tile("bed-10", alarm=_unacked(900, overdue=1), technical=_unacked(5)),   # escalated longer, ended
+             Tile("bed-00")]
+    assert [t.bed for t in order_tiles(tiles)] == ["bed-09", "bed-10", "bed-08", "bed-07", "bed-06", "bed-05",
+                                                   "bed-04", "bed-03", "bed-02", "bed-00", "bed-01"]
 
 
 def test_stale_and_escalation_rules():
@@ -65,11 +82,59 @@ def test_stale_and_escalation_rules():
     assert is_escalated(start, False, "alarm", NOW, 120)
     assert not is_escalated(start, True, "alarm", NOW, 120)      # acknowledged
     assert not is_escalated(start, False, "review", NOW, 120)    # review queue never escalates
+    assert not is_escalated(start, False, "technical", NOW, 120)  # shown until acknowledged, never escalated
     assert not is_escalated(NOW - timedelta(seconds=60), False, "alarm", NOW, 120)
+    assert is_escalated(NOW - timedelta(seconds=120), False, "alarm", NOW, 120)  # the limit itself escalates
+    assert escalation_cutoff(NOW, 120) == NOW - timedelta(seconds=120)
     with pytest.raises(ValueError, match="escalate_after_s"):
         is_escalated(start, False, "alarm", NOW, 0)
     with pytest.raises(ValueError, match="stale_after_s"):
         is_stale(NOW, NOW, -1)
+
+
+def test_alarm_summary_counts_and_when_the_tone_plays():
+    tiles = [Tile("bed-01", alarm=_unacked(300, count=3, overdue=2)),
+             Tile("bed-02", alarm=_unacked(30, active=True), technical=_unacked(100, count=2)),
+             Tile("bed-03", alarm_active_acked=True), Tile("bed-04", review=True)]
+    summary = AlarmSummary.of(tiles)
+    assert summary == AlarmSummary(unacked=4, active=1, escalated=2, technical=2, technical_active=0)
+    assert summary.headline() == ("**4 alarm(s) need acknowledgement** (1 active, 2 escalated) · "
+                                  "2 technical alarm(s) unacknowledged (0 active)")
+    assert summary.sound
+    # an ended clinical alarm nobody acknowledged keeps the tone on
+    assert AlarmSummary.of([Tile("bed-01", alarm=_unacked(30))]).sound
+    # a technical alarm sounds while active; once ended it stays counted but silent
+    assert AlarmSummary.of([Tile("bed-01", technical=_unacked(30, active=True))]).sound
+    ended_tech = AlarmSummary.of([Tile("bed-01", technical=_unacked(30))])
+    assert ended_tech.technical == 1 and not ended_tech.sound
+    # acknowledged (still active) alarms and review items need no acknowledgement
+    quiet = AlarmSummary.of([Tile("bed-01", alarm_active_acked=True), Tile("bed-02", review=True)])
+    assert quiet == AlarmSummary() and not quiet.sound
+
+
+def _tile(t: Tile) -> tuple[list[str], str]:
+    page = tile_html(replace(t, updated_at=NOW), NOW, stale_after_s=10)  # fresh: no "stale" class
+    return re.search(r'class="([^"]+)"', page).group(1).split(), page
+
+
+def test_tile_shows_unacknowledged_alarms_with_count_times_and_style():
+    cls, page = _tile(Tile("bed-01", alarm=_unacked(300, count=2, overdue=2, latest_id=7, ended_age_s=240)))
+    assert cls == ["tile", "alarm", "ended", "esc"]
+    assert "ALARM ENDED" in page and "ESCALATED" in page
+    assert "2 unacknowledged alarm(s) · latest #7 started 11:55:00 (5 min ago), ended 11:56:00 (4 min ago)" in page
+    cls, page = _tile(Tile("bed-02", alarm=_unacked(40, active=True, latest_id=9)))
+    assert cls == ["tile", "alarm"]                       # flashing, not escalated yet
+    assert ">ALARM<" in page and "ESCALATED" not in page and "latest #9 started 11:59:20 (40 s ago), still active" in page
+    cls, page = _tile(Tile("bed-03", technical=_unacked(90, active=True, latest_id=4), state="offline"))
+    assert cls == ["tile", "tech", "offline"]              # technical: its own frame and badge, not the alarm style
+    assert "TECH ALARM" in page and "1 unacknowledged technical alarm(s)" in page and ">ALARM<" not in page
+    cls, page = _tile(Tile("bed-04", technical=_unacked(90)))
+    assert "TECH ENDED" in page
+    cls, page = _tile(Tile("bed-05", alarm_active_acked=True, review=True))
+    assert cls == ["tile", "alarm", "acked"] and "ALARM · ACK" in page and "REVIEW" not in page
+    assert "unacknowledged" not in page
+    cls, page = _tile(Tile("bed-06", review=True))
+    assert cls == ["tile"] and "REVIEW" in page
 
 
 def test_downsample_keeps_peaks_and_sparkline_geometry():
@@ -151,7 +216,8 @@ def test_dashboard_queries(store, demo):
     assert health["bed-04"].state == "offline" and health["bed-03"].state == "degraded"
     assert health["bed-01"].state == "online"
     ids = [a.id for a in open_alarms(store)]
-    assert demo.alarm_id in ids and demo.ended_alarm_id not in ids  # ended + acknowledged is closed
+    assert demo.alarm_id in ids and demo.technical_id in ids and demo.review_id in ids  # all three active
+    assert demo.ended_alarm_id not in ids  # ended + acknowledged is closed
     recent = recent_samples(store, NOW - timedelta(seconds=9), ["bed-01"])
     assert list(recent) == ["bed-01"] and len(recent["bed-01"]) == 10
     probs = recent_probabilities(store, NOW - timedelta(seconds=9))
@@ -174,25 +240,143 @@ def test_thresholds_round_trip_and_audit(store, demo):
 
 
 def test_build_overview_and_html(store, demo):
-    ov = build_overview(store, NOW, stale_after_s=10, spark_window_s=60)
+    ov = build_overview(store, NOW, stale_after_s=10, spark_window_s=60, escalate_after_s=120)
     assert ov.stale_beds == ["bed-04"] and ov.api_error is None
     by_bed = {t.bed: t for t in ov.tiles}
-    assert by_bed["bed-02"].alarm_id == demo.alarm_id and not by_bed["bed-02"].alarm_acknowledged
-    assert by_bed["bed-05"].review and by_bed["bed-04"].state == "offline"
+    alarm = by_bed["bed-02"].alarm
+    assert (alarm.count, alarm.active, alarm.overdue, alarm.latest_id) == (1, 1, 1, demo.alarm_id)
+    assert alarm.latest_end is None and by_bed["bed-02"].escalated == 1
+    tech = by_bed["bed-04"].technical
+    assert (tech.count, tech.active, tech.overdue, tech.latest_id) == (1, 1, 0, demo.technical_id)
+    assert by_bed["bed-04"].state == "offline" and by_bed["bed-04"].alarm is None
+    assert by_bed["bed-05"].review and not by_bed["bed-05"].needs_ack
+    assert by_bed["bed-03"].alarm is None and not by_bed["bed-03"].needs_ack  # ended and acknowledged
     assert 0 < len(by_bed["bed-01"].spark) <= 60
-    page = overview_html(ov.tiles, NOW, stale_after_s=10, escalate_after_s=120)
-    beds_in_order = re.findall(r'data-bed="([^"]+)"', page)
-    assert beds_in_order[0] == "bed-02" and beds_in_order[1] == "bed-05"
+    assert AlarmSummary.of(ov.tiles) == AlarmSummary(unacked=1, active=1, escalated=1, technical=1,
+                                                     technical_active=1)
+    page = overview_html(ov.tiles, NOW, stale_after_s=10)
+    assert re.findall(r'data-bed="([^"]+)"', page) == ["bed-02", "bed-04", "bed-05", "bed-01", "bed-03", "bed-06"]
     first = page.split('data-bed="bed-02"')[1].split('data-bed=')[0]
     assert "ALARM" in first and "ESCALATED" in first  # unacknowledged for 180 s > 120 s
     assert f"{by_bed['bed-02'].probability:.2f}" in first
+    # the escalation limit is applied at build time, to the `now` given
+    later = build_overview(store, NOW, stale_after_s=10, spark_window_s=60, escalate_after_s=181)
+    assert {t.bed: t for t in later.tiles}["bed-02"].escalated == 0
+
+
+def test_ended_unacknowledged_alarm_stays_on_the_overview_until_acknowledged(store, demo):
+    """The issue: after bed-01's seizure ended, the overview said '0 active alarm(s)' and showed no
+    badge, while the alarm was still waiting for acknowledgement."""
+    aid = store.open_alarm("bed-01", "alarm", NOW - timedelta(minutes=3), peak=0.9, reason="simulated seizure")
+    store.close_alarm(aid, NOW - timedelta(minutes=2))
+    ov = build_overview(store, NOW, stale_after_s=10, spark_window_s=60, escalate_after_s=120)
+    tile = {t.bed: t for t in ov.tiles}["bed-01"]
+    assert tile.alarm == UnackedAlarms(1, 0, 1, NOW - timedelta(minutes=3), aid, NOW - timedelta(minutes=3),
+                                       NOW - timedelta(minutes=2))
+    summary = AlarmSummary.of(ov.tiles)
+    assert (summary.unacked, summary.active, summary.escalated) == (2, 1, 2) and summary.sound
+    page = overview_html(ov.tiles, NOW, stale_after_s=10)
+    assert re.findall(r'data-bed="([^"]+)"', page)[:2] == ["bed-02", "bed-01"]  # escalated: active, then ended
+    tile_page = page.split('data-bed="bed-01"')[1].split("data-bed=")[0]
+    assert "ALARM ENDED" in tile_page and "ESCALATED" in tile_page
+    assert f"1 unacknowledged alarm(s) · latest #{aid} started 11:57:00 (3 min ago), ended 11:58:00 (2 min ago)" \
+        in tile_page
+
+    store.acknowledge(aid, "nurse", "true", "seen", source="test")
+    ov = build_overview(store, NOW, stale_after_s=10, spark_window_s=60, escalate_after_s=120)
+    assert {t.bed: t for t in ov.tiles}["bed-01"].alarm is None
+    assert AlarmSummary.of(ov.tiles).unacked == 1  # only bed-02's active alarm is left
+    assert "ALARM" not in overview_html(ov.tiles, NOW, stale_after_s=10).split('data-bed="bed-01"')[1].split(
+        "data-bed=")[0]
+
+
+@pytest.fixture()
+def any_store(db_url):  # noqa: F811  (db_url: the fixture imported from test_store)
+    s = Store(db_url)
+    for b in ("bed-01", "bed-02", "bed-03", "bed-04"):
+        s.upsert_bed(b)
+    yield s
+    s.close()
+
+
+def _alarm(store: Store, bed: str, tier: str, age_s: float, ended_age_s: float | None = None,
+           verdict: str | None = None) -> int:
+    aid = store.open_alarm(bed, tier, NOW - timedelta(seconds=age_s), peak=0.8)
+    if ended_age_s is not None:
+        store.close_alarm(aid, NOW - timedelta(seconds=ended_age_s))
+    if verdict:
+        store.acknowledge(aid, "nurse", verdict, source="test")
+    return aid
+
+
+def test_unacknowledged_and_active_alarm_queries(any_store):
+    s = any_store
+    old = _alarm(s, "bed-01", "alarm", 600, ended_age_s=560)          # escalated, ended
+    last = _alarm(s, "bed-01", "alarm", 90, ended_age_s=60)           # not yet escalated, ended
+    _alarm(s, "bed-01", "alarm", 3600, ended_age_s=3500, verdict="false")  # acknowledged: gone
+    live = _alarm(s, "bed-02", "alarm", 30)                           # active, unacknowledged
+    tech = _alarm(s, "bed-03", "technical", 400, ended_age_s=300)      # technical, ended, unacknowledged
+    review = _alarm(s, "bed-03", "review", 800, ended_age_s=700)       # review queue: never counted
+    acked_live = _alarm(s, "bed-04", "alarm", 50, verdict="true")      # active but acknowledged
+    active_review = _alarm(s, "bed-04", "review", 20)
+    got = unacknowledged_alarms(s, NOW - timedelta(seconds=120))
+    t = lambda sec: NOW - timedelta(seconds=sec)  # noqa: E731
+    assert got == {("bed-01", "alarm"): UnackedAlarms(2, 0, 1, t(600), last, t(90), t(60)),
+                   ("bed-02", "alarm"): UnackedAlarms(1, 1, 0, t(30), live, t(30), None),
+                   ("bed-03", "technical"): UnackedAlarms(1, 0, 1, t(400), tech, t(400), t(300))}
+    assert [a.id for a in active_alarms(s)] == [acked_live, live, active_review]
+    assert [a.id for a in open_alarms(s)] == [old, tech, last, acked_live, live, active_review]  # oldest first
+    assert review not in [a.id for a in open_alarms(s)]  # an ended review item is not an open alarm
+    s.acknowledge(old, "nurse", "unsure", source="test")
+    s.close_alarm(live, NOW)
+    got = unacknowledged_alarms(s, NOW - timedelta(seconds=120))
+    assert got[("bed-01", "alarm")] == UnackedAlarms(1, 0, 0, t(90), last, t(90), t(60))
+    assert got[("bed-02", "alarm")] == UnackedAlarms(1, 0, 0, t(30), live, t(30), NOW)  # ended, still waiting
+    with pytest.raises(StoreError, match="tier"):
+        unacknowledged_alarms(s, NOW, tiers=("alarms",))
+
+
+def _plans(store: Store, call) -> list[str]:
+    """The database's query plan of every SELECT on the alarms table that ``call`` runs."""
+    seen: list[tuple[str, object]] = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "alarms" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", grab)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", grab)
+    plans = []
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")  # tiny tables: ask whether an index CAN serve
+        for statement, params in seen:
+            prefix = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
+            plans.append(" ".join(str(r[-1]) for r in conn.exec_driver_sql(prefix + statement, params)))
+    return plans
+
+
+def test_alarm_queries_read_only_what_needs_attention_through_indexes(any_store):
+    """Years of acknowledged alarms and of never-acknowledged review items must not be scanned on
+    every refresh: each alarm query is an index seek (ix_alarms_unacked / ix_alarms_state)."""
+    _alarm(any_store, "bed-01", "alarm", 100)
+    (unacked,) = _plans(any_store, lambda: unacknowledged_alarms(any_store, NOW))
+    assert "ix_alarms_unacked" in unacked and "SCAN alarms" not in unacked and "Seq Scan" not in unacked
+    (active,) = _plans(any_store, lambda: active_alarms(any_store))
+    assert "ix_alarms_state" in active and "SCAN alarms" not in active and "Seq Scan" not in active
+    (both,) = _plans(any_store, lambda: open_alarms(any_store))
+    assert "ix_alarms_unacked" in both and "ix_alarms_state" in both and "Seq Scan" not in both
 
 
 def test_api_state_merges_and_unreachable_api_is_reported(store, demo):
     api = ApiState({"bed-01": {"bed_id": "bed-01", "state": "degraded", "reason": "fps 3 < 6",
                                "since": (NOW - timedelta(seconds=30)).isoformat(), "probability": 0.42,
                                "updated_at": (NOW + timedelta(seconds=1)).isoformat()}})
-    tile = {t.bed: t for t in build_overview(store, NOW, stale_after_s=10, spark_window_s=60, api=api).tiles}["bed-01"]
+    tile = {t.bed: t for t in build_overview(store, NOW, stale_after_s=10, spark_window_s=60, escalate_after_s=120,
+                                             api=api).tiles}["bed-01"]
     assert (tile.state, tile.reason, tile.probability) == ("degraded", "fps 3 < 6", 0.42)
     dead = fetch_api_beds("http://127.0.0.1:9", timeout_s=0.3)
     assert dead is not None and dead.beds == {} and "unreachable" in dead.error

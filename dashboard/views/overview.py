@@ -1,4 +1,6 @@
-"""Ward overview: one tile per bed, active alarms first, refreshed in place every 1-2 s."""
+"""Ward overview: one tile per bed, beds with alarms awaiting acknowledgement first, refreshed in
+place every 1-2 s. An alarm stays on its tile and in the header count until it is acknowledged,
+whether or not it has ended."""
 
 from __future__ import annotations
 
@@ -9,16 +11,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ward.dashboard.data import build_overview, fetch_api_beds
 from ward.dashboard.ui import fmt_time, get_store, require_user, settings
-from ward.dashboard.view import beep_wav_data_uri, overview_html
+from ward.dashboard.view import AlarmSummary, beep_wav_data_uri, overview_html
 from ward.store.dashboard_queries import now_utc
 
 require_user()
 cfg = settings()
 store = get_store()
 st.title("Ward overview")
-sound = st.sidebar.toggle("Alarm sound", value=False, key="alarm_sound",
-                          help="Play a tone while an unacknowledged alarm is active (the browser may "
-                               "need one click on the page before it allows sound).")
+# Streamlit forgets a widget's value when its page is left; the choice is kept under a plain session
+# key so the tone stays on after a nurse goes to the Alarms page to acknowledge and comes back.
+sound = st.sidebar.toggle("Alarm sound", value=st.session_state.get("alarm_sound_on", False), key="alarm_sound",
+                          help="Play a tone while any clinical alarm is unacknowledged (active or ended) "
+                               "or a technical alarm is active and unacknowledged (the browser may need "
+                               "one click on the page before it allows sound).")
+st.session_state["alarm_sound_on"] = sound
 
 
 @st.fragment(run_every=cfg.refresh_s)
@@ -28,7 +34,7 @@ def live() -> None:
     try:
         api = fetch_api_beds(cfg.api_url, headers=cfg.api_headers())
         ov = build_overview(store, now, stale_after_s=cfg.stale_after_s, spark_window_s=cfg.spark_window_s,
-                            api=api)
+                            escalate_after_s=cfg.escalate_after_s, api=api)
     except SQLAlchemyError as exc:
         st.error(f"DATABASE UNREACHABLE — the ward's data cannot be read ({type(exc).__name__}). "
                  "Tiles are not shown until it is back; check the database server.", icon=":material/error:")
@@ -39,13 +45,10 @@ def live() -> None:
         shown = ", ".join(ov.stale_beds[:12]) + (" …" if len(ov.stale_beds) > 12 else "")
         st.warning(f"STALE DATA: no new probability for more than {cfg.stale_after_s:.0f} s from "
                    f"{len(ov.stale_beds)} of {len(ov.tiles)} bed(s): {shown}", icon=":material/schedule:")
-    alarms = [t for t in ov.tiles if t.alarm_active]
-    unacked = [t for t in alarms if not t.alarm_acknowledged]
-    st.markdown(f"**{len(alarms)} active alarm(s)** ({len(unacked)} unacknowledged) · {len(ov.tiles)} beds · "
-                f"as of {fmt_time(now)}")
-    st.markdown(overview_html(ov.tiles, now, stale_after_s=cfg.stale_after_s,
-                              escalate_after_s=cfg.escalate_after_s), unsafe_allow_html=True)
-    if sound and unacked:
+    summary = AlarmSummary.of(ov.tiles)
+    st.markdown(f"{summary.headline()} · {len(ov.tiles)} beds · as of {fmt_time(now)}")
+    st.markdown(overview_html(ov.tiles, now, stale_after_s=cfg.stale_after_s), unsafe_allow_html=True)
+    if sound and summary.sound:
         st.markdown(f'<audio autoplay src="{beep_wav_data_uri()}"></audio>', unsafe_allow_html=True)
     st.caption(f"rendered in {1000 * (time.perf_counter() - t0):.0f} ms · refresh every {cfg.refresh_s:g} s")
 

@@ -14,17 +14,23 @@ import math
 import wave
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
+
+if TYPE_CHECKING:  # the record type only: this module stays free of database code
+    from ward.store.dashboard_queries import UnackedAlarms
 
 # Colour stops of the risk scale: green (calm) -> amber -> red (seizure likely).
 _STOPS = np.array([0.0, 0.5, 1.0])
 _RGB = np.array([[46, 125, 50], [249, 168, 37], [198, 40, 40]], dtype=float)
 LIMB_INDEX = np.array([[OPENPOSE_INDEX[a], OPENPOSE_INDEX[b]] for a, b in OPENPOSE_LIMBS], dtype=np.int64)
 SIMULATED_LABEL = "trained on simulated data — not for clinical use"
+# Only clinical alarms escalate (DESIGN §5); technical alarms are shown until acknowledged but do not
+# escalate, and review items are a queue, not alarms.
+ESCALATING_TIERS = ("alarm",)
 
 
 def risk_colour(p: float | None) -> str:
@@ -57,12 +63,20 @@ def is_stale(updated_at: datetime | None, now: datetime, stale_after_s: float) -
     return updated_at is None or (now - updated_at).total_seconds() > stale_after_s
 
 
-def is_escalated(start: datetime, acknowledged: bool, tier: str, now: datetime, escalate_after_s: float) -> bool:
-    """An alarm escalates when it is a clinical alarm still unacknowledged ``escalate_after_s``
-    after it started (DESIGN §5: unacknowledged alarms escalate; review items never do)."""
+def escalation_cutoff(now: datetime, escalate_after_s: float) -> datetime:
+    """Alarms that started at or before this instant and are still unacknowledged are escalated (the
+    same instant bounds the database's count of escalated alarms, so the two cannot disagree)."""
     if escalate_after_s <= 0:
         raise ValueError(f"escalate_after_s must be > 0, got {escalate_after_s}")
-    return tier == "alarm" and not acknowledged and (now - start).total_seconds() >= escalate_after_s
+    return now - timedelta(seconds=escalate_after_s)
+
+
+def is_escalated(start: datetime, acknowledged: bool, tier: str, now: datetime, escalate_after_s: float) -> bool:
+    """An alarm escalates when it is a clinical alarm still unacknowledged ``escalate_after_s``
+    after it started, whether it is still active or has ended (DESIGN §5: unacknowledged alarms
+    escalate; review items never do)."""
+    cutoff = escalation_cutoff(now, escalate_after_s)
+    return tier in ESCALATING_TIERS and not acknowledged and start <= cutoff
 
 
 def is_simulated_model(name: str | None, description: str | None) -> bool:
@@ -95,28 +109,81 @@ class Tile:
     state: str = "unknown"           # online / degraded / offline / unknown
     reason: str | None = None
     since: datetime | None = None
-    alarm_id: int | None = None      # the bed's open alarm of tier "alarm", if any
-    alarm_start: datetime | None = None
-    alarm_acknowledged: bool = False
-    review: bool = False             # an open review item (second tier)
+    alarm: UnackedAlarms | None = None      # unacknowledged clinical alarms, active or ended
+    technical: UnackedAlarms | None = None  # unacknowledged technical alarms (camera offline, ...)
+    alarm_active_acked: bool = False  # a clinical alarm still active after it was acknowledged
+    review: bool = False             # an active review item (second tier: nothing to acknowledge)
     spark: tuple[float, ...] = field(default_factory=tuple)
 
     @property
-    def alarm_active(self) -> bool:
-        return self.alarm_id is not None
+    def escalated(self) -> int:
+        """Clinical alarms of the bed unacknowledged past the escalation limit (counted at build time)."""
+        return self.alarm.overdue if self.alarm else 0
+
+    @property
+    def needs_ack(self) -> bool:
+        return self.alarm is not None or self.technical is not None
+
+
+def _waiting_since(u: UnackedAlarms) -> float:
+    return u.oldest_start.timestamp()
+
+
+def attention_rank(t: Tile) -> tuple[int, int, float]:
+    """Sort key of a tile by what a nurse must do first (smaller is more urgent):
+    0 escalated clinical alarm: nobody has answered within the limit (an ongoing one before an ended
+      one: a seizure still in progress unanswered is the worst case);
+    1 active unacknowledged clinical alarm: a seizure now, within the response time;
+    2 ended unacknowledged clinical alarm: the patient may be post-ictal and unchecked;
+    3 unacknowledged technical alarm (active first): the bed is, or was, not monitored;
+    4 clinical alarm still active but acknowledged: staff know, the bed stays near the top;
+    5 active review item; 6 the rest.
+    Within a rank the longest-waiting alarm comes first; the caller breaks ties by bed key, so calm
+    beds keep their place on the wall."""
+    if t.alarm is not None:
+        rank = 0 if t.alarm.overdue else 1 if t.alarm.active else 2
+        return (rank, 0 if t.alarm.active else 1, _waiting_since(t.alarm))
+    if t.technical is not None:
+        return (3, 0 if t.technical.active else 1, _waiting_since(t.technical))
+    if t.alarm_active_acked:
+        return (4, 0, 0.0)
+    return (5 if t.review else 6, 0, 0.0)
 
 
 def order_tiles(tiles: Sequence[Tile]) -> list[Tile]:
-    """Beds with an active alarm first (unacknowledged before acknowledged, longest-waiting first),
-    then open review items, then the rest in bed order, so calm beds keep their place on the wall."""
-    def key(t: Tile) -> tuple:
-        if t.alarm_active:
-            start = t.alarm_start.timestamp() if t.alarm_start else 0.0
-            return (0, int(t.alarm_acknowledged), start, t.bed)
-        if t.review:
-            return (1, 0, 0.0, t.bed)
-        return (2, 0, 0.0, t.bed)
-    return sorted(tiles, key=key)
+    """Tiles most urgent first (see :func:`attention_rank`), then by bed key."""
+    return sorted(tiles, key=lambda t: (*attention_rank(t), t.bed))
+
+
+@dataclass(frozen=True)
+class AlarmSummary:
+    """The overview header's counts: what on the ward still needs acknowledgement."""
+
+    unacked: int = 0            # clinical alarms, active or ended
+    active: int = 0             # of them still active
+    escalated: int = 0          # of them unacknowledged past the escalation limit
+    technical: int = 0          # technical alarms, active or ended
+    technical_active: int = 0   # of them still active
+
+    @classmethod
+    def of(cls, tiles: Sequence[Tile]) -> "AlarmSummary":
+        alarms = [t.alarm for t in tiles if t.alarm is not None]
+        tech = [t.technical for t in tiles if t.technical is not None]
+        return cls(sum(u.count for u in alarms), sum(u.active for u in alarms), sum(u.overdue for u in alarms),
+                   sum(u.count for u in tech), sum(u.active for u in tech))
+
+    @property
+    def sound(self) -> bool:
+        """Whether the alarm tone should play: while any clinical alarm is unacknowledged, active or
+        ended (the patient still needs to be seen), and while a technical alarm is active and
+        unacknowledged (the bed is not monitored). A technical alarm that has ended stays on the
+        tile and in the count until acknowledged, but silently: the camera is back."""
+        return self.unacked > 0 or self.technical_active > 0
+
+    def headline(self) -> str:
+        """Markdown: 'N alarm(s) need acknowledgement (K active, E escalated) · T technical ...'."""
+        return (f"**{self.unacked} alarm(s) need acknowledgement** ({self.active} active, {self.escalated} "
+                f"escalated) · {self.technical} technical alarm(s) unacknowledged ({self.technical_active} active)")
 
 
 def downsample_max(values: Sequence[float], n: int) -> list[float]:
@@ -193,57 +260,94 @@ OVERVIEW_CSS = """
 .tile .meta{font-size:.8em;opacity:.95}
 .tile.stale{filter:grayscale(85%);opacity:.75}
 .tile.offline{background:#616161 !important}
-.tile.alarm{border-color:#fff;animation:ward-flash 1s steps(2,start) infinite}
+.tile.tech{border-color:#4fc3f7;border-style:dashed}
+.tile.alarm{border-color:#fff;border-style:solid;animation:ward-flash 1s steps(2,start) infinite}
+.tile.alarm.ended{animation:none;border-color:#ff1744;border-style:dashed}
 .tile.alarm.acked{animation:none;border-color:#ffeb3b}
+.tile.esc{box-shadow:0 0 0 4px #ffeb3b}
 .tile .badge{display:inline-block;background:#000;color:#fff;border-radius:4px;padding:0 5px;
       font-size:.75em;font-weight:700;margin-right:4px}
 .tile .badge.esc{background:#ffeb3b;color:#000}
+.tile .badge.ended{background:#b71c1c}
+.tile .badge.tech{background:#01579b}
+.tile .unack{font-size:.8em;font-weight:700;background:rgba(0,0,0,.45);border-radius:4px;padding:1px 4px;
+      margin-top:3px}
+.tile .unack.tech{background:rgba(1,87,155,.85)}
 @keyframes ward-flash{0%{background:#b71c1c}50%{background:#ff1744}100%{background:#b71c1c}}
 </style>
 """
 
 
-def tile_html(t: Tile, now: datetime, *, stale_after_s: float, escalate_after_s: float,
-              threshold: float | None = None) -> str:
-    """One tile: bed, risk number on its colour, state + reason + since, update age, sparkline."""
-    stale = is_stale(t.updated_at, now, stale_after_s)
+def _ago(at: datetime, now: datetime) -> str:
+    return f"{at:%H:%M:%S} ({format_age((now - at).total_seconds())} ago)"
+
+
+def unacked_line(u: UnackedAlarms, now: datetime, what: str) -> str:
+    """'2 unacknowledged alarm(s) · latest #7 started 10:01:02 (3 min ago), ended 10:01:40 (2 min ago)'."""
+    end = "still active" if u.latest_end is None else f"ended {_ago(u.latest_end, now)}"
+    return (f"{u.count} unacknowledged {what} · latest #{u.latest_id} started {_ago(u.latest_start, now)}, "
+            f"{end}")
+
+
+def tile_classes(t: Tile, stale: bool) -> list[str]:
+    """CSS classes: an unacknowledged clinical alarm flashes while active and keeps a dashed red
+    frame once ended; escalation adds a yellow ring; technical alarms get a dashed blue frame."""
     cls = ["tile"]
-    if t.alarm_active:
-        cls.append("alarm")
-        if t.alarm_acknowledged:
-            cls.append("acked")
-    if stale:
-        cls.append("stale")
-    if t.state == "offline":
-        cls.append("offline")
-    risk = "–" if t.probability is None else f"{t.probability:.2f}"
+    if t.alarm is not None:
+        cls += ["alarm"] + ([] if t.alarm.active else ["ended"]) + (["esc"] if t.escalated else [])
+    elif t.alarm_active_acked:
+        cls += ["alarm", "acked"]
+    if t.technical is not None:
+        cls.append("tech")
+    return cls + (["stale"] if stale else []) + (["offline"] if t.state == "offline" else [])
+
+
+def tile_badges(t: Tile) -> str:
+    """ALARM / ALARM ENDED / ALARM · ACK, ESCALATED, TECH ALARM / TECH ENDED, REVIEW."""
     badges = []
-    if t.alarm_active:
-        badges.append('<span class="badge">ALARM</span>' if not t.alarm_acknowledged
-                      else '<span class="badge">ALARM · ACK</span>')
-        if t.alarm_start and is_escalated(t.alarm_start, t.alarm_acknowledged, "alarm", now, escalate_after_s):
-            badges.append('<span class="badge esc">ESCALATED</span>')
-    elif t.review:
+    if t.alarm is not None:
+        badges.append('<span class="badge">ALARM</span>' if t.alarm.active
+                      else '<span class="badge ended">ALARM ENDED</span>')
+    elif t.alarm_active_acked:
+        badges.append('<span class="badge">ALARM · ACK</span>')
+    if t.escalated:
+        badges.append('<span class="badge esc">ESCALATED</span>')
+    if t.technical is not None:
+        badges.append('<span class="badge tech">TECH ALARM</span>' if t.technical.active
+                      else '<span class="badge tech">TECH ENDED</span>')
+    if t.review and t.alarm is None and not t.alarm_active_acked:
         badges.append('<span class="badge">REVIEW</span>')
+    return "".join(badges)
+
+
+def tile_html(t: Tile, now: datetime, *, stale_after_s: float, threshold: float | None = None) -> str:
+    """One tile: bed, risk number on its colour, the unacknowledged alarms (how many, when the latest
+    started and ended), state + reason + since, update age, sparkline."""
+    stale = is_stale(t.updated_at, now, stale_after_s)
+    risk = "–" if t.probability is None else f"{t.probability:.2f}"
+    unack = ""
+    if t.alarm is not None:
+        unack += f'<div class="unack">⚠ {unacked_line(t.alarm, now, "alarm(s)")}</div>'
+    if t.technical is not None:
+        unack += f'<div class="unack tech">{unacked_line(t.technical, now, "technical alarm(s)")}</div>'
     since = f" since {t.since:%H:%M:%S} ({format_age((now - t.since).total_seconds())})" if t.since else ""
     reason = f" — {html.escape(t.reason)}" if t.reason else ""
     age = format_age((now - t.updated_at).total_seconds()) if t.updated_at else "never"
     title = html.escape(t.name or t.bed)
     acc = "" if t.accumulator is None else f" · acc {t.accumulator:.2f}"
-    return (f'<div class="{" ".join(cls)}" style="background:{risk_colour(t.probability)}" '
+    return (f'<div class="{" ".join(tile_classes(t, stale))}" style="background:{risk_colour(t.probability)}" '
             f'data-bed="{html.escape(t.bed)}">'
-            f'<div class="bed">{"".join(badges)}{title}</div>'
-            f'<div class="risk">{risk}</div>'
+            f'<div class="bed">{tile_badges(t)}{title}</div>'
+            f'<div class="risk">{risk}</div>{unack}'
             f'<div class="meta">{html.escape(t.state)}{since}{reason}</div>'
             f'<div class="meta">updated {age} ago{acc}{" · STALE" if stale else ""}</div>'
             f'{sparkline_svg(t.spark, threshold=threshold)}</div>')
 
 
-def overview_html(tiles: Sequence[Tile], now: datetime, *, stale_after_s: float, escalate_after_s: float,
+def overview_html(tiles: Sequence[Tile], now: datetime, *, stale_after_s: float,
                   threshold: float | None = None) -> str:
-    """The whole overview grid (tiles already ordered by the caller or ordered here)."""
-    body = "".join(tile_html(t, now, stale_after_s=stale_after_s, escalate_after_s=escalate_after_s,
-                             threshold=threshold) for t in order_tiles(tiles))
+    """The whole overview grid, tiles in :func:`order_tiles` order."""
+    body = "".join(tile_html(t, now, stale_after_s=stale_after_s, threshold=threshold) for t in order_tiles(tiles))
     return f'{OVERVIEW_CSS}<div class="ward-grid">{body}</div>'
 
 

@@ -3,7 +3,10 @@
 Kept apart from :mod:`ward.store.repository` so the dashboard can grow its queries without touching
 the storage API. Every query is index-friendly on both backends: "latest row per bed" is a correlated
 ``max(t)`` per bed (an index seek on the (bed_id, t) primary key, not a scan of the samples table),
-and recent-window reads constrain ``bed_id IN (...)`` so the composite key serves the range.
+and recent-window reads constrain ``bed_id IN (...)`` so the composite key serves the range. Alarm
+reads touch only what needs attention, through ``ix_alarms_unacked`` (acknowledged, tier, bed, start)
+and ``ix_alarms_state`` (state, bed): their cost follows the alarms still waiting for someone, not the
+years of acknowledged history nor the never-acknowledged review queue.
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import or_, select
+from sqlalchemy import and_, case, false, func, or_, select
 
-from ward.store.models import Alarm, Bed, CameraHealthEvent, ModelVersion, ProbabilitySample
-from ward.store.repository import AlarmRecord, HealthEvent, Store, StoreError, _utc
+from ward.store.models import TIERS, Alarm, Bed, CameraHealthEvent, ModelVersion, ProbabilitySample
+from ward.store.repository import AlarmRecord, HealthEvent, Store, StoreError, _check_choice, _utc
 
 _S = ProbabilitySample.__table__
 _A = Alarm.__table__
 _B = Bed.__table__
 _H = CameraHealthEvent.__table__
+
+# Tiers a person must acknowledge: clinical alarms and technical alarms (camera offline, storage
+# loss). "review" items are a queue for later review, not alarms: nobody is asked to acknowledge them.
+ATTENTION_TIERS = ("alarm", "technical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +122,64 @@ def latest_health(store: Store) -> dict[str, HealthEvent]:
         return {r[0]: HealthEvent(*r) for r in conn.execute(q)}
 
 
+@dataclass(frozen=True, slots=True)
+class UnackedAlarms:
+    """The unacknowledged alarms of one tier on one bed (active or ended), aggregated in SQL, so an
+    overview tile costs one row however many alarms wait. Alarms of one tier on one bed do not
+    overlap (the rule keeps one episode open at a time), so the newest start and newest end belong to
+    the same, latest alarm."""
+
+    count: int
+    active: int                    # of them still active
+    overdue: int                   # of them started at or before the cutoff the query was given
+    oldest_start: datetime         # the longest-waiting one
+    latest_id: int
+    latest_start: datetime
+    latest_end: datetime | None    # None while the latest one is still active
+
+
+def _unacked(tiers: tuple[str, ...]) -> Any:
+    """WHERE clause of unacknowledged alarms of ``tiers``: an index range on ix_alarms_unacked
+    (``= false``, not ``IS false``, which PostgreSQL cannot match to the index)."""
+    return and_(_A.c.acknowledged == false(), _A.c.tier.in_(tiers))
+
+
+def unacknowledged_alarms(store: Store, overdue_if_started_by: datetime,
+                          tiers: tuple[str, ...] = ATTENTION_TIERS) -> dict[tuple[str, str], UnackedAlarms]:
+    """Per (bed, tier): the unacknowledged alarms of ``tiers``, active or ended, with how many started
+    at or before ``overdue_if_started_by`` (the caller's escalation cutoff). One grouped query that
+    reads only unacknowledged rows of those tiers."""
+    cut = _utc(overdue_if_started_by, "overdue_if_started_by")
+    for t in tiers:
+        _check_choice(t, TIERS, "tier")
+    active = func.sum(case((_A.c.state == "active", 1), else_=0))
+    overdue = func.sum(case((_A.c.started_at <= cut, 1), else_=0))
+    q = (select(_A.c.bed_id, _A.c.tier, func.count(), active, overdue, func.min(_A.c.started_at),
+                func.max(_A.c.id), func.max(_A.c.started_at), func.max(_A.c.ended_at))
+         .where(_unacked(tiers)).group_by(_A.c.bed_id, _A.c.tier))
+    with store.engine.connect() as conn:
+        keys = _bed_keys(conn, None)
+        rows = conn.execute(q).all()
+    return {(keys[bid], tier): UnackedAlarms(int(n), int(act), int(late), oldest, int(last_id), last_start,
+                                             None if act else last_end)
+            for bid, tier, n, act, late, oldest, last_id, last_start, last_end in rows}
+
+
+def active_alarms(store: Store) -> list[AlarmRecord]:
+    """Alarms of every tier still active (acknowledged or not), oldest first: an index seek on
+    ix_alarms_state, as few rows as there are episodes in progress."""
+    q = Store._alarm_select().where(_A.c.state == "active").order_by(_A.c.started_at, _A.c.id)
+    with store.engine.connect() as conn:
+        return [AlarmRecord(*r) for r in conn.execute(q)]
+
+
 def open_alarms(store: Store) -> list[AlarmRecord]:
-    """Alarms that still need attention: active, or ended but not yet acknowledged. Oldest first,
-    so the longest-waiting one is on top."""
-    q = Store._alarm_select().where(or_(_A.c.state == "active", _A.c.acknowledged.is_(False)))
+    """What the Alarms page lists: alarms that need acknowledgement (clinical and technical, active
+    or ended, until acknowledged) and anything still active (review items included). Review items
+    that ended without a verdict are the review queue (History page), not open alarms: they are
+    never acknowledged in routine use and would pile up here for years. Oldest first, so the
+    longest-waiting one is on top."""
+    q = Store._alarm_select().where(or_(_unacked(ATTENTION_TIERS), _A.c.state == "active"))
     with store.engine.connect() as conn:
         return [AlarmRecord(*r) for r in conn.execute(q.order_by(_A.c.started_at, _A.c.id))]
 
@@ -162,5 +223,6 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = ["BedThresholds", "LatestSample", "ModelVersionRecord", "get_thresholds", "latest_health",
-           "latest_samples", "model_versions", "open_alarms", "recent_probabilities", "recent_samples", "set_thresholds"]
+__all__ = ["ATTENTION_TIERS", "BedThresholds", "LatestSample", "ModelVersionRecord", "UnackedAlarms",
+           "active_alarms", "get_thresholds", "latest_health", "latest_samples", "model_versions", "open_alarms",
+           "recent_probabilities", "recent_samples", "set_thresholds", "unacknowledged_alarms"]
