@@ -12,6 +12,7 @@ CLI and the tests can all import it cheaply.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import types
@@ -27,11 +28,15 @@ from ward.serve.sources import redact_uri, redact_uris, source_kind
 __all__ = [
     "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
     "ConfigError", "DashboardConfig", "DatabaseConfig", "DeploymentResources", "IngestConfig",
-    "ModelsConfig", "PoseModelConfig", "ResourcesConfig", "VSViGModelConfig", "WardConfig",
+    "ModelsConfig", "PoseModelConfig", "ResourcesConfig", "RetentionConfig", "RetentionPolicy",
+    "VSViGModelConfig", "WardConfig",
     "WatchdogConfig", "format_validation_error", "load_ward_config", "validate_rule_overrides",
 ]
 
 CLIP_LENGTH = 30  # VSViG is trained on 30-frame clips; other lengths are not a configuration choice
+CLINICAL_RETENTION_FLOOR_DAYS = 6 * 365  # alarms / audit kept shorter only with allow_short_clinical_retention
+
+log = logging.getLogger("ward.config")
 
 
 class ConfigError(ValueError):
@@ -229,6 +234,66 @@ class IngestConfig(_Strict):
     patient_lost_after_s: float = Field(10.0, gt=0, description="degraded when no patient is found this long")
 
 
+Days = Optional[Annotated[int, Field(gt=0)]]
+
+
+class RetentionPolicy(_Strict):
+    """How long each table is kept, in whole days; ``None`` (YAML ``null``) keeps it forever.
+
+    The store's own type (``Store.apply_retention`` takes it) and the base of the ``retention:``
+    section, so the fields exist once. Unacknowledged or still-active alarms are never deleted,
+    whatever ``alarms_days`` says. Raw samples may not outlive their minute rollups: the 1 m history
+    would then have holes where the 1 s history still has data.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, frozen=True)
+
+    raw_samples_days: Days = Field(30, description="1 s probability samples (and each bed's latest sample)")
+    rollups_days: Days = Field(730, description="minute rollups (1 m / 1 h history, stats)")
+    alarms_days: Days = Field(3650, description="ended AND acknowledged alarms, with their ack events")
+    health_days: Days = Field(365, description="camera health events (online / degraded / offline)")
+    audit_days: Days = Field(3650, description="audit log (logins, acknowledgements, retention runs)")
+
+    @model_validator(mode="after")
+    def _raw_within_rollups(self) -> "RetentionPolicy":
+        raw, rollups = self.raw_samples_days, self.rollups_days
+        if rollups is not None and (raw is None or raw > rollups):
+            raise _NestedError([(("raw_samples_days",), f"must be <= rollups_days ({rollups}) "
+                                 f"(got {'null, i.e. forever' if raw is None else raw}); "
+                                 "raw samples may not be kept longer than their minute rollups")])
+        return self
+
+    def policy(self) -> "RetentionPolicy":
+        """Just the table lifetimes (what the store needs and the audit row records)."""
+        return RetentionPolicy(**{k: getattr(self, k) for k in RetentionPolicy.model_fields})
+
+
+class RetentionConfig(RetentionPolicy):
+    """The ``retention:`` section: the policy plus when the coordinator applies it.
+
+    Alarm and audit records document clinical care and who did what; they default to 10 years, and
+    fewer than CLINICAL_RETENTION_FLOOR_DAYS (6 years) is refused unless
+    ``allow_short_clinical_retention: true`` (then a warning is logged at every load)."""
+
+    enabled: bool = Field(True, description="the coordinator applies the policy at start and every interval_h")
+    interval_h: float = Field(6.0, gt=0, le=24 * 7, description="hours between two scheduled runs")
+    allow_short_clinical_retention: bool = Field(
+        False, description=f"allow alarms_days / audit_days below {CLINICAL_RETENTION_FLOOR_DAYS} days")
+
+    @model_validator(mode="after")
+    def _clinical_floor(self) -> "RetentionConfig":
+        short = [(name, days) for name in ("alarms_days", "audit_days")
+                 if (days := getattr(self, name)) is not None and days < CLINICAL_RETENTION_FLOOR_DAYS]
+        if short and not self.allow_short_clinical_retention:
+            raise _NestedError([((name,), f"must be >= {CLINICAL_RETENTION_FLOOR_DAYS} days (got {days}): alarm "
+                                 "and audit records are clinical records; set allow_short_clinical_retention: "
+                                 "true if your records policy really allows less") for name, days in short])
+        for name, days in short:
+            log.warning("retention.%s is %d days, below the %d-day floor for clinical records "
+                        "(allow_short_clinical_retention: true)", name, days, CLINICAL_RETENTION_FLOOR_DAYS)
+        return self
+
+
 class WardConfig(_Strict):
     """The whole ward: beds, models, storage, batching, resources and the front ends."""
 
@@ -244,6 +309,7 @@ class WardConfig(_Strict):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("rules")
     @classmethod

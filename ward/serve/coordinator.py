@@ -12,7 +12,11 @@ State lives in SQL: after a restart, :meth:`WardCoordinator.recover` replays eac
 stored probabilities through a fresh rule and adopts the alarms still open in the database, so a
 restarted coordinator neither forgets an ongoing alarm nor opens a duplicate.
 
-:class:`Coordinator` is the Serve deployment around it (one replica).
+:class:`RetentionRunner` applies the ward's ``retention:`` policy at start and every
+``interval_h`` in its own thread (batched deletes, so sample writes never wait on it); when a run is
+due is :class:`RetentionSchedule`'s pure decision.
+
+:class:`Coordinator` is the Serve deployment around them (one replica).
 """
 
 from __future__ import annotations
@@ -28,17 +32,18 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ward.config import WardConfig, load_ward_config
+from ward.config import RetentionConfig, WardConfig, load_ward_config
 from ward.detect import BedRule, RuleConfig
 from ward.serve.sources import redact_source_text, redact_uri
 
 log = logging.getLogger("ward.serve")
 
-__all__ = ["Coordinator", "LATENCY_BUCKETS", "WardCoordinator"]
+__all__ = ["Coordinator", "LATENCY_BUCKETS", "RetentionRunner", "RetentionSchedule", "WardCoordinator"]
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STATUS_STALE_S = 15.0    # no status from a bed's camera actor this long -> offline
 RECOVER_WINDOW_S = 900.0  # stored samples replayed into the rule after a restart
+RETENTION_RETRY_S = 900.0  # a failed retention run is retried after this (or interval_h if shorter)
 
 
 def _dt(t: float) -> datetime:
@@ -401,6 +406,101 @@ class WardCoordinator:
         return {f"p{int(q * 100)}": (float(np.quantile(arr, q)) if arr.size else None) for q in qs}
 
 
+# ------------------------------------------------------------------------------------ retention
+
+@dataclass
+class RetentionSchedule:
+    """When the next retention run is due: at start, then ``interval_s`` after the last run, or
+    ``retry_s`` after a failed one (the database was down, say). Pure: ``now`` is passed in
+    (monotonic seconds), so the decision is tested without threads or a clock."""
+
+    interval_s: float
+    retry_s: float = RETENTION_RETRY_S
+    last_attempt: float | None = None
+    last_ok: bool = True
+
+    def seconds_until_due(self, now: float) -> float:
+        """<= 0 when a run is due now."""
+        if self.last_attempt is None:
+            return 0.0
+        wait = self.interval_s if self.last_ok else min(self.retry_s, self.interval_s)
+        return self.last_attempt + wait - now
+
+    def due(self, now: float) -> bool:
+        return self.seconds_until_due(now) <= 0.0
+
+    def record(self, now: float, ok: bool) -> None:
+        self.last_attempt, self.last_ok = now, ok
+
+
+class RetentionRunner:
+    """Applies a retention policy on its schedule in a daemon thread; failures are logged and
+    counted, never raised (a retention problem must not take the coordinator down)."""
+
+    def __init__(self, store: Any, cfg: RetentionConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.policy = cfg.policy()
+        self.clock = clock
+        self.schedule = RetentionSchedule(cfg.interval_h * 3600.0)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.errors = 0
+        self.deleted: dict[str, int] = {}
+        self.last_success: float | None = None  # wall time (epoch s) of the last completed run
+
+    def run_once(self) -> dict[str, int] | None:
+        """One run now: rows deleted per table, or None when it failed."""
+        started = self.clock()
+        try:
+            deleted = self.store.apply_retention(self.policy)
+        except Exception as exc:  # noqa: BLE001 (counted and retried; the coordinator carries on)
+            log.error("retention run failed (retried in %.0f s): %s: %s",
+                      min(self.schedule.retry_s, self.schedule.interval_s), type(exc).__name__, exc)
+            with self._lock:
+                self.runs += 1
+                self.errors += 1
+                self.schedule.record(started, ok=False)
+            return None
+        log.info("retention run: deleted %s", deleted)
+        with self._lock:
+            self.runs += 1
+            for table, n in deleted.items():
+                self.deleted[table] = self.deleted.get(table, 0) + int(n)
+            self.last_success = time.time()
+            self.schedule.record(started, ok=True)
+        return deleted
+
+    def run_if_due(self) -> bool:
+        """Run when the schedule says so; True when a run was made."""
+        if not self.schedule.due(self.clock()):
+            return False
+        self.run_once()
+        return True
+
+    def start(self) -> None:
+        """Run now (in the thread, so start-up is not delayed) and then on schedule."""
+        self._thread = threading.Thread(target=self._loop, name="ward-retention", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_if_due()
+            self._stop.wait(min(60.0, max(1.0, self.schedule.seconds_until_due(self.clock()))))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def metrics(self) -> dict[str, Any]:
+        """What /metrics shows of retention (counters are cumulative since the coordinator started)."""
+        with self._lock:
+            return {"runs": self.runs, "errors": self.errors, "deleted": dict(self.deleted),
+                    "last_success": self.last_success}
+
+
 # ------------------------------------------------------------------------------------ deployment
 
 try:
@@ -430,6 +530,9 @@ if serve is not None:
             self._interval = cfg.database.flush_interval_s
             self._thread = threading.Thread(target=self._loop, name="ward-flush", daemon=True)
             self._thread.start()
+            self.retention = RetentionRunner(self.store, cfg.retention)
+            if cfg.retention.enabled:  # off the flush thread: a long run never delays sample writes
+                self.retention.start()
 
         def _loop(self) -> None:
             while not self._stop.wait(self._interval):
@@ -451,7 +554,7 @@ if serve is not None:
             return self.core.snapshot()
 
         async def metrics(self) -> dict[str, Any]:
-            return self.core.metrics()
+            return {**self.core.metrics(), "retention": self.retention.metrics()}
 
         async def latency(self) -> dict[str, float | None]:
             return self.core.latency_quantiles()
@@ -464,6 +567,9 @@ if serve is not None:
                 raise RuntimeError("coordinator flush thread died")
 
         def __del__(self) -> None:
+            retention = getattr(self, "retention", None)
+            if retention is not None:
+                retention.stop(timeout=1.0)
             stop = getattr(self, "_stop", None)
             if stop is not None:
                 stop.set()

@@ -93,4 +93,16 @@ def render_metrics(snap: Mapping[str, Any]) -> str:
     out.append(f"ward_spill_pending_rows {_num(snap.get('spill_pending', 0))}")
     family("ward_flush_errors_total", "counter", "coordinator flushes with a storage error")
     out.append(f"ward_flush_errors_total {_num(snap.get('flush_errors', 0))}")
+
+    ret: Mapping[str, Any] = snap.get("retention") or {}
+    family("ward_retention_runs_total", "counter", "retention runs (completed or failed) since the coordinator started")
+    out.append(f"ward_retention_runs_total {_num(ret.get('runs', 0))}")
+    family("ward_retention_errors_total", "counter", "retention runs that failed (retried later)")
+    out.append(f"ward_retention_errors_total {_num(ret.get('errors', 0))}")
+    family("ward_retention_rows_deleted_total", "counter", "rows deleted by retention, per table")
+    for table, n in sorted((ret.get("deleted") or {}).items()):
+        out.append(f'ward_retention_rows_deleted_total{{table="{_esc(table)}"}} {_num(n)}')
+    family("ward_retention_last_success_timestamp_seconds", "gauge",
+           "wall time of the last completed retention run (NaN: none yet)")
+    out.append(f"ward_retention_last_success_timestamp_seconds {_num(ret.get('last_success'))}")
     return "\n".join(out) + "\n"

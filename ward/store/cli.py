@@ -1,6 +1,7 @@
 """`ward alarms|history|stats|users|db`: query and administer the store from a shell.
 
-The database URL comes from ``--db`` or $WARD_DB_URL (default sqlite:///./ward.db). Times accept
+The database URL comes from ``--db`` or $WARD_DB_URL (default sqlite:///./ward.db); `ward db retain
+--config` takes it from the ward config unless ``--db`` is given. Times accept
 ISO-8601 (a time without an offset is taken as UTC here, for convenience at the shell), "now", and
 relative forms such as "-24h", "-7d", "-30m", "-90s".
 """
@@ -12,7 +13,8 @@ import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Optional, Sequence
 
 import typer
 
@@ -90,7 +92,7 @@ def _store(db: str | None) -> Any:
         _fail(str(exc))
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
 
@@ -190,7 +192,7 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
 
-    dbg = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+    dbg = typer.Typer(help="Schema migrations and retention.", no_args_is_help=True)
     app.add_typer(dbg, name="db")
 
     @dbg.command("upgrade")
@@ -215,3 +217,83 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc))
         head = head_revision()
         typer.echo(f"current: {cur or '(empty)'}  head: {head}  {'up to date' if cur == head else 'BEHIND'}")
+
+    @dbg.command("retain")
+    def db_retain(config: Optional[Path] = typer.Option(
+                      None, "--config", help="Ward config (YAML or Serve config): its retention section and "
+                                             "database.url. Without it, the ward's default policy."),
+                  raw_samples_days: Optional[str] = _days_option("raw 1 s samples"),
+                  rollups_days: Optional[str] = _days_option("minute rollups"),
+                  alarms_days: Optional[str] = _days_option("ended, acknowledged alarms"),
+                  health_days: Optional[str] = _days_option("camera health events"),
+                  audit_days: Optional[str] = _days_option("the audit log"),
+                  allow_short: bool = typer.Option(
+                      False, "--allow-short-clinical-retention",
+                      help="Allow alarms/audit retention below the 6-year floor for clinical records."),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="Only count what would be deleted."),
+                  fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+                  db: Optional[str] = DbOpt) -> None:
+        """Delete rows older than the retention policy allows (the coordinator also does this on its
+        schedule); prints rows deleted per table, or with --dry-run the rows that would be."""
+        _check_format(fmt)
+        flags = {"raw_samples_days": raw_samples_days, "rollups_days": rollups_days, "alarms_days": alarms_days,
+                 "health_days": health_days, "audit_days": audit_days}
+        policy, url = _retention_from(config, flags, allow_short)
+        store = _store(db or url)
+        try:
+            counts = store.count_retention(policy) if dry_run else store.apply_retention(policy)
+        except ValueError as exc:  # StoreError
+            _fail(str(exc))
+        action = "would delete" if dry_run else "deleted"
+        _emit([{"table": t, "keep_days": _days_text(getattr(policy, f)), "rows": counts[t], "action": action}
+               for t, f in _RETENTION_FIELDS if t in counts], fmt, ("table", "keep_days", "rows", "action"))
+
+
+# table reported by the store -> the policy field that governs it (CLI output order)
+_RETENTION_FIELDS = (("probability_samples", "raw_samples_days"), ("bed_latest", "raw_samples_days"),
+                     ("minute_rollups", "rollups_days"), ("alarms", "alarms_days"),
+                     ("camera_health_events", "health_days"), ("audit_log", "audit_days"))
+
+
+def _days_option(what: str) -> Any:
+    return typer.Option(None, help=f"Days to keep {what}: a whole number, or 'forever' (overrides --config).")
+
+
+def _days_text(days: int | None) -> str:
+    return "forever" if days is None else str(days)
+
+
+def _parse_days(flag: str, value: str) -> int | None:
+    v = value.strip().lower()
+    if v in ("forever", "none", "null"):
+        return None
+    if not v.isdigit():
+        raise typer.BadParameter(f"{flag}: bad number of days {value!r}: use a whole number of days, or 'forever'")
+    return int(v)
+
+
+def _retention_from(config: Path | None, flags: dict[str, str | None], allow_short: bool) -> tuple[Any, str | None]:
+    """The policy (config's retention section, overridden by flags) and the config's database URL."""
+    from pydantic import ValidationError
+
+    from ward.config import ConfigError, RetentionConfig, format_validation_error, load_ward_config
+
+    base: dict[str, Any] = {}
+    url = None
+    if config is not None:
+        try:
+            cfg = load_ward_config(config, validate_paths=False)
+        except ConfigError as exc:
+            _fail(str(exc))
+        base, url = cfg.retention.model_dump(), cfg.database.url
+    for name, value in flags.items():
+        if value is not None:
+            base[name] = _parse_days("--" + name.replace("_", "-"), value)
+    if allow_short:
+        base["allow_short_clinical_retention"] = True
+    try:
+        return RetentionConfig(**base), url
+    except ValidationError as exc:
+        problems = format_validation_error(exc, RetentionConfig)
+        _fail("bad retention policy: " + "; ".join(problems)
+              + " (on the command line a key such as alarms_days is the flag --alarms-days)")

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, PositiveInt
 from sqlalchemy import (BigInteger, Engine, and_, delete, func, insert, or_, select, text, type_coerce,
                         update)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
+from ward.config import RetentionPolicy  # one type for the store, the config and the CLI
 from ward.store.engine import ensure_schema, make_engine, setup_lock
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
@@ -40,6 +40,8 @@ _MINUTE_US = 60_000_000
 _HOUR_US = 3_600_000_000
 _ONE_US = timedelta(microseconds=1)
 _CHUNK = 500  # rows per INSERT statement (well under SQLite's bound-parameter limit)
+MAX_HISTORY_LIMIT = 1_000_000  # points one history() call may be asked for
+RETENTION_BATCH = 10_000  # rows per retention DELETE transaction: the 1 s sample writer never waits long
 
 
 class StoreError(ValueError):
@@ -194,18 +196,6 @@ class StayRecord:
     patient: str
     admitted_at: datetime
     discharged_at: datetime | None
-
-
-class RetentionPolicy(BaseModel):
-    """How long each table is kept, in days; None keeps forever. Unacknowledged or still-active
-    alarms are never deleted whatever ``alarms_days`` says."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    raw_samples_days: PositiveInt | None = 30
-    rollups_days: PositiveInt | None = 730
-    alarms_days: PositiveInt | None = 730
-    health_days: PositiveInt | None = 365
-    audit_days: PositiveInt | None = None
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -595,11 +585,16 @@ class Store:
             return {r[0]: LatestRecord(*r) for r in conn.execute(q)}
 
     def history(self, bed: str, since: datetime, until: datetime | None = None,
-                resolution: str = "1m") -> list[HistoryPoint]:
+                resolution: str = "1m", limit: int | None = None) -> list[HistoryPoint]:
         """Risk timeline of one bed: raw samples for "1s", minute rollups for "1m", hourly
         aggregates of the rollups for "1h". Buckets are [t, t + resolution) in UTC; a bucket is
-        returned when it starts in [floor(since), until)."""
+        returned when it starts in [floor(since), until). ``limit`` caps the points in SQL (the
+        oldest first), so a reader serving untrusted requests never pulls a whole history; the next
+        page starts at the ``t`` of the first point not returned (ask for ``limit + 1`` to learn it)."""
         _check_choice(resolution, RESOLUTIONS, "resolution")
+        if limit is not None and not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise StoreError(f"bad history limit {limit}: use 1..{MAX_HISTORY_LIMIT} (or None for no cap, "
+                             "trusted callers only)")
         bed_id = self._bed_id(bed)
         since, until = _range(since, until or datetime.now(timezone.utc))
         assert since is not None and until is not None
@@ -607,20 +602,20 @@ class Store:
             if resolution == "1s":
                 rows = conn.execute(select(_S.c.t, _S.c.probability, _S.c.accumulator)
                                     .where(_S.c.bed_id == bed_id, _S.c.t >= since, _S.c.t < until)
-                                    .order_by(_S.c.t))
+                                    .order_by(_S.c.t).limit(limit))
                 return [HistoryPoint(t, p, p, 1, a) for t, p, a in rows]
             lo = since.replace(second=0, microsecond=0)
             if resolution == "1m":
                 rows = conn.execute(select(_R.c.minute, _R.c.p_max, _R.c.p_sum, _R.c.n)
                                     .where(_R.c.bed_id == bed_id, _R.c.minute >= lo, _R.c.minute < until)
-                                    .order_by(_R.c.minute))
+                                    .order_by(_R.c.minute).limit(limit))
                 return [HistoryPoint(m, mx, s / n, n) for m, mx, s, n in rows]
             lo = lo.replace(minute=0)
             bucket = self._hour_bucket()
             rows = conn.execute(select(bucket.label("h"), func.max(_R.c.p_max), func.sum(_R.c.p_sum),
                                        func.sum(_R.c.n))
                                 .where(_R.c.bed_id == bed_id, _R.c.minute >= lo, _R.c.minute < until)
-                                .group_by(bucket).order_by(bucket))
+                                .group_by(bucket).order_by(bucket).limit(limit))
             return [HistoryPoint(h, mx, s / n, int(n)) for h, mx, s, n in rows]
 
     def _hour_bucket(self) -> Any:
@@ -745,13 +740,18 @@ class Store:
     def list_alarms(self, bed: str | None = None, since: datetime | None = None,
                     until: datetime | None = None, tier: str | Sequence[str] | None = None,
                     verdict: str | Sequence[str] | None = None, limit: int = 100,
-                    offset: int = 0) -> list[AlarmRecord]:
+                    offset: int = 0, before: tuple[datetime, int] | None = None) -> list[AlarmRecord]:
         """Alarms that started in [since, until), newest first, with their latest verdict.
-        ``verdict`` accepts true / false / unsure and "none" (not yet acknowledged)."""
+        ``verdict`` accepts true / false / unsure and "none" (not yet acknowledged). ``before`` is a
+        keyset cursor, the (start, id) of the last alarm of the previous page: only alarms after it
+        in this order are returned, so alarms stored meanwhile never shift a page (as offset does)."""
         since, until = _range(since, until)
         if not 1 <= limit <= 100_000 or offset < 0:
             raise StoreError(f"bad pagination limit={limit} offset={offset}: limit in 1..100000, offset >= 0")
         q = self._alarm_select()
+        if before is not None:
+            at, last_id = _utc(before[0], "cursor time"), int(before[1])
+            q = q.where(or_(_A.c.started_at < at, and_(_A.c.started_at == at, _A.c.id < last_id)))
         if bed is not None:
             q = q.where(_A.c.bed_id == self._bed_id(bed))
         if since is not None:
@@ -985,33 +985,85 @@ class Store:
             return [AuditRecord(*r) for r in rows]
 
     # --------------------------------------------------------------------------------- retention
-    def apply_retention(self, policy: RetentionPolicy, now: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than the policy allows; returns rows deleted per table. Alarms are
-        deleted only when ended AND acknowledged (their ack events go with them)."""
+    def _retention_targets(self, policy: RetentionPolicy, now: datetime) -> list[_Purge]:
+        """What the policy removes: one :class:`_Purge` per table it does not keep forever."""
+        targets = []
+        for name, field, table, col, extra, bed_col in _RETENTION_TABLES:
+            days = getattr(policy, field)
+            if days is not None:
+                targets.append(_Purge(name, table, col, (col < now - timedelta(days=days), *extra), bed_col))
+        return targets
+
+    def count_retention(self, policy: RetentionPolicy, now: datetime | None = None) -> dict[str, int]:
+        """Rows :meth:`apply_retention` would delete now, per table (a dry run: nothing is written)."""
         now = _utc(now, "now") if now else datetime.now(timezone.utc)
-        cut = lambda days: now - timedelta(days=days)  # noqa: E731
-        deleted: dict[str, int] = {}
-        with self.engine.begin() as conn:
-            if policy.raw_samples_days:
-                deleted["probability_samples"] = conn.execute(
-                    delete(_S).where(_S.c.t < cut(policy.raw_samples_days))).rowcount
-            if policy.rollups_days:
-                deleted["minute_rollups"] = conn.execute(
-                    delete(_R).where(_R.c.minute < cut(policy.rollups_days))).rowcount
-            if policy.alarms_days:
-                deleted["alarms"] = conn.execute(delete(_A).where(
-                    _A.c.started_at < cut(policy.alarms_days), _A.c.acknowledged.is_(True),
-                    _A.c.state == "ended")).rowcount
-            if policy.health_days:
-                deleted["camera_health_events"] = conn.execute(
-                    delete(CameraHealthEvent).where(CameraHealthEvent.at < cut(policy.health_days))).rowcount
-            if policy.audit_days:
-                deleted["audit_log"] = conn.execute(
-                    delete(AuditLog).where(AuditLog.at < cut(policy.audit_days))).rowcount
-        self.audit("retention", detail={"policy": policy.model_dump(), "deleted": deleted, "now": now.isoformat()})
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t.table).where(*t.conds)).scalar_one()
+                    for t in self._retention_targets(policy, now)}
+
+    def apply_retention(self, policy: RetentionPolicy, now: datetime | None = None, *,
+                        batch: int = RETENTION_BATCH) -> dict[str, int]:
+        """Delete rows older than the policy allows; returns rows deleted per table, and writes an
+        audit row with the policy and the counts. Alarms are deleted only when ended AND
+        acknowledged (their ack events go with them). Rows go in transactions of about ``batch``
+        rows, oldest first, so the coordinator's sample writes (SQLite: one writer at a time) wait
+        milliseconds, not the whole run, and a run cut short keeps what it deleted."""
+        if batch < 1:
+            raise StoreError(f"bad retention batch {batch}: use a positive number of rows")
+        now = _utc(now, "now") if now else datetime.now(timezone.utc)
+        deleted = {t.name: self._purge(t, batch) for t in self._retention_targets(policy, now)}
+        self.audit("retention", detail={"policy": policy.policy().model_dump(), "deleted": deleted,
+                                        "now": now.isoformat()})
         return deleted
+
+    def _purge(self, target: _Purge, batch: int) -> int:
+        """Delete ``target``'s rows in batches; per bed where the table's index starts with the bed."""
+        if target.bed_col is None:
+            return self._purge_scope(target.table, target.col, target.conds, batch)
+        with self.engine.connect() as conn:
+            beds = list(conn.execute(select(Bed.id)).scalars())
+        return sum(self._purge_scope(target.table, target.col, (target.bed_col == b, *target.conds), batch)
+                   for b in beds)
+
+    def _purge_scope(self, table: Any, col: Any, conds: tuple[Any, ...], batch: int) -> int:
+        """Delete the rows matching ``conds``: each transaction up to the ``batch``-th oldest row's time
+        (ties at that time go too, so every round makes progress)."""
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                edge = conn.execute(select(col).where(*conds).order_by(col).offset(batch - 1).limit(1)).scalar()
+                bounded = conds if edge is None else (*conds, col <= edge)
+                total += conn.execute(delete(table).where(*bounded)).rowcount
+            if edge is None:
+                return total
+
+
+@dataclass(frozen=True, slots=True)
+class _Purge:
+    """One table's share of a retention run: rows matching ``conds`` go, oldest ``col`` first."""
+
+    name: str
+    table: Any
+    col: Any
+    conds: tuple[Any, ...]
+    bed_col: Any = None
+
+
+_L = BedLatest.__table__
+_H = CameraHealthEvent.__table__
+_AUDIT = AuditLog.__table__
+# report name, policy field, table, time column, extra conditions, bed column (where the primary key
+# or index starts with the bed, deleting per bed keeps each batch an index range, not a table scan)
+_RETENTION_TABLES: tuple[tuple[str, str, Any, Any, tuple[Any, ...], Any], ...] = (
+    ("probability_samples", "raw_samples_days", _S, _S.c.t, (), None),
+    ("bed_latest", "raw_samples_days", _L, _L.c.t, (), None),
+    ("minute_rollups", "rollups_days", _R, _R.c.minute, (), _R.c.bed_id),
+    ("alarms", "alarms_days", _A, _A.c.started_at, (_A.c.acknowledged.is_(True), _A.c.state == "ended"), None),
+    ("camera_health_events", "health_days", _H, _H.c.at, (), _H.c.bed_id),
+    ("audit_log", "audit_days", _AUDIT, _AUDIT.c.at, (), None),
+)
 
 
 __all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint", "LatestRecord",
-           "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError", "UnknownBedError",
+           "MAX_HISTORY_LIMIT", "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError", "UnknownBedError",
            "UserRecord", "WriteResult", "ALARM_STATES"]
