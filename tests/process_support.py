@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,19 @@ def assert_nothing_left(tree: dict[int, int], ports: list[int], patterns: list[s
         if time.monotonic() > deadline:
             raise AssertionError(f"left running after the ward stopped: {left}; ports still bound: {busy}")
         time.sleep(1.0)
+
+
+def kill_leftovers(proc: subprocess.Popen, tree: dict[int, int]) -> None:
+    """After a failed test: SIGKILL what the test started (its process group, then the processes of
+    ``tree`` still running, matched by start time), never anyone else's processes."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid in still_alive(tree):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 NATIVE_TRACE = re.compile(r"\*\*\* SIG[A-Z]+ received at time=")

@@ -15,20 +15,22 @@ End-to-end (ray + browser): a temp copy of the DEFAULT config (dashboard enabled
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from process_support import (NATIVE_TRACE, ROOT, assert_nothing_left, cmdline, default_config_copy,
-                             descendants, still_alive)
+                             descendants, kill_leftovers, still_alive)
 from serve_support import sim_bed, wait_for, ward_args
 from ward.dashboard.auth import BootstrapError, bootstrap_admin
 from ward.store.engine import current_revision, head_revision
@@ -176,86 +178,92 @@ def _dashboard_login(base: str, username: str, password: str) -> None:
             browser.close()
 
 
-def _start(tmp_path: Path, command: list[str], env_over: dict[str, str | None]) -> tuple[subprocess.Popen, Path]:
+@dataclass
+class _Ward:
+    """A ward started as a command on a temp copy of the default config (see _running_ward)."""
+
+    proc: subprocess.Popen
+    log_path: Path
+    cfg_path: Path
+    app: dict[str, Any]
+    tree: dict[int, int] = field(default_factory=dict)  # its processes just before it was stopped
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.app['api']['port']}"
+
+    @property
+    def dash(self) -> str:
+        return f"http://127.0.0.1:{self.app['dashboard']['port']}"
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def login(self, username: str, password: str) -> None:
+        """The same credentials work for the API (HTTP Basic) and the dashboard (Chromium)."""
+        r = httpx.get(f"{self.api}/api/beds", auth=(username, password), timeout=30)
+        assert r.status_code == 200, r.text
+        assert {b["bed_id"] for b in r.json()} == {"bed-1", "bed-2", "bed-3", "bed-4"}
+        _dashboard_login(self.dash, username, password)
+
+    def stop(self, sig: int) -> int:
+        """Send ``sig``; the command must exit within a generous 180 s and leave nothing running."""
+        self.tree = descendants(self.proc.pid)
+        assert any("ward.serve.dashboard_proc" in cmdline(p) for p in self.tree), "no dashboard process found"
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 180 s after {signal.Signals(sig).name}: {self.log()[-3000:]}") from None
+        assert_nothing_left(self.tree, [self.app["api"]["port"], self.app["dashboard"]["port"]], [str(self.cfg_path)])
+        return rc
+
+
+@contextlib.contextmanager
+def _running_ward(tmp_path: Path, command: list[str], env_over: dict[str, str]) -> Iterator[_Ward]:
+    """``command + [config]`` on a fresh database, until its API and dashboard answer; afterwards
+    (also when the test failed) whatever it left is killed, by pid."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium or deselect with -m 'not browser'")
+    cfg_path, app = default_config_copy(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}
     for k in ("WARD_ADMIN_PASSWORD", "WARD_ADMIN_USER", "RAY_ADDRESS"):
         env.pop(k, None)
-    env.update({k: v for k, v in env_over.items() if v is not None})
     log_path = tmp_path / "ward.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    return proc, log_path
+        proc = subprocess.Popen([*command, str(cfg_path)], cwd=ROOT, env={**env, **env_over}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ward = _Ward(proc, log_path, cfg_path, app)
 
-
-def _wait_up(proc: subprocess.Popen, log_path: Path, api: str, dash: str) -> None:
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the ward exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
-        return (httpx.get(f"{api}/api/health", timeout=5).status_code == 200
-                and httpx.get(f"{dash}/_stcore/health", timeout=5).status_code == 200)
+            raise AssertionError(f"the ward exited ({proc.returncode}): {ward.log()[-3000:]}")
+        return (httpx.get(f"{ward.api}/api/health", timeout=5).status_code == 200
+                and httpx.get(f"{ward.dash}/_stcore/health", timeout=5).status_code == 200)
 
     try:
-        wait_for(up, 300, interval=2, what="the ward's API and dashboard")
-    except AssertionError:
-        raise AssertionError(f"not up: {log_path.read_text()[-3000:]}") from None
-
-
-def _stop(proc: subprocess.Popen, sig: int, log_path: Path) -> tuple[int, dict[int, int]]:
-    """Send ``sig`` to the ward's command; returns its exit status (within a generous 180 s) and its
-    process tree as it was just before."""
-    tree = descendants(proc.pid)
-    assert any("ward.serve.dashboard_proc" in cmdline(p) for p in tree), "no dashboard process found"
-    proc.send_signal(sig)
-    try:
-        rc = proc.wait(timeout=180)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"still running 180 s after {signal.Signals(sig).name}: "
-                             f"{log_path.read_text()[-3000:]}") from None
-    return rc, tree
-
-
-def _kill_leftovers(proc: subprocess.Popen, tree: dict[int, int]) -> None:
-    """After a failed test: end what this test started (by pid), never anyone else's processes."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    for pid in still_alive(tree):
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _skip_without_chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium or deselect with -m 'not browser'")
+            wait_for(up, 300, interval=2, what="the ward's API and dashboard")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; log: {ward.log()[-3000:]}") from None
+        yield ward
+    finally:
+        kill_leftovers(proc, ward.tree)
 
 
 @pytest.mark.ray
 @pytest.mark.browser
 def test_first_start_with_admin_password_via_run_sh_then_sigterm(tmp_path):
-    _skip_without_chromium()
-    cfg_path, app = default_config_copy(tmp_path)
-    api, dash = f"http://127.0.0.1:{app['api']['port']}", f"http://127.0.0.1:{app['dashboard']['port']}"
     password = "first-start-pass"
-    proc, log_path = _start(tmp_path, ["bash", "scripts/run.sh", str(cfg_path)], {"WARD_ADMIN_PASSWORD": password})
-    tree: dict[int, int] = {}
-    try:
-        _wait_up(proc, log_path, api, dash)
-        r = httpx.get(f"{api}/api/beds", auth=("admin", password), timeout=30)
-        assert r.status_code == 200 and {b["bed_id"] for b in r.json()} == {"bed-1", "bed-2", "bed-3", "bed-4"}
-        _dashboard_login(dash, "admin", password)
-        rc, tree = _stop(proc, signal.SIGTERM, log_path)
-        log = log_path.read_text()
-        assert rc == 0, log[-3000:]
-        assert "Traceback" not in log, log
-        assert not NATIVE_TRACE.search(log), log[-3000:]
-        assert "one-time password" not in log  # the env password was used
-        assert_nothing_left(tree, [app["api"]["port"], app["dashboard"]["port"]], [str(cfg_path)])
-    finally:
-        _kill_leftovers(proc, tree)
-    store = Store(app["database"]["url"])
+    with _running_ward(tmp_path, ["bash", "scripts/run.sh"], {"WARD_ADMIN_PASSWORD": password}) as ward:
+        ward.login("admin", password)
+        rc = ward.stop(signal.SIGTERM)
+    log = ward.log()
+    assert rc == 0, log[-3000:]
+    assert "Traceback" not in log, log
+    assert not NATIVE_TRACE.search(log), log[-3000:]
+    assert "one-time password" not in log  # the env password was used
+    store = Store(ward.app["database"]["url"])
     users = {u.username: u for u in store.list_users()}
     assert users["admin"].role == "admin" and users["svc-dashboard"].service
     with store.engine.connect() as c:
@@ -266,25 +274,13 @@ def test_first_start_with_admin_password_via_run_sh_then_sigterm(tmp_path):
 @pytest.mark.ray
 @pytest.mark.browser
 def test_first_start_one_time_password_via_serve_run_then_sigterm(tmp_path):
-    _skip_without_chromium()
-    cfg_path, app = default_config_copy(tmp_path)
-    api, dash = f"http://127.0.0.1:{app['api']['port']}", f"http://127.0.0.1:{app['dashboard']['port']}"
-    serve_cmd = str(Path(sys.executable).parent / "serve")
-    proc, log_path = _start(tmp_path, [serve_cmd, "run", str(cfg_path)], {})
-    tree: dict[int, int] = {}
-    try:
-        _wait_up(proc, log_path, api, dash)
-        found = ONE_TIME.findall(log_path.read_text())
+    with _running_ward(tmp_path, [str(Path(sys.executable).parent / "serve"), "run"], {}) as ward:
+        found = ONE_TIME.findall(ward.log())
         assert len(found) == 1, "the one-time password must be printed exactly once"
-        r = httpx.get(f"{api}/api/beds", auth=("admin", found[0]), timeout=30)
-        assert r.status_code == 200, r.text
-        _dashboard_login(dash, "admin", found[0])
-        before_stop = log_path.read_text()
-        assert "Traceback" not in before_stop, before_stop
-        # Plain `serve run` ends through Ray's own SIGTERM path (exit status 1, a native trace); what
-        # the ward guarantees there is that nothing of it survives, the dashboard included.
-        _, tree = _stop(proc, signal.SIGTERM, log_path)
-        assert_nothing_left(tree, [app["api"]["port"], app["dashboard"]["port"]], [str(cfg_path)])
-    finally:
-        _kill_leftovers(proc, tree)
-    assert "Traceback" not in log_path.read_text()
+        ward.login("admin", found[0])
+        assert "Traceback" not in ward.log(), ward.log()
+        # Plain `serve run` ends through Ray's own SIGTERM path (exit status 1, a native trace that the
+        # ward cannot prevent there); what the ward guarantees is that nothing of it survives, the
+        # dashboard included.
+        ward.stop(signal.SIGTERM)
+    assert "Traceback" not in ward.log()
