@@ -5,9 +5,11 @@ Endpoints (JSON; OpenAPI at /docs):
 - ``GET /api/health`` (open): is the ward up, beds per state.
 - ``GET /api/beds``: live state per bed (``bed_id, state, reason, since, probability, updated_at,
   accumulator, alarm_active, ...``).
-- ``GET /api/beds/{bed_id}/probabilities?since=&until=&resolution=``: stored history.
+- ``GET /api/beds/{bed_id}/probabilities?since=&until=&resolution=&limit=``: stored history, one page
+  (at most ``limit`` points, default 3600, max 10000; ``next_since`` and a ``Link`` header lead on).
 - ``GET /api/beds/{bed_id}/poses``: the bed's latest patient keypoints (kept in memory only).
-- ``GET /api/alarms?bed_id=&since=&until=&tier=&limit=``; ``POST /api/alarms/{alarm_id}/ack``
+- ``GET /api/alarms?bed_id=&since=&until=&tier=&limit=&cursor=`` (newest first; ``X-Next-Cursor`` and
+  ``Link`` headers lead to the next page); ``POST /api/alarms/{alarm_id}/ack``
   with ``{"verdict": "true"|"false"|"unsure", "note": ...}``.
 - ``GET /metrics``: Prometheus text (frames in/dropped per bed, batch sizes, queue depth,
   end-to-end latency histogram).
@@ -32,7 +34,7 @@ from typing import Any, Literal, Mapping
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -107,6 +109,34 @@ def _utc(v: datetime | None) -> datetime | None:
     if v is None:
         return None
     return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
+
+
+HISTORY_PAGE_DEFAULT = 3600  # one hour of 1 s points
+HISTORY_PAGE_MAX = 10_000  # a page a viewer may ask for: bounded in SQL, whatever since/until say
+
+
+def _next_link(request: Request, **params: str) -> str:
+    """RFC 8288 ``Link`` header value for the next page: this request's URL with ``params`` replaced."""
+    return f'<{request.url.include_query_params(**params)}>; rel="next"'
+
+
+def _alarm_cursor(alarm: Any) -> str:
+    """Keyset cursor of an alarm in the newest-first order: its start and id."""
+    start = alarm.start.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")  # no '+' to mangle in a URL
+    return f"{start}~{alarm.id}"
+
+
+def _parse_alarm_cursor(cursor: str) -> tuple[datetime, int]:
+    start, sep, alarm_id = cursor.rpartition("~")
+    try:
+        if not sep:
+            raise ValueError(cursor)
+        at = datetime.fromisoformat(start)
+        if at.tzinfo is None:
+            raise ValueError(cursor)
+        return at, int(alarm_id)
+    except ValueError:
+        raise HTTPException(422, "bad cursor: pass the X-Next-Cursor header of the previous page unchanged") from None
 
 
 DASHBOARD_SERVICE_USER = "svc-dashboard"
@@ -299,9 +329,13 @@ class WardAPI:
         return await self.coordinator.snapshot.remote()
 
     @fastapi_app.get("/api/beds/{bed_id}/probabilities", dependencies=_DOC_AUTH)
-    def probabilities(self, request: Request, bed_id: str, since: datetime | None = None,
+    def probabilities(self, request: Request, response: Response, bed_id: str, since: datetime | None = None,
                       until: datetime | None = None,
-                      resolution: Literal["1s", "1m", "1h"] = "1s") -> dict[str, Any]:
+                      resolution: Literal["1s", "1m", "1h"] = "1s",
+                      limit: int = Query(HISTORY_PAGE_DEFAULT, ge=1, le=HISTORY_PAGE_MAX,
+                                         description="points per page (oldest first)")) -> dict[str, Any]:
+        """One page of a bed's stored history, oldest first. When more points exist, ``next_since``
+        (and a ``Link: <...>; rel="next"`` header) gives the request for the next page."""
         self._auth(request, "viewer")
         self._bed_or_404(bed_id)
         until_ = _utc(until) or datetime.now(timezone.utc) + timedelta(seconds=1)
@@ -311,16 +345,20 @@ class WardAPI:
             raise HTTPException(422, f"until ({until_.isoformat()}) is too early: give since as well") from None
         if since_ > until_:
             raise HTTPException(422, f"since ({since_.isoformat()}) is after until ({until_.isoformat()})")
-        try:
-            pts = self.store.history(bed_id, since_, until_, resolution)
+        try:  # one point more than the page: its time is where the next page starts
+            pts = self.store.history(bed_id, since_, until_, resolution, limit=limit + 1)
         except ValueError as exc:
             if "unknown bed" in str(exc):
                 pts = []  # configured but nothing stored yet
             else:
                 raise HTTPException(422, str(exc)) from None
+        next_since = pts[limit].t.isoformat() if len(pts) > limit else None
+        if next_since is not None:
+            response.headers["Link"] = _next_link(request, since=next_since, until=until_.isoformat())
         return {"bed_id": bed_id, "since": since_.isoformat(), "until": until_.isoformat(), "resolution": resolution,
+                "limit": limit, "next_since": next_since,
                 "points": [{"t": p.t.isoformat(), "probability": p.p_max, "p_mean": p.p_mean, "n": p.n,
-                            "accumulator": p.accumulator} for p in pts]}
+                            "accumulator": p.accumulator} for p in pts[:limit]]}
 
     @fastapi_app.get("/api/beds/{bed_id}/poses", dependencies=_DOC_AUTH)
     async def poses(self, request: Request, bed_id: str) -> dict[str, Any]:
@@ -333,18 +371,30 @@ class WardAPI:
         return {"bed_id": bed_id, "keypoints": [kp]}
 
     @fastapi_app.get("/api/alarms", dependencies=_DOC_AUTH)
-    def alarms(self, request: Request, bed_id: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, tier: Literal["alarm", "review", "technical"] | None = None,
-               limit: int = Query(100, ge=1, le=10000)) -> list[dict[str, Any]]:
+    def alarms(self, request: Request, response: Response, bed_id: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               tier: Literal["alarm", "review", "technical"] | None = None,
+               limit: int = Query(100, ge=1, le=10000),
+               cursor: str | None = Query(None, max_length=80, description="X-Next-Cursor of the previous page")
+               ) -> list[dict[str, Any]]:
+        """One page of alarms, newest first. When more exist, the ``X-Next-Cursor`` header (and a
+        ``Link: <...>; rel="next"`` header) gives the cursor of the next page."""
         self._auth(request, "viewer")
         if bed_id is not None:
             self._bed_or_404(bed_id)
-        try:
-            rows = self.store.list_alarms(bed=bed_id, since=_utc(since), until=_utc(until), tier=tier, limit=limit)
+        before = _parse_alarm_cursor(cursor) if cursor is not None else None
+        try:  # one row more than the page tells whether a next page exists
+            rows = self.store.list_alarms(bed=bed_id, since=_utc(since), until=_utc(until), tier=tier,
+                                          limit=limit + 1, before=before)
         except ValueError as exc:
             if "unknown bed" in str(exc):
                 return []
             raise HTTPException(422, str(exc)) from None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = _alarm_cursor(rows[-1])
+            response.headers["X-Next-Cursor"] = nxt
+            response.headers["Link"] = _next_link(request, cursor=nxt)
         return [r.as_dict() for r in rows]
 
     @fastapi_app.post("/api/alarms/{alarm_id}/ack", dependencies=_DOC_AUTH)
