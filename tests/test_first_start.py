@@ -108,6 +108,34 @@ def test_build_app_migrates_and_bootstraps_before_any_replica(tmp_path, monkeypa
         build_app(fresh)
 
 
+def _flat(output: str) -> str:
+    """CLI output without rich's box and line wrapping (where it wraps depends on the temp path)."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_ward_run_checks_config_and_admin_environment_before_starting(tmp_path):
+    """`ward run --check` (and `ward run`, before Ray starts) names what is wrong."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ward.cli import _register_all, app
+
+    _register_all()
+    cfg_path, args = default_config_copy(tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["run", "--check", str(cfg_path)], env={"WARD_ADMIN_PASSWORD": "long-enough"})
+    assert ok.exit_code == 0, ok.output
+    bad_env = runner.invoke(app, ["run", "--check", str(cfg_path)], env={"WARD_ADMIN_PASSWORD": "short"})
+    assert bad_env.exit_code == 2 and "WARD_ADMIN_PASSWORD" in _flat(bad_env.output)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["applications"][0]["args"]["beds"][0]["fpss"] = 6
+    cfg_path.write_text(yaml.safe_dump(raw))
+    bad_cfg = runner.invoke(app, ["run", "--check", str(cfg_path)], env={"WARD_ADMIN_PASSWORD": "long-enough"})
+    assert bad_cfg.exit_code == 2 and "beds[0].fpss: unknown key" in _flat(bad_cfg.output), bad_cfg.output
+    missing = runner.invoke(app, ["run", "--check", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "is not a file" in _flat(missing.output)
+
+
 # ------------------------------------------------------------------------------ dashboard watchdog
 
 _FAKE_REPLICA = """

@@ -13,7 +13,7 @@ import os
 import secrets
 from typing import Mapping
 
-from ward.store.repository import Store, StoreError
+from ward.store.repository import Store, StoreError, check_new_user
 
 log = logging.getLogger("ward.dashboard")
 
@@ -42,16 +42,14 @@ def bootstrap_admin(store: Store, env: Mapping[str, str] | None = None,
     without it a random one-time password is generated and logged exactly once, prominently.
     Safe to call from several processes at once: only one of them creates the account."""
     env = os.environ if env is None else env
+    username, given = admin_from_env(env)
     if store.has_people():
         return None
-    username = env.get(ADMIN_USER_ENV) or "admin"
-    given = env.get(ADMIN_PASSWORD_ENV)
     password = given or secrets.token_urlsafe(12)
     try:
         user = store.create_first_admin(username, password)
-    except StoreError as exc:
-        what = ADMIN_PASSWORD_ENV if "password" in str(exc) else f"{ADMIN_USER_ENV}={username!r}"
-        raise BootstrapError(f"cannot create the first admin account from {what}: {exc}") from None
+    except StoreError as exc:  # e.g. the name of one of the ward's service accounts
+        raise _env_error(exc, username) from None
     if user is None:  # another process got there first
         return None
     if given:
@@ -61,6 +59,24 @@ def bootstrap_admin(store: Store, env: Mapping[str, str] | None = None,
     store.audit("user.bootstrap", user=None, source=source,
                 detail={"username": username, "from_env": bool(given)})
     return username
+
+
+def admin_from_env(env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(user name, password or None) for the first admin from the environment; BootstrapError naming
+    the variable when they could not make an account (checked at every start, so a typo shows up
+    before the day it matters)."""
+    username = env.get(ADMIN_USER_ENV) or "admin"
+    password = env.get(ADMIN_PASSWORD_ENV) or None
+    try:
+        check_new_user(username, password or "x" * 8, "admin")
+    except StoreError as exc:
+        raise _env_error(exc, username) from None
+    return username, password
+
+
+def _env_error(exc: StoreError, username: str) -> BootstrapError:
+    what = ADMIN_PASSWORD_ENV if "password" in str(exc) else f"{ADMIN_USER_ENV}={username!r}"
+    return BootstrapError(f"cannot create the first admin account from {what}: {exc}")
 
 
 def _one_time_banner(username: str, password: str) -> str:

@@ -9,9 +9,10 @@ handler last: SIGTERM, SIGINT and SIGHUP all become one KeyboardInterrupt, i.e. 
 (replicas shut down, which stops the camera actors and the dashboard group; then Ray stops). A
 second signal during that shutdown is ignored rather than aborting it half-way.
 
-It also checks the ward's part of the config (``args``) before Ray starts, so a typo fails at once
-with the ConfigError instead of a Serve deploy that keeps retrying, and sets the environment the
-ward needs on a small shared machine (each only when not set already).
+It also checks the ward's part of the config (``args``) and $WARD_ADMIN_USER/$WARD_ADMIN_PASSWORD
+before Ray starts, so a typo fails at once with a message naming it (instead of a failed Serve
+deploy behind a `serve run` that keeps running), and sets the environment the ward needs on a small
+shared machine (each variable only when not set already).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def check_config(path: Path) -> None:
     import yaml  # noqa: PLC0415
 
     from ward.config import ConfigError, load_ward_config  # noqa: PLC0415
+    from ward.dashboard.auth import BootstrapError, admin_from_env  # noqa: PLC0415
 
     if not path.is_file():
         raise typer.BadParameter(f"{path} is not a file: give a Serve config such as serve_configs/ward.yaml")
@@ -62,6 +64,10 @@ def check_config(path: Path) -> None:
                 load_ward_config(app.get("args") or {}, validate_paths=True)
             except ConfigError as exc:
                 raise typer.BadParameter(f"{path}, application {app.get('name')!r}: {exc}") from None
+    try:
+        admin_from_env(os.environ)
+    except BootstrapError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 class _StopOnSignal:

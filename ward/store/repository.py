@@ -250,6 +250,15 @@ def _redact_camera(camera: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_new_user(username: str, password: str, role: str = "viewer") -> None:
+    """Raise StoreError unless an account could be made of these (name, password length, role)."""
+    _check_choice(role, ROLES, "role")
+    if not username or len(username) > 64 or not username.isprintable() or " " in username:
+        raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
+    if len(password) < 8:
+        raise StoreError("password too short: use at least 8 characters")
+
+
 def _hash_password(password: str, salt: bytes | None = None, n: int = 2**14, r: int = 8, p: int = 1) -> str:
     salt = salt or secrets.token_bytes(16)
     dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
@@ -851,11 +860,7 @@ class Store:
     def create_user(self, username: str, password: str, role: str = "viewer", *,
                     service: bool = False) -> UserRecord:
         """Create an account; ``service=True`` marks one the ward itself uses (token login only)."""
-        _check_choice(role, ROLES, "role")
-        if not username or len(username) > 64 or not username.isprintable() or " " in username:
-            raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
-        if len(password) < 8:
-            raise StoreError("password too short: use at least 8 characters")
+        check_new_user(username, password, role)
         password_hash = _hash_password(password)  # slow on purpose: outside any transaction
         try:
             # A write first, no read before it in the transaction: on SQLite a read-then-write
