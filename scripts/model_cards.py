@@ -85,7 +85,7 @@ def detection_table(res: dict[str, Any]) -> str:
             f"{fmt(d['false_alarms_per_24h'])} at {fmt(d['sensitivity'], True)} sensitivity. Review events (the "
             f"non-alarm tier, not false alarms) per 24 h: VSViG {fmt(res['review_events_per_24h'])}. "
             f"Clip RMSE: VSViG {fmt(res['clip_rmse'])}.\n\n"
-            f"Decision rule ({res.get('rule_source', 'its source is not recorded in this JSON')}): `{json.dumps(res['rule'])}`")
+            f"Decision rule, {res.get('rule_source', 'source not recorded in this JSON')}: `{json.dumps(res['rule'])}`")
 
 
 def bench_section(ev: tuple[dict[str, Any] | None, str, str], what: str) -> str:
@@ -106,7 +106,9 @@ def vsvig_card(ev: tuple, val: tuple) -> None:
     nparam = sum(t.numel() for t in v["state_dict"].values() if t.dtype.is_floating_point)
     lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
     selection = (f"{m['selection']} (a note written by hand into the checkpoint metadata after training; the "
-                 "epoch-1 candidate was not kept, so these comparison figures cannot be re-measured)"
+                 "epoch-1 candidate was not kept, so its figures cannot be re-measured; the exported epoch's are "
+                 f"re-measured in the validation benchmark below and, for the default rule, in `{RESULTS}/"
+                 "eval_validation_default_rule.json`)"
                  if m.get("selection") else f"the epoch with the lowest validation MSE ({mt['epoch']})")
     (ROOT / "models/ward-vsvig-light.md").write_text(f"""# ward-vsvig-light
 
