@@ -17,8 +17,10 @@ clinical alarm in 997 left unacknowledged), then times one overview refresh thre
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -126,6 +128,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     tmp = tempfile.mkdtemp(prefix="bench_dash_")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # the 2-year history is ~150 MB
     url = f"sqlite:///{tmp}/ward.db"
     os.environ["WARD_DB_URL"] = url
     store = Store(url)
