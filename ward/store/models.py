@@ -70,6 +70,25 @@ class BedCameraConfig(Base):
     __table_args__ = (Index("ix_bed_camera_configs_bed_from", "bed_id", "valid_from"),)
 
 
+class BedRuleOverride(Base):
+    """History of a bed's live rule override (set on the dashboard's bed view): one row per change,
+    with who made it and when. The newest row of a bed is in effect; a row whose values are all NULL
+    resets the bed to its configured rule. The columns are ward.detect.LIVE_RULE_FIELDS (NULL: not
+    overridden). Rows are never updated or deleted, so the previous row is the "old" of each change."""
+
+    __tablename__ = "bed_rule_overrides"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bed_id: Mapped[int] = mapped_column(ForeignKey("beds.id", ondelete="CASCADE"))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    username: Mapped[str] = mapped_column(String(64))
+    source: Mapped[Optional[str]] = mapped_column(String(128))
+    p_floor: Mapped[Optional[float]] = mapped_column(Float)
+    alarm_threshold: Mapped[Optional[float]] = mapped_column(Float)
+    release_threshold: Mapped[Optional[float]] = mapped_column(Float)
+    min_duration_s: Mapped[Optional[float]] = mapped_column(Float)
+    __table_args__ = (Index("ix_bed_rule_overrides_bed_from", "bed_id", "valid_from"),)
+
+
 class PatientStay(Base):
     """Pseudonymous patient id per bed between admission and discharge (null while admitted)."""
 
