@@ -16,6 +16,12 @@ restarted coordinator neither forgets an ongoing alarm nor opens a duplicate.
 ``interval_h`` in its own thread (batched deletes, so sample writes never wait on it); when a run is
 due is :class:`RetentionSchedule`'s pure decision.
 
+Rules: each bed runs :func:`ward.detect.effective_rule` of the ward config's ``rules:``, the bed's
+``rules`` and the live override an admin set on the dashboard (``bed_rule_overrides``).
+:meth:`WardCoordinator.refresh_rules` reads the overrides (the deployment polls every ``RULE_POLL_S``
+in its own thread, and at start before the recovery replay) and reconfigures a changed bed in place,
+keeping its accumulator and open episode; each change is logged and shown by ``/api/beds``.
+
 :class:`Coordinator` is the Serve deployment around them (one replica).
 """
 
@@ -33,7 +39,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ward.config import RetentionConfig, WardConfig, load_ward_config
-from ward.detect import BedRule, RuleConfig
+from ward.detect import BedRule, RuleOverride, effective_rule
 from ward.serve.sources import redact_source_text, redact_uri
 
 log = logging.getLogger("ward.serve")
@@ -44,6 +50,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STATUS_STALE_S = 15.0    # no status from a bed's camera actor this long -> offline
 RECOVER_WINDOW_S = 900.0  # stored samples replayed into the rule after a restart
 RETENTION_RETRY_S = 900.0  # a failed retention run is retried after this (or interval_h if shorter)
+RULE_POLL_S = 2.0          # dashboard rule overrides are read this often (off the sample path)
 
 
 def _dt(t: float) -> datetime:
@@ -91,6 +98,11 @@ class BedLive:
     episodes: dict[str, Episode] = field(default_factory=dict)  # open episode per tier
     samples_stored: int = 0
     clips_received: int = 0
+    rule_source: str = "default"                    # layer of ward.detect.RULE_LAYERS that set the rule
+    rule_sources: dict[str, str] = field(default_factory=dict)
+    override: RuleOverride = field(default_factory=RuleOverride)  # the stored override last seen
+    override_info: dict[str, Any] | None = None     # its values, time, author (for /api/beds)
+    rule_error: str | None = None                   # why the stored override is not applied
 
 
 class WardCoordinator:
@@ -119,17 +131,85 @@ class WardCoordinator:
         now = clock()
         self.beds: dict[str, BedLive] = {}
         for b in cfg.beds:
-            rule = BedRule(RuleConfig.model_validate(cfg.rules_for(b.bed_id)), bed_id=b.bed_id)
-            self.beds[b.bed_id] = BedLive(b.bed_id, b.label, rule, b.offline_alarm_after_s, since=now)
+            eff = effective_rule(cfg.rules, b.rules)
+            self.beds[b.bed_id] = BedLive(b.bed_id, b.label, BedRule(eff.config, bed_id=b.bed_id),
+                                          b.offline_alarm_after_s, since=now, rule_source=eff.source,
+                                          rule_sources=dict(eff.sources))
+        self.rule_changes = 0
+        self.rule_poll_error: str | None = None
 
     # ------------------------------------------------------------------------------ recovery
     def register_beds(self) -> None:
         """Create/update the configured beds in the database (with their camera config; the source
-        is stored redacted: credentials stay in the ward config, never in the database)."""
+        is stored redacted: credentials stay in the ward config, never in the database). The config
+        also records the bed's configured rule layers, so the dashboard and the override checks know
+        what an override is merged into."""
+        from ward.store.rules import RULES_KEY, camera_rules  # noqa: PLC0415
+
         for b in self.cfg.beds:
             self.store.upsert_bed(b.bed_id, name=b.label, ward=self.cfg.name,
                                   camera={"source": redact_uri(b.source), "fps": b.fps, "height": b.height,
-                                          "bed_roi": list(b.bed_roi)})
+                                          "bed_roi": list(b.bed_roi), RULES_KEY: camera_rules(self.cfg.rules, b.rules)})
+
+    # ------------------------------------------------------------------------------ rules
+    def refresh_rules(self) -> list[dict[str, Any]]:
+        """Apply the stored dashboard overrides (raises when the database cannot be read).
+
+        A bed whose override changed since the last call is reconfigured in place: its accumulator,
+        open episode and refractory clock are kept and the next sample is judged by the new rule. An
+        override that does not fit the configured rule (the ward config changed since it was set) is
+        not applied: the bed runs its configured rule and ``rule_error`` says why. Returns the changes."""
+        from ward.store.rules import current_overrides  # noqa: PLC0415
+
+        stored = current_overrides(self.store)
+        changes = []
+        with self._lock:
+            for bed in self.beds.values():
+                rec = stored.get(bed.bed_id)
+                override = rec.override if rec is not None else RuleOverride()
+                if override == bed.override:
+                    continue
+                changes.append(self._apply_override(bed, override, rec.as_dict() if rec is not None else None))
+        return changes
+
+    def _apply_override(self, bed: BedLive, override: RuleOverride, info: dict[str, Any] | None) -> dict[str, Any]:
+        """Reconfigure one bed (caller holds the lock); logs and returns what changed."""
+        conf = self.cfg.bed(bed.bed_id)
+        error = None
+        try:
+            eff = effective_rule(self.cfg.rules, conf.rules, override)
+        except ValueError as exc:
+            error = f"{exc}; running the configured rule instead"
+            eff = effective_rule(self.cfg.rules, conf.rules)
+        old = bed.rule.reconfigure(eff.config)
+        diff = {k: [getattr(old, k), v] for k, v in eff.config.model_dump().items() if getattr(old, k) != v}
+        bed.override, bed.override_info, bed.rule_error = override, info, error
+        bed.rule_source, bed.rule_sources = eff.source, dict(eff.sources)
+        self.rule_changes += 1
+        who = f" by {info['by']} at {info['at']}" if info else ""
+        if error:
+            log.error("bed %s: rule override%s not applied: %s", bed.bed_id, who, error)
+        else:
+            log.info("bed %s: rule override %s%s; rule source %s, changed %s", bed.bed_id,
+                     override.values() or "reset", who, eff.source, diff or "nothing")
+        return {"bed_id": bed.bed_id, "override": override.values(), "changed": diff, "source": eff.source,
+                "error": error}
+
+    def poll_rules(self) -> bool:
+        """:meth:`refresh_rules` for the polling thread: a failure is logged once (and its end), never
+        raised, and the beds keep their current rule. True when the read succeeded."""
+        try:
+            self.refresh_rules()
+        except Exception as exc:  # noqa: BLE001 (database down: retried at the next poll)
+            msg = f"{type(exc).__name__}: {exc}"
+            if self.rule_poll_error is None:
+                log.warning("coordinator: cannot read rule overrides (beds keep their current rule): %s", msg)
+            self.rule_poll_error = msg
+            return False
+        if self.rule_poll_error is not None:
+            log.info("coordinator: rule overrides readable again")
+            self.rule_poll_error = None
+        return True
 
     def recover(self) -> dict[str, Any]:
         """Rebuild each bed's rule state and open alarms from storage (after a restart)."""
@@ -137,6 +217,7 @@ class WardCoordinator:
             # a journal left by the previous process goes in first, or its alarms would be missed
             # (and opened again) and its samples would be missing from the replayed history
             self.writer.flush()
+        self.refresh_rules()  # the dashboard overrides survive the restart: replay under them
         now = self.clock()
         report: dict[str, Any] = {}
         for bed in self.beds.values():
@@ -383,6 +464,9 @@ class WardCoordinator:
                     "fps": cam.get("fps_sampled"), "camera_fps": cam.get("fps_measured"),
                     "clips_scored": cam.get("clips_scored", 0), "samples_stored": b.samples_stored,
                     "keypoints_source": cam.get("keypoints_source"),
+                    "rule": b.rule.config.model_dump(), "rule_source": b.rule_source,
+                    "rule_sources": dict(b.rule_sources), "rule_override": b.override_info,
+                    "rule_error": b.rule_error,
                 })
             return out
 
@@ -533,6 +617,8 @@ if serve is not None:
             self.retention = RetentionRunner(self.store, cfg.retention)
             if cfg.retention.enabled:  # off the flush thread: a long run never delays sample writes
                 self.retention.start()
+            self._rules_thread = threading.Thread(target=self._rules_loop, name="ward-rules", daemon=True)
+            self._rules_thread.start()  # its own thread: a slow database never delays sample writes
 
         def _loop(self) -> None:
             while not self._stop.wait(self._interval):
@@ -540,6 +626,10 @@ if serve is not None:
                     self.core.flush()
                 except Exception:  # noqa: BLE001
                     log.exception("coordinator flush failed")
+
+        def _rules_loop(self) -> None:
+            while not self._stop.wait(RULE_POLL_S):
+                self.core.poll_rules()
 
         async def push(self, result: dict[str, Any]) -> list[dict[str, Any]]:
             return self.core.push(result)
@@ -565,6 +655,8 @@ if serve is not None:
         def check_health(self) -> None:
             if not self._thread.is_alive():
                 raise RuntimeError("coordinator flush thread died")
+            if not self._rules_thread.is_alive():
+                raise RuntimeError("coordinator rule-override thread died")
 
         def __del__(self) -> None:
             retention = getattr(self, "retention", None)
