@@ -55,11 +55,17 @@ def _weights_dir() -> Path:
 def ward_args(tmp: Path, beds: list[dict[str, Any]], vsvig_bias: float = 0.0, **over: Any) -> dict[str, Any]:
     """A small ward config: tiny weights, SQLite in ``tmp``, cheap resources, no dashboard."""
     pose_p, vsvig_p = make_weights(_weights_dir(), vsvig_bias)
+    models = {"pose": {"path": str(pose_p), "config": "small", "input_height": 128},
+              "vsvig": {"path": str(vsvig_p), "variant": "light"}}
+    return _small_ward(tmp, beds, models, over)
+
+
+def _small_ward(tmp: Path, beds: list[dict[str, Any]], models: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """The ward config the Ray tests share (SQLite in ``tmp``, cheap resources, no dashboard) around ``models``."""
     args: dict[str, Any] = {
         "name": "testward",
         "beds": beds,
-        "models": {"pose": {"path": str(pose_p), "config": "small", "input_height": 128},
-                   "vsvig": {"path": str(vsvig_p), "variant": "light"}},
+        "models": models,
         "database": {"url": f"sqlite:///{tmp / 'ward.db'}", "spill_dir": str(tmp / "spill"), "flush_interval_s": 0.5},
         "batching": {"pose": {"max_batch_size": 4, "batch_wait_timeout_s": 0.02},
                      "vsvig": {"max_batch_size": 4, "batch_wait_timeout_s": 0.02}},
@@ -73,10 +79,51 @@ def ward_args(tmp: Path, beds: list[dict[str, Any]], vsvig_bias: float = 0.0, **
     return args
 
 
-def sim_bed(bed_id: str, seed: int, seizure_at: float | None = None, fps: float = 6.0, **over: Any) -> dict[str, Any]:
-    uri = f"sim://?seed={seed}&duration=600&fps=12&width=320&height=180&loop=1&auto=0"
+def sim_bed(bed_id: str, seed: int, seizure_at: float | None = None, fps: float = 6.0,
+            size: tuple[int, int] = (320, 180), **over: Any) -> dict[str, Any]:
+    """A simulated bed (a calm patient: auto=0, no random behaviours), with a tonic-clonic seizure whose
+    EEG onset is ``seizure_at`` s into the stream, or none; frames of ``size`` (w, h), used at full height."""
+    w, h = size
+    uri = f"sim://?seed={seed}&duration=600&fps=12&width={w}&height={h}&loop=1&auto=0"
     uri += f"&seizure=tonic_clonic@{seizure_at:g}" if seizure_at is not None else "&seizures=0"
-    return {"bed_id": bed_id, "source": uri, "fps": fps, "height": 180, **over}
+    return {"bed_id": bed_id, "source": uri, "fps": fps, "height": h, **over}
+
+
+# ------------------------------------------------------------------------------ the shipped ward
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIG = ROOT / "serve_configs" / "ward.yaml"
+SHIPPED_SIZE = (640, 360)
+"""Frame size of the shipped default ward's simulated beds (and of the shipped models' training data)."""
+
+
+def shipped_settings() -> dict[str, Any]:
+    """``models`` (absolute paths), ``rules`` and ``clip`` of the shipped default ward
+    (serve_configs/ward.yaml), after checking that the weights are the ones listed in
+    models/SHA256SUMS: a test built on them tests what ships, not a stand-in."""
+    import copy
+    import hashlib
+
+    import yaml
+
+    args = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))["applications"][0]["args"]
+    sums = {name: digest for digest, name in (line.split() for line in
+                                                (ROOT / "models" / "SHA256SUMS").read_text().splitlines() if line.strip())}
+    models = copy.deepcopy(args["models"])
+    for m in models.values():
+        path = (ROOT / m["path"]).resolve()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if sums.get(path.name) != digest:
+            raise AssertionError(f"{path} (sha256 {digest}) is not the shipped file listed in models/SHA256SUMS")
+        m["path"] = str(path)
+    return {"models": models, "rules": dict(args["rules"]), "clip": dict(args["clip"])}
+
+
+def shipped_ward_args(tmp: Path, beds: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    """Like :func:`ward_args`, but with the shipped weights, decision rule and clip stride."""
+    shipped = shipped_settings()
+    models = shipped.pop("models")
+    return _small_ward(tmp, beds, models, {**shipped, **over})
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
