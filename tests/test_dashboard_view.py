@@ -19,9 +19,8 @@ from ward.dashboard.view import (AlarmSummary, Tile, downsample_max, escalation_
                                  is_escalated, is_stale, order_tiles, overview_html, provenance_label, risk_colour,
                                  skeleton_svg, sparkline_svg, tile_html)
 from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
-from ward.store.dashboard_queries import (BedThresholds, UnackedAlarms, active_alarms, get_thresholds,
-                                          latest_health, latest_samples, open_alarms, recent_probabilities,
-                                          recent_samples, set_thresholds, unacknowledged_alarms)
+from ward.store.dashboard_queries import (UnackedAlarms, active_alarms, latest_health, latest_samples, open_alarms,
+                                          recent_probabilities, recent_samples, unacknowledged_alarms)
 from ward.store.repository import Store, StoreError
 from test_store import db_url  # noqa: F401  (fixture: an empty SQLite and PostgreSQL database)
 
@@ -223,20 +222,6 @@ def test_dashboard_queries(store, demo):
     probs = recent_probabilities(store, NOW - timedelta(seconds=9))
     assert set(probs) == set(demo.beds) and probs["bed-04"] == []  # bed 4 silent for 45 s
     assert probs["bed-01"] == [p for _, p, _ in recent["bed-01"]]
-
-
-def test_thresholds_round_trip_and_audit(store, demo):
-    assert get_thresholds(store, "bed-01") == BedThresholds()
-    set_thresholds(store, "bed-01", BedThresholds(probability=0.7, accumulator=2.5), user="boss")
-    assert get_thresholds(store, "bed-01") == BedThresholds(probability=0.7, accumulator=2.5)
-    assert get_thresholds(store, "bed-02") == BedThresholds()
-    entry = store.audit_log(limit=1)[0]
-    assert entry.action == "config.thresholds" and entry.username == "boss"
-    assert entry.detail["new"] == {"probability": 0.7, "accumulator": 2.5} and entry.detail["bed"] == "bed-01"
-    with pytest.raises(StoreError, match="unknown bed"):
-        get_thresholds(store, "bed-99")
-    with pytest.raises(ValueError):
-        BedThresholds(probability=1.5)
 
 
 def test_build_overview_and_html(store, demo):

@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from ward.dashboard.ui import fmt_time, get_store, require_user, timeline_chart
-from ward.dashboard.view import window_bounds
-from ward.store.dashboard_queries import get_thresholds, now_utc
+from ward.dashboard.view import rule_lines, rule_lines_chart, window_bounds
+from ward.store.dashboard_queries import now_utc
+from ward.store.rules import bed_rule
 
 require_user()
 store = get_store()
@@ -32,7 +33,7 @@ post = c2.number_input("Seconds after", 0, 3600, 120, 30, key="review_post")
 lo, _ = window_bounds(a.start, pre, 0)
 _, hi = window_bounds(a.end or min(now, a.start + timedelta(hours=1)), 0, post)
 points = store.history(a.bed, lo, hi, resolution="1s")
-th = get_thresholds(store, a.bed)
+rule = bed_rule(store, a.bed, at=a.start).effective.config  # the bed's rule when the alarm started
 
 m = st.columns(4)
 m[0].metric("Bed", a.bed)
@@ -41,10 +42,9 @@ m[2].metric("Duration", f"{((a.end or now) - a.start).total_seconds():.0f} s" + 
 m[3].metric("Verdict", a.verdict or "unacknowledged")
 if a.reason:
     st.markdown(f"Reason: {a.reason}")
-st.altair_chart(timeline_chart(points, threshold=th.probability, acc_threshold=th.accumulator,
-                               markers=[t for t in (a.start, a.end) if t is not None],
-                               title=f"#{a.id} {a.bed}: {pre} s before to {post} s after"),
-                width="stretch")
+st.altair_chart(timeline_chart(points, markers=[t for t in (a.start, a.end) if t is not None],
+                               title=f"#{a.id} {a.bed}: {pre} s before to {post} s after")
+                + rule_lines_chart(rule_lines(rule)), width="stretch")
 st.caption(f"{len(points)} samples from {fmt_time(lo)} to {fmt_time(hi)}.")
 st.info("Clips and keypoints are not stored by this deployment, so there is no skeleton replay or video "
         "for this event; the probability and accumulator trace around the alarm is shown instead.")

@@ -14,10 +14,11 @@ import math
 import wave
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from ward.detect import LAYER_NAMES, LIVE_RULE_FIELDS, EffectiveRule, RuleConfig
 from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
 
 if TYPE_CHECKING:  # the record type only: this module stays free of database code
@@ -378,3 +379,79 @@ def history_resolution(since: datetime, until: datetime) -> str:
     if span <= 0:
         raise ValueError("empty or inverted date range: 'from' must be before 'to'")
     return "1s" if span <= 7200 else "1m" if span <= 3 * 86400 else "1h"
+
+
+# ------------------------------------------------------------------------------ bed view: the rule
+
+@dataclass(frozen=True)
+class RuleLine:
+    """One horizontal line of the bed's rule on the timeline (which curve it applies to in the label)."""
+
+    label: str
+    value: float
+
+
+@dataclass(frozen=True)
+class ShownRule:
+    """The rule the bed view draws: the one the ward runs (live API) when it answers, else the one
+    computed from the database with the same merge function (``ward.detect.effective_rule``)."""
+
+    rule: RuleConfig
+    source: str                 # layer that set it: default / ward / bed / override
+    live: bool                  # True: as reported by the running ward
+    note: str | None = None     # why it may differ from what the database says
+
+
+def rule_lines(rule: RuleConfig) -> list[RuleLine]:
+    """The lines that decide the bed's alarms: evidence starts above p_floor (probability curve); an
+    alarm starts when the accumulator stays above alarm_threshold and ends below release_threshold."""
+    return [RuleLine("p_floor (probability: evidence above)", rule.p_floor),
+            RuleLine("alarm threshold (accumulator)", rule.alarm_threshold),
+            RuleLine("release threshold (accumulator)", rule.release_threshold)]
+
+
+def rule_lines_chart(lines: Sequence[RuleLine]) -> Any:
+    """Altair layer of dashed rules, each value in the spec itself (``y: {datum: v}``), to add to a
+    timeline chart."""
+    import altair as alt  # noqa: PLC0415 (only the drawing needs it)
+
+    colours = ("#6d4c41", "#1565c0", "#90a4ae")
+    return alt.layer(*[alt.Chart(alt.Data(values=[{}])).mark_rule(strokeDash=[5, 4], color=colours[i % 3])
+                       .encode(y=alt.datum(line.value), tooltip=alt.value(f"{line.label}: {line.value:g}"))
+                       for i, line in enumerate(lines)])
+
+
+def _rule_text(r: RuleConfig, b: str = "") -> str:
+    return (f"p_floor {b}{r.p_floor:.2f}{b} · alarm threshold {b}{r.alarm_threshold:.2f}{b} · release threshold "
+            f"{b}{r.release_threshold:.2f}{b} · min duration {b}{r.min_duration_s:g} s{b}")
+
+
+def rule_summary(shown: ShownRule) -> str:
+    """Markdown line: the live fields of the rule and where it comes from."""
+    origin = "running in the ward" if shown.live else "from the ward's configuration and overrides in the database"
+    return f"{_rule_text(shown.rule, '**')} — source: **{LAYER_NAMES[shown.source]}** ({origin})"
+
+
+def shown_rule(live_bed: Mapping[str, Any] | None, computed: EffectiveRule) -> ShownRule:
+    """Prefer the rule the ward reports for the bed (``rule``/``rule_source`` of /api/beds); fall back
+    to ``computed`` when the API is not configured or its answer has no valid rule. A difference is
+    explained (an override saved moments ago, or one the ward refused)."""
+    if live_bed and isinstance(live_bed.get("rule"), Mapping) and live_bed.get("rule_source") in LAYER_NAMES:
+        try:
+            rule = RuleConfig.model_validate(live_bed["rule"])
+        except ValueError:
+            rule = None
+        if rule is not None:
+            note = live_bed.get("rule_error")
+            if not note and rule != computed.config:
+                note = (f"the database holds {_rule_text(computed.config)}; a change saved moments ago "
+                        "applies within a few seconds")
+            return ShownRule(rule, str(live_bed["rule_source"]), True, note)
+    return ShownRule(computed.config, computed.source, False)
+
+
+def override_from_form(values: Mapping[str, float], configured: RuleConfig) -> dict[str, float]:
+    """The override an edit means: the live fields whose value differs from the configured rule (the
+    others follow the ward config, also when it changes later). Empty: back to the configured rule."""
+    return {k: float(v) for k, v in values.items()
+            if k in LIVE_RULE_FIELDS and not math.isclose(float(v), getattr(configured, k), rel_tol=1e-9, abs_tol=1e-12)}

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, case, false, func, or_, select
 
 from ward.store.models import TIERS, Alarm, Bed, CameraHealthEvent, ModelVersion, ProbabilitySample
-from ward.store.repository import AlarmRecord, HealthEvent, Store, StoreError, _check_choice, _utc
+from ward.store.repository import AlarmRecord, HealthEvent, Store, _check_choice, _utc
 
 _S = ProbabilitySample.__table__
 _A = Alarm.__table__
@@ -48,17 +47,6 @@ class ModelVersionRecord:
     name: str
     description: str | None
     created_at: datetime
-
-
-class BedThresholds(BaseModel):
-    """Per-bed decision thresholds shown on the bed view and editable by admins.
-
-    Stored under the ``thresholds`` key of the bed's camera configuration, so each change is a new
-    row of the bed's config history (with its time) in addition to the audit entry."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    probability: float = Field(0.5, ge=0.0, le=1.0, description="per-clip probability threshold")
-    accumulator: float = Field(1.0, gt=0.0, description="accumulator level that raises an alarm")
 
 
 def latest_samples(store: Store) -> dict[str, LatestSample]:
@@ -193,36 +181,11 @@ def model_versions(store: Store) -> list[ModelVersionRecord]:
         return [ModelVersionRecord(*r) for r in rows]
 
 
-def _camera_config(store: Store, bed: str) -> tuple[dict[str, Any], bool]:
-    for b in store.list_beds():
-        if b.key == bed:
-            return dict(b.camera or {}), b.active
-    raise StoreError(f"unknown bed {bed!r}: register it first with Store.upsert_bed")
-
-
-def get_thresholds(store: Store, bed: str) -> BedThresholds:
-    """The bed's thresholds (defaults when none were ever configured)."""
-    config, _ = _camera_config(store, bed)
-    return BedThresholds(**(config.get("thresholds") or {}))
-
-
-def set_thresholds(store: Store, bed: str, thresholds: BedThresholds, *, user: str,
-                   source: str = "dashboard") -> None:
-    """Write new thresholds into the bed's config history and the audit log."""
-    if not user:
-        raise StoreError("changing thresholds needs the acting user's name")
-    config, active = _camera_config(store, bed)
-    old = config.get("thresholds")
-    config["thresholds"] = thresholds.model_dump()
-    store.upsert_bed(bed, camera=config, active=active)
-    store.audit("config.thresholds", user=user, source=source,
-                detail={"bed": bed, "old": old, "new": thresholds.model_dump()})
-
-
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-__all__ = ["ATTENTION_TIERS", "BedThresholds", "LatestSample", "ModelVersionRecord", "UnackedAlarms",
-           "active_alarms", "get_thresholds", "latest_health", "latest_samples", "model_versions", "open_alarms",
-           "recent_probabilities", "recent_samples", "set_thresholds", "unacknowledged_alarms"]
+# A bed's rule and its live override (what the bed view draws and admins edit): ward.store.rules.
+__all__ = ["ATTENTION_TIERS", "LatestSample", "ModelVersionRecord", "UnackedAlarms", "active_alarms", "latest_health",
+           "latest_samples", "model_versions", "open_alarms", "recent_probabilities", "recent_samples",
+           "unacknowledged_alarms"]

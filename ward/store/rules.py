@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, func, insert, select
 
-from ward.detect import LIVE_RULE_FIELDS, EffectiveRule, RuleOverride, effective_rule
+from ward.detect import LIVE_RULE_FIELDS, EffectiveRule, RuleConfig, RuleOverride, effective_rule
 from ward.store.models import AuditLog, Bed, BedCameraConfig, BedRuleOverride, User
 from ward.store.repository import Store, StoreError, _utc
 
@@ -64,6 +64,7 @@ class BedRuleInfo:
 
     bed: str
     effective: EffectiveRule
+    configured: RuleConfig          # the rule without the override (what a reset returns to)
     override: RuleOverrideRecord | None
     config_known: bool  # False: the ward never recorded its rules for this bed (defaults assumed)
 
@@ -131,11 +132,12 @@ def bed_rule(store: Store, bed: str, at: datetime | None = None) -> BedRuleInfo:
         row = _override_at(conn, bed_id, at)
     record = _record(bed, row) if row is not None else None
     ward_rules, bed_rules = layers or ({}, {})
+    configured = effective_rule(ward_rules, bed_rules)
     try:
         eff = effective_rule(ward_rules, bed_rules, record.override if record else None)
     except ValueError:
-        eff = effective_rule(ward_rules, bed_rules)
-    return BedRuleInfo(bed, eff, record, layers is not None)
+        eff = configured
+    return BedRuleInfo(bed, eff, configured.config, record, layers is not None)
 
 
 def _check_may_override(conn: Connection, user: str) -> None:
