@@ -9,7 +9,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ward.dashboard.demo import DEMO_USERS, seed_demo
-from ward.store.dashboard_queries import get_thresholds
 from ward.store.repository import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -159,7 +158,7 @@ def test_viewer_cannot_acknowledge(ward):
         at.switch_page("views/admin.py")  # the admin page is not in a viewer's navigation
 
 
-def test_bed_view_values_and_admin_thresholds(ward):
+def test_bed_view_values(ward):
     store, demo = ward
     at = _app(store, "nurse")
     at.session_state["bed"] = "bed-02"
@@ -176,19 +175,6 @@ def test_bed_view_values_and_admin_thresholds(ward):
     assert not at.number_input  # clinicians do not configure
     at.selectbox(key="bed_select").set_value("bed-04").run()
     assert {m.label: m.value for m in at.metric}["Camera"] == "offline"
-
-    admin = _app(store, "admin")
-    admin.session_state["bed"] = "bed-01"
-    admin.switch_page("views/bed.py").run()
-    admin.number_input(key="th_prob").set_value(0.65)
-    admin.number_input(key="th_acc").set_value(3.0)
-    _button(admin, "Save thresholds").click().run()
-    assert not admin.exception
-    assert get_thresholds(store, "bed-01").probability == pytest.approx(0.65)
-    assert get_thresholds(store, "bed-01").accumulator == pytest.approx(3.0)
-    entry = store.audit_log(limit=1)[0]
-    assert (entry.action, entry.username, entry.source) == ("config.thresholds", "admin", "dashboard")
-    assert "saved (audited)" in admin.success[0].value
 
 
 def test_history_filters_and_audited_export(ward):
@@ -262,3 +248,144 @@ def test_banners_for_unreachable_api_and_database(ward, monkeypatch):
     assert not at.exception
     assert "DATABASE UNREACHABLE" in at.error[0].value
     assert not any("ward-grid" in m.value for m in at.markdown)  # no stale tiles passed off as live
+
+
+# ------------------------------------------------------------------------- bed view: the rule that runs
+# serve_configs/ward.yaml's rule, recorded with the bed as the coordinator does at start
+WARD_RULES = {"p_floor": 0.8, "alarm_threshold": 0.95, "tau_rise_s": 1.5, "min_duration_s": 1.0}
+
+
+def _record_ward_rules(store: Store, bed: str = "bed-01") -> None:
+    from ward.store.rules import camera_rules
+
+    store.upsert_bed(bed, camera={"source": "sim://", "rules": camera_rules(WARD_RULES, {})})
+
+
+def _rule_datums(at: AppTest) -> list[float]:
+    """y values of the rule lines in the bed view's chart (vega-lite ``rule`` marks with ``y.datum``)."""
+    import json
+
+    found: list[float] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            mark, y = node.get("mark"), node.get("encoding", {}).get("y", {})
+            if isinstance(mark, dict) and mark.get("type") == "rule" and isinstance(y, dict) and "datum" in y:
+                found.append(y["datum"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(json.loads(at.get("vega_lite_chart")[0].proto.spec))
+    return found
+
+
+def _bed_page(store: Store, username: str, bed: str = "bed-01") -> AppTest:
+    at = _app(store, username)
+    at.session_state["bed"] = bed
+    at.switch_page("views/bed.py").run()
+    assert not at.exception
+    return at
+
+
+def _rule_audit(store: Store) -> list:
+    return [a for a in store.audit_log(limit=1000) if a.action == "rule.override"]
+
+
+def test_bed_view_draws_the_effective_rule_and_admin_overrides_it(ward):
+    from ward.store.rules import current_overrides, override_history
+
+    store, _ = ward
+    _record_ward_rules(store)
+    at = _bed_page(store, "admin")
+    assert _rule_datums(at) == [0.8, 0.95, 0.3]  # p_floor, alarm and release threshold of the ward's rule
+    assert "source: **ward config rules**" in _texts(at)
+
+    at.number_input(key="rule_p_floor").set_value(0.4)
+    at.number_input(key="rule_alarm_threshold").set_value(0.55)
+    _button(at, "Save rule override").click().run()
+    assert not at.exception
+    assert current_overrides(store)["bed-01"].override.values() == {"p_floor": 0.4, "alarm_threshold": 0.55}
+    entry = _rule_audit(store)[0]
+    assert (entry.username, entry.source) == ("admin", "dashboard")
+    assert entry.detail["bed"] == "bed-01" and entry.detail["old"] is None
+    assert entry.detail["new"] == {"p_floor": 0.4, "alarm_threshold": 0.55}
+    assert "Rule override of bed-01 saved (audited)" in at.success[0].value
+    assert _rule_datums(at) == [0.4, 0.55, 0.3]
+    assert "source: **dashboard override**" in _texts(at)
+
+    # a value the rule refuses: named, nothing stored
+    at.number_input(key="rule_release_threshold").set_value(0.6)
+    _button(at, "Save rule override").click().run()
+    assert "Rule not changed: invalid rule: release_threshold (0.6) must be below alarm_threshold (0.55)" in \
+        at.error[0].value
+    assert len(override_history(store, "bed-01")) == 1 and len(_rule_audit(store)) == 1
+
+    at.button(key="rule_reset").click().run()
+    assert not at.exception
+    assert current_overrides(store)["bed-01"].override.values() == {}
+    entry = _rule_audit(store)[0]
+    assert entry.detail["old"] == {"p_floor": 0.4, "alarm_threshold": 0.55} and entry.detail["new"] is None
+    assert _rule_datums(at) == [0.8, 0.95, 0.3]
+
+
+def test_bed_view_rule_controls_only_for_current_admins(ward):
+    from ward.store.rules import current_overrides
+
+    store, _ = ward
+    _record_ward_rules(store)
+    for username in ("watcher", "nurse"):
+        at = _bed_page(store, username)
+        assert _rule_datums(at) == [0.8, 0.95, 0.3]
+        assert not at.number_input and not [b for b in at.button if str(b.key) == "rule_reset"]
+        assert not [b for b in at.button if b.label == "Save rule override"]
+
+    at = _bed_page(store, "admin")
+    store.disable_user("admin")  # meanwhile, in another session or by `ward users`
+    at.number_input(key="rule_alarm_threshold").set_value(0.6)
+    _button(at, "Save rule override").click().run()
+    assert "Rule not changed: user 'admin' is disabled" in at.error[0].value
+    assert current_overrides(store) == {} and _rule_audit(store) == []
+
+
+def test_bed_view_draws_the_rule_the_running_ward_reports(ward, monkeypatch):
+    """With the ward API configured, the lines are those of the rule the coordinator runs (as /api/beds
+    reports it), not the database's computation; the difference is explained."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    store, _ = ward
+    _record_ward_rules(store)
+    running = {"p_floor": 0.7, "alarm_threshold": 0.9, "release_threshold": 0.4}
+    from ward.detect import effective_rule
+
+    rule = effective_rule(WARD_RULES, {}, running).config.model_dump()
+    body = json.dumps([{"bed_id": "bed-01", "state": "online", "rule": rule, "rule_source": "override"}]).encode()
+
+    class Handler(BaseHTTPRequestHandler):  # stands in for WardAPI's GET /api/beds
+        def do_GET(self):  # noqa: N802
+            ok = self.path == "/api/beds"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if ok else b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("WARD_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        at = _bed_page(store, "watcher")
+        assert _rule_datums(at) == [0.7, 0.9, 0.4]
+        text = _texts(at)
+        assert "source: **dashboard override** (running in the ward)" in text
+        assert "a change saved moments ago applies within a few seconds" in text
+    finally:
+        server.shutdown()
+        server.server_close()
