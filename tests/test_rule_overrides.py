@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from serve_support import sim_bed, ward_args
+from test_serve_units import Clock
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
 from ward.detect import (LIVE_RULE_FIELDS, BedRule, RuleConfig, RuleError, RuleOverride, effective_rule)
@@ -204,14 +205,6 @@ def test_override_is_checked_against_the_beds_recorded_rule(store: Store) -> Non
 
 
 # ----------------------------------------------------------------------------------- coordinator
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def _ward(tmp_path: Any, rules: dict[str, Any] = WARD_RULES) -> Any:
     from ward.config import load_ward_config
 
@@ -340,3 +333,50 @@ def test_configured_rule_layers_are_recorded_with_the_bed(tmp_path: Any) -> None
     core.register_beds()  # a restart with the same config adds no config history row
     assert len(store.camera_config_history("bed-1")) == 1
     assert math.isclose(bed_rule(store, "bed-2").configured.min_duration_s, 2.0)
+
+
+# ------------------------------------------------------------------------------------- real Ray ward
+@pytest.mark.ray
+def test_real_ward_applies_a_dashboard_override_live(tmp_path: Any) -> None:
+    """End to end on a small real Ray: the model here answers p = 0.98 for every clip (constant
+    weights, serve_support.make_weights), and the bed's configured alarm threshold 0.99 is out of its
+    reach (evidence (0.98 - 0.4) / 0.6 = 0.967), so nothing alarms until an admin's override (alarm
+    threshold 0.9), written to the database as the dashboard does, reaches the running coordinator
+    through its poll: /api/beds then reports it and an alarm is stored."""
+    import os
+
+    import httpx
+    import ray
+    from ray import serve
+
+    from serve_support import free_port, wait_for
+    from ward.serve.app import build_app
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    args = ward_args(tmp_path, [sim_bed("bed-1", 1, rules={"alarm_threshold": 0.99, "release_threshold": 0.5})],
+                     vsvig_bias=3.9)
+    store = Store(args["database"]["url"])
+    store.create_user("boss", PW, role="admin")
+    port = free_port()
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20,
+             log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name="ward", route_prefix="/")
+
+        def bed() -> dict[str, Any]:
+            r = httpx.get(f"http://127.0.0.1:{port}/api/beds", auth=("boss", PW), timeout=10)
+            return r.json()[0]
+
+        wait_for(lambda: bed()["samples_stored"] >= 5, 180, what="5 stored samples of bed-1")
+        assert bed()["rule_source"] == "bed" and bed()["rule"]["alarm_threshold"] == 0.99
+        assert store.list_alarms(bed="bed-1", tier="alarm") == []
+        set_rule_override(store, "bed-1", {"alarm_threshold": 0.9}, user="boss", source="dashboard")
+        live = wait_for(lambda: (b := bed())["rule_source"] == "override" and b, 30,  # polled every 2 s
+                        what="the override in /api/beds")
+        assert live["rule"]["alarm_threshold"] == 0.9 and live["rule_override"]["by"] == "boss"
+        wait_for(lambda: store.list_alarms(bed="bed-1", tier="alarm"), 60, what="an alarm under the override")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        store.close()

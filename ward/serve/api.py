@@ -4,7 +4,10 @@ Endpoints (JSON; OpenAPI at /docs):
 
 - ``GET /api/health`` (open): is the ward up, beds per state.
 - ``GET /api/beds``: live state per bed (``bed_id, state, reason, since, probability, updated_at,
-  accumulator, alarm_active, ...``).
+  accumulator, alarm_active, ...``) and the rule it runs (``rule``: every RuleConfig field;
+  ``rule_source``: default / ward / bed / override; ``rule_sources`` per field; ``rule_override``: the
+  dashboard override in effect, with who set it and when; ``rule_error``: why a stored override is not
+  applied).
 - ``GET /api/beds/{bed_id}/probabilities?since=&until=&resolution=&limit=``: stored history, one page
   (at most ``limit`` points, default 3600, max 10000; ``next_since`` and a ``Link`` header lead on).
 - ``GET /api/beds/{bed_id}/poses``: the bed's latest patient keypoints (kept in memory only).
@@ -16,7 +19,8 @@ Endpoints (JSON; OpenAPI at /docs):
 
 Authentication against the store's users: ``Authorization: Bearer <token>`` (``ward users token``)
 or HTTP Basic. Viewers read, clinicians also acknowledge, admins may do everything. Missing or bad
-credentials give 401, a too-low role 403.
+credentials give 401 (also an expired or revoked token, or a disabled user, from the very next
+request on), a too-low role 403, too many failed logins 429.
 
 In ``__init__`` the replica starts one camera actor per ``beds_per_actor`` beds (spread over the
 cluster's nodes) and, when configured, the Streamlit dashboard; it returns quickly, and its health
@@ -25,9 +29,12 @@ check never waits for the cameras.
 
 # no `from __future__ import annotations`: FastAPI must see real annotations (Request, bodies)
 
+import base64
 import hashlib
 import logging
+import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping
 
@@ -43,13 +50,21 @@ import sqlalchemy.exc
 from ward.config import load_ward_config
 from ward.security import LoginLimiter, install_log_redaction
 from ward.serve.metrics import render_metrics
+from ward.store.audit import AuditAction, AuditSource
 
 log = logging.getLogger("ward.serve")
 
 __all__ = ["AckBody", "WardAPI", "fastapi_app", "role_allows"]
 
 ROLE_RANK = {"viewer": 0, "clinician": 1, "admin": 2}
+# A verified credential is remembered this long: a password is then re-checked by one cheap read
+# (same password hash, account enabled) instead of scrypt, and while the database is unreachable the
+# credential still opens the live view. Every request re-reads the database when it can, so a
+# revoked token, a disabled user or a changed role or password takes effect on the very next request.
 AUTH_CACHE_S = 60.0
+AUTH_DB_RETRY_S = 5.0  # after a database error, cached credentials are used without asking it this long
+_AUTH_CACHE_MAX = 10_000  # entries; expired ones are dropped beyond this
+_DB_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 fastapi_app = FastAPI(title="ward", version="0.1.0",
                       description="Real-time video seizure monitoring: beds, probabilities, alarms, metrics.")
@@ -92,6 +107,37 @@ async def _database_unreachable(request: Request, exc: Exception) -> JSONRespons
 _bearer = HTTPBearer(auto_error=False, description="API token from `ward users token`")
 _basic = HTTPBasic(auto_error=False, description="username and password of a ward user")
 _DOC_AUTH = [Depends(_bearer), Depends(_basic)]  # shown in /docs; checked by WardAPI._auth
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """The parts of an Authorization header (``name``: Basic's user name, else empty)."""
+
+    method: str
+    name: str = ""
+    secret: str = ""
+
+
+def _parse_authorization(header: str) -> _Credentials:
+    scheme, _, value = header.partition(" ")
+    method, value = scheme.lower(), value.strip()
+    if method == "basic" and value:
+        try:
+            name, _, pw = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return _Credentials(method)
+        return _Credentials(method, name, pw)
+    return _Credentials(method, "", value)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A credential the database accepted at monotonic time ``at`` (``credential``: Basic's password
+    fingerprint, see Store.password_login; None for tokens, which are simply re-read)."""
+
+    at: float
+    user: Any
+    credential: str | None
 
 
 def role_allows(role: str, needed: str) -> bool:
@@ -155,9 +201,11 @@ class WardAPI:
         self.pose, self.vsvig = pose, vsvig
         self.store = Store(self.cfg.database.url)
         self.started = time.time()
-        self._auth_cache: dict[str, tuple[float, Any]] = {}
+        self._auth_cache: dict[str, _Verified] = {}  # sha256(Authorization header) -> last database check
+        self._db_down_until = 0.0  # monotonic: skip the database for cached credentials until then
         self._limiter = LoginLimiter()  # failed logins per user name and per client address (ward.security)
         self._logged_in: set[str] = set()
+        self._refusals_audited: dict[str, float] = {}  # locked limiter key -> end of the audited lockout
         install_log_redaction()
         self.cameras: list[Any] = []
         self.camera_of: dict[str, Any] = {}
@@ -206,9 +254,15 @@ class WardAPI:
 
         It belongs to a service account (viewer role, token login only) that never counts as a
         person's account, so the first-start admin bootstrap is unaffected by it; the earlier
-        dashboard tokens are revoked as this one is made, so only one is ever valid."""
+        dashboard tokens are revoked as this one is made, so only one is ever valid.
+
+        It does not expire: the dashboard process gets it once, in its environment, and lives as long
+        as this replica (weeks); an expiry would silently end the live view of a long-running ward.
+        What bounds it instead: it never leaves this host, it is viewer-only, and every start (and
+        ``ward users revoke-token``) revokes it."""
         self.store.ensure_service_user(DASHBOARD_SERVICE_USER, role="viewer")
-        return self.store.create_token(DASHBOARD_SERVICE_USER, name=DASHBOARD_TOKEN_NAME, replace=True)
+        return self.store.create_token(DASHBOARD_SERVICE_USER, name=DASHBOARD_TOKEN_NAME, replace=True,
+                                       expires_in=None, source=AuditSource.WARD)
 
     def check_health(self) -> None:
         """Cheap on purpose: camera actors are supervised by Ray (max_restarts), not by this check."""
@@ -252,57 +306,109 @@ class WardAPI:
 
     # -- auth ------------------------------------------------------------------------------------
     def _auth(self, request: Request, needed: str) -> Any:
-        import base64  # noqa: PLC0415
-
+        """The request's user, or 401 / 403 / 429. Every request is checked against the database when
+        it answers (see AUTH_CACHE_S); the login limiter is asked before any password or token check."""
         header = request.headers.get("authorization", "")
         challenge = {"WWW-Authenticate": 'Bearer realm="ward", Basic realm="ward"'}
         if not header:
             raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>' or HTTP Basic",
                                 headers=challenge)
+        cred = _parse_authorization(header)
+        source = request.client.host if request.client else None
         key = hashlib.sha256(header.encode()).hexdigest()
         hit = self._auth_cache.get(key)
-        user = None
-        if hit is not None and time.monotonic() - hit[0] < AUTH_CACHE_S:
-            user = hit[1]
-        else:
-            source = request.client.host if request.client else None
-            scheme, _, value = header.partition(" ")
-            method, name, pw = scheme.lower(), "", ""
-            if method == "basic" and value:
-                try:
-                    name, _, pw = base64.b64decode(value.strip()).decode().partition(":")
-                except (ValueError, UnicodeDecodeError):
-                    name, pw = "", ""
-            decision = self._limiter.check(name or None, source)
-            if not decision:
-                wait = max(1, int(decision.retry_after_s + 0.999))
-                raise HTTPException(429, f"too many failed logins; try again in {wait} s",
-                                    headers={"Retry-After": str(wait)})
-            if method == "bearer" and value:
-                user = self.store.authenticate_token(value.strip())
-            elif method == "basic" and name:
-                user = self.store.authenticate(name, pw)
-            if user is None:
-                self._limiter.failure(name or None, source)
-                self._audit("login.failed", name[:64] or None, {"method": method[:16], "address": source})
-            else:
-                self._limiter.success(user.username, source)
-                self._auth_cache[key] = (time.monotonic(), user)
-                if key not in self._logged_in:  # one audit row per credential and replica, not per cache miss
-                    self._logged_in.add(key)
-                    self._audit("login", user.username, {"method": method, "address": source})
+        fresh = hit if hit is not None and time.monotonic() - hit.at < AUTH_CACHE_S else None
+        if fresh is None:
+            self._check_rate_limit(cred.name, source)
+        user, why = self._check_credentials(cred, key, fresh, source)
         if user is None:
-            raise HTTPException(401, "invalid credentials", headers=challenge)
+            raise HTTPException(401, why, headers=challenge)
         if not role_allows(user.role, needed):
             raise HTTPException(403, f"user {user.username!r} has role {user.role!r}; this needs {needed!r} or higher")
         return user
 
-    def _audit(self, action: str, user: str | None, detail: dict[str, Any]) -> None:
-        """Audit a login (success once per credential and replica; every failure); never blocks auth."""
+    def _check_rate_limit(self, name: str, source: str | None) -> None:
+        """429 while the user name or the address is locked by the login limiter; the first refusal
+        of each lockout is audited (``login.refused``), not every one, so a flood of refused requests
+        cannot flood the database."""
+        decision = self._limiter.check(name or None, source)
+        if decision:
+            return
+        wait = max(1, math.ceil(decision.retry_after_s))
+        now = time.monotonic()
+        locked = decision.locked_key or ""
+        if self._refusals_audited.get(locked, 0.0) <= now:
+            if len(self._refusals_audited) >= _AUTH_CACHE_MAX:
+                self._refusals_audited = {k: t for k, t in self._refusals_audited.items() if t > now}
+            self._refusals_audited[locked] = now + decision.retry_after_s
+            self._audit(AuditAction.LOGIN_REFUSED, name[:64] or None,
+                        {"reason": "rate limited", "locked": locked.partition(":")[0], "address": source,
+                         "retry_after_s": wait})
+        raise HTTPException(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
+
+    def _check_credentials(self, cred: _Credentials, key: str, fresh: _Verified | None,
+                           source: str | None) -> tuple[Any, str]:
+        """(user, "") or (None, why) for the 401. While the database is unreachable a credential
+        verified within AUTH_CACHE_S still stands (``fresh``); a new one gets the 503."""
+        now = time.monotonic()
+        if fresh is not None and now < self._db_down_until:
+            return fresh.user, ""
         try:
-            self.store.audit(action, user=user, detail=detail, source="api")
+            user, credential, why = self._verify(cred, fresh, source)
+        except _DB_ERRORS:
+            self._db_down_until = time.monotonic() + AUTH_DB_RETRY_S
+            if fresh is None:
+                raise  # -> 503: nothing to vouch for this credential
+            log.warning("database unreachable: accepting %r's credential verified %.0f s ago",
+                        fresh.user.username, now - fresh.at)
+            return fresh.user, ""
+        if user is None:
+            self._auth_cache.pop(key, None)
+            self._logged_in.discard(key)
+            self._limiter.failure(cred.name or None, source)
+            return None, why
+        self._limiter.success(user.username, source)
+        if len(self._auth_cache) >= _AUTH_CACHE_MAX:
+            self._auth_cache = {k: v for k, v in self._auth_cache.items() if now - v.at < AUTH_CACHE_S}
+        self._auth_cache[key] = _Verified(time.monotonic(), user, credential)
+        if key not in self._logged_in:  # one audit row per credential and replica, not per request
+            self._logged_in.add(key)
+            self._audit(AuditAction.LOGIN, user.username, {"method": cred.method, "address": source})
+        return user, ""
+
+    def _verify(self, cred: _Credentials, fresh: _Verified | None,
+                source: str | None) -> tuple[Any, str | None, str]:
+        """Ask the database: (user, password fingerprint, "") or (None, None, why); audits refusals."""
+        if cred.method == "bearer" and cred.secret:
+            check = self.store.check_token(cred.secret)
+            if check.user is not None:
+                return check.user, None, ""
+            if check.refusal in ("revoked", "expired", "user disabled"):
+                self._audit(AuditAction.TOKEN_REFUSED, check.owner,
+                            {"token_id": check.token_id, "reason": check.refusal, "address": source})
+                if check.refusal == "expired" and check.expires_at is not None:
+                    return None, None, (f"token expired at {check.expires_at.isoformat()}: ask an admin for a new "
+                                        "one (`ward users token`)")
+                if check.refusal == "revoked":
+                    return None, None, "token revoked: ask an admin for a new one (`ward users token`)"
+                return None, None, "invalid credentials"
+        elif cred.method == "basic" and cred.name:
+            if fresh is not None and fresh.credential is not None:  # same password hash, account enabled: no scrypt
+                user = self.store.current_login(cred.name, fresh.credential)
+                if user is not None:
+                    return user, fresh.credential, ""
+            login = self.store.password_login(cred.name, cred.secret)
+            if login is not None:
+                return login.user, login.credential, ""
+        self._audit(AuditAction.LOGIN_FAILED, cred.name[:64] or None, {"method": cred.method[:16], "address": source})
+        return None, None, "invalid credentials"
+
+    def _audit(self, action: AuditAction, user: str | None, detail: dict[str, Any]) -> None:
+        """Audit an authentication event (source "api"); never blocks the decision it records."""
+        try:
+            self.store.audit(action, user=user, detail=detail, source=AuditSource.API)
         except Exception as exc:  # noqa: BLE001 - the DB may be down; the login decision stands
-            log.warning("could not write audit row %s for %r: %s", action, user, exc)
+            log.warning("could not write audit row %s for %r: %s", action, user, type(exc).__name__)
 
     def _bed_or_404(self, bed_id: str) -> None:
         if bed_id not in {b.bed_id for b in self.cfg.beds}:
