@@ -346,7 +346,11 @@ def test_bed_view_rule_controls_only_for_current_admins(ward):
     store.disable_user("admin")  # meanwhile, in another session or by `ward users`
     at.number_input(key="rule_alarm_threshold").set_value(0.6)
     _button(at, "Save rule override").click().run()
-    assert "Rule not changed: user 'admin' is disabled" in at.error[0].value
+    assert not at.exception
+    # refused by the store's re-check of the account, or the page's session check logged the user out first
+    refused = any("Rule not changed: user 'admin' is disabled" in e.value for e in at.error)
+    logged_out = not [n for n in at.number_input if n.key == "rule_alarm_threshold"]
+    assert refused or logged_out
     assert current_overrides(store) == {} and _rule_audit(store) == []
 
 

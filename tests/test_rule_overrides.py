@@ -208,8 +208,8 @@ def test_override_is_checked_against_the_beds_recorded_rule(store: Store) -> Non
 def _ward(tmp_path: Any, rules: dict[str, Any] = WARD_RULES) -> Any:
     from ward.config import load_ward_config
 
-    return load_ward_config(ward_args(tmp_path, [sim_bed("bed-1", 1), sim_bed("bed-2", 2, rules={"min_duration_s": 2.0})],
-                                      rules=rules))
+    beds = [sim_bed("bed-1", 1), sim_bed("bed-2", 2, rules={"min_duration_s": 2.0})]
+    return load_ward_config(ward_args(tmp_path, beds, rules=rules))
 
 
 def _start(cfg: Any, clock: Clock, store: Store | None = None) -> tuple[Any, Store]:

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from ward.dashboard.auth import can_configure
 from ward.dashboard.data import fetch_api_beds
@@ -121,6 +122,8 @@ if can_configure(user.role):
                                     user=user.username, source=SOURCE)
         except (OverrideDenied, ValueError) as exc:
             st.error(f"Rule not changed: {exc}")
+        except SQLAlchemyError as exc:
+            st.error(f"Rule not changed: database unreachable ({type(exc).__name__}); try again in a few seconds.")
         else:
             st.session_state["rule_flash"] = (
                 f"Rule of {bed} unchanged." if rec is None else

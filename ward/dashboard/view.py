@@ -454,4 +454,4 @@ def override_from_form(values: Mapping[str, float], configured: RuleConfig) -> d
     """The override an edit means: the live fields whose value differs from the configured rule (the
     others follow the ward config, also when it changes later). Empty: back to the configured rule."""
     return {k: float(v) for k, v in values.items()
-            if k in LIVE_RULE_FIELDS and not math.isclose(float(v), getattr(configured, k), rel_tol=1e-9, abs_tol=1e-12)}
+            if k in LIVE_RULE_FIELDS and not math.isclose(float(v), getattr(configured, k), abs_tol=1e-12)}
