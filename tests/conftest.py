@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,15 @@ def fixtures_dir() -> Path:
     return SHARED_FIXTURES
 
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Every Ray the tests start (in-process, `ray start`, `serve run`, `ward run`) uses token authentication,
+# with one token per test session in a private temp file (0600); RAY_AUTH_TOKEN would take precedence.
+from ward.serve.launcher import ensure_ray_token  # noqa: E402
+
+_RAY_TOKEN_DIR = Path(tempfile.mkdtemp(prefix="ward-test-ray-auth-"))
+atexit.register(shutil.rmtree, _RAY_TOKEN_DIR, ignore_errors=True)
+os.environ.pop("RAY_AUTH_TOKEN", None)
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_ray_token(_RAY_TOKEN_DIR / "auth_token"))
 # Serve gives a starting HTTP proxy 5 s per readiness check and kills it after 3 misses; on 2 busy
 # cores its worker process can take longer to import, and serve.start() then fails with the proxy
 # "killed by ray.kill". Inherited by the Ray processes the tests start.

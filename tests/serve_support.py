@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def make_weights(dirpath: Path, vsvig_bias: float = 0.0) -> tuple[Path, Path]:

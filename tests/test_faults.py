@@ -49,8 +49,6 @@ from serve_support import free_port, sim_bed, wait_for, ward_args
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 BUGGY = DATA / "Megamind_bugy.avi"
 LATE_SOURCE_VIDEO = DATA / "vtest.avi"

@@ -74,8 +74,6 @@ from test_store import _pg_base_url, _pg_ctl
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.rtsp, pytest.mark.timeout(1200)]
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
 DB_NAME = "ward_faults_pg_rtsp"
 OUTAGE_S = 30.0
 OUTAGE_MAX_S = 50.0        # below the API's 60 s login cache, so the pre-outage login stays valid

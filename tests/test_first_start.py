@@ -254,7 +254,7 @@ def _running_ward(tmp_path: Path, command: list[str], env_over: dict[str, str]) 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium or deselect with -m 'not browser'")
     cfg_path, app = default_config_copy(tmp_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     for k in ("WARD_ADMIN_PASSWORD", "WARD_ADMIN_USER", "RAY_ADDRESS"):
         env.pop(k, None)
     log_path = tmp_path / "ward.log"

@@ -7,14 +7,12 @@ camera assembles must be scored and reach the Coordinator (no lost clips).
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from serve_support import sim_bed, wait_for, ward_args
 
 pytestmark = pytest.mark.ray
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def test_ward_on_three_nodes(tmp_path):

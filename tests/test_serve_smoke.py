@@ -33,7 +33,7 @@ def test_serve_run_default_config(tmp_path):
     shipped = all((ROOT / app["models"][m]["path"]).is_file() for m in ("pose", "vsvig"))
     store = Store(app["database"]["url"])
     store.create_user("ci", "ci-password")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(cfg_path)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

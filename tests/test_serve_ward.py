@@ -12,7 +12,6 @@ an untrained model detects the simulated seizure.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
@@ -23,8 +22,6 @@ import pytest
 from serve_support import free_port, sim_bed, wait_for, ward_args
 
 pytestmark = pytest.mark.ray
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ Honest scope. This tests the path with the real weights, not clinical sensitivit
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -41,8 +40,6 @@ import pytest
 from serve_support import SHIPPED_SIZE, free_port, shipped_settings, shipped_ward_args, sim_bed, wait_for
 
 pytestmark = pytest.mark.ray
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 SEIZURE_BED, QUIET_BED = "bed-sz", "bed-q"
 SEIZURE_SEED, QUIET_SEED = 8, 12

@@ -13,33 +13,101 @@ It also checks the ward's part of the config (``args``) and $WARD_ADMIN_USER/$WA
 before Ray starts, so a typo fails at once with a message naming it (instead of a failed Serve
 deploy behind a `serve run` that keeps running), and sets the environment the ward needs on a small
 shared machine (each variable only when not set already).
+
+Ray runs with token authentication (``RAY_AUTH_MODE=token``): without it any local user, and anyone
+who can reach its ports, can run code as the ward's user (full database access). The token is Ray's
+own lookup: ``$RAY_AUTH_TOKEN``, else the file ``$RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``;
+:func:`setup_ray_auth` generates that file (256 random bits, mode 0600) when a new local cluster is
+started and none exists, and refuses one that others can read. ``ray``/``serve`` commands then
+need only ``RAY_AUTH_MODE=token`` to find it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
+import stat
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, MutableMapping
 
 import typer
 
-__all__ = ["ENV_DEFAULTS", "check_config", "register", "run_ward"]
+__all__ = ["ENV_DEFAULTS", "RayAuthError", "check_config", "ensure_ray_token", "ray_token_path", "register",
+           "run_ward", "setup_ray_auth"]
 
 WARD_IMPORT_PATH = "ward.serve.app:build_app"
 
 # Inherited by Ray's processes (the launcher starts Ray).
 ENV_DEFAULTS: dict[str, str] = {
-    # a local single-user cluster; see README "Security"
-    "RAY_AUTH_MODE": "disabled",
+    # every Ray connection (drivers, CLI, nodes, dashboard HTTP) must present the token; see setup_ray_auth
+    "RAY_AUTH_MODE": "token",
     # idle OpenMP threads sleep instead of spinning: on shared CPUs spinning made torch ~10x slower
     "OMP_WAIT_POLICY": "PASSIVE",
     # a busy small machine can take longer than Serve's 5 s to start the HTTP proxy's process
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
 }
 
+
+
+class RayAuthError(RuntimeError):
+    """Ray's token cannot be used as it is (missing for a cluster we join, or readable by others)."""
+
+
+def ray_token_path(env: MutableMapping[str, str] = os.environ) -> Path:
+    """The token file Ray reads: ``$RAY_AUTH_TOKEN_PATH``, else Ray's default ``~/.ray/auth_token``."""
+    given = env.get("RAY_AUTH_TOKEN_PATH")
+    return Path(given).expanduser() if given else Path.home() / ".ray" / "auth_token"
+
+
+def ensure_ray_token(path: Path, *, create: bool = True) -> Path:
+    """``path`` holding a Ray token, generated (256 random bits, mode 0600) when missing and ``create``.
+
+    Ray's own ``ray get-auth-token --generate`` writes the file with the umask's mode (often 0644),
+    so the ward makes it itself; an existing token file that group or others can read is refused,
+    since whoever reads it can run code on the cluster as the ward."""
+    if not path.exists():
+        if not create:
+            raise RayAuthError(f"no Ray token at {path}: RAY_ADDRESS names an existing cluster, so copy that "
+                               f"cluster's token here (chmod 600 {path}), or point RAY_AUTH_TOKEN_PATH at it")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made by a process starting at the same time: check theirs
+            return ensure_ray_token(path, create=False)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        print(f"ward: generated a Ray authentication token in {path} (mode 0600)", file=sys.stderr, flush=True)
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise RayAuthError(f"Ray token path {path} is not a regular file: give the token file (RAY_AUTH_TOKEN_PATH)")
+    if st.st_mode & 0o077:
+        raise RayAuthError(f"Ray token {path} is readable by other users (mode {stat.S_IMODE(st.st_mode):04o}): "
+                           f"anyone who reads it can run code on the cluster; run `chmod 600 {path}`")
+    if st.st_size == 0:
+        raise RayAuthError(f"Ray token {path} is empty: delete it (the ward generates a new one) or copy the "
+                           "cluster's token into it")
+    return path
+
+
+def setup_ray_auth(env: MutableMapping[str, str] = os.environ) -> Path | None:
+    """Apply ENV_DEFAULTS to ``env`` and make sure the Ray token the ward will use exists, private.
+
+    Returns the token file, or None when the token comes from ``$RAY_AUTH_TOKEN`` or authentication
+    was switched off explicitly (``RAY_AUTH_MODE=disabled``, warned about). A new local cluster gets a
+    generated token; joining one (``$RAY_ADDRESS``) needs that cluster's token already in place."""
+    for key, value in ENV_DEFAULTS.items():
+        env.setdefault(key, value)
+    if env["RAY_AUTH_MODE"].lower() != "token":
+        print(f"ward: WARNING: RAY_AUTH_MODE={env['RAY_AUTH_MODE']}: Ray runs WITHOUT authentication; any local "
+              "user, and anyone who can reach its ports, can run code as the ward's user (full database access). "
+              "Unset RAY_AUTH_MODE to use token authentication.", file=sys.stderr, flush=True)
+        return None
+    if env.get("RAY_AUTH_TOKEN"):
+        return None
+    return ensure_ray_token(ray_token_path(env), create=not env.get("RAY_ADDRESS"))
 
 def check_config(path: Path) -> None:
     """Fail early and clearly: the file must be a Serve config whose ward applications validate."""
@@ -98,8 +166,7 @@ def run_ward(config: Path) -> int:
     from ray import serve  # noqa: PLC0415
     from ray.serve.scripts import cli as serve_cli  # noqa: PLC0415
 
-    for key, value in ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    setup_ray_auth(os.environ)  # before Ray starts: its processes inherit the mode and find the token
     stop = _StopOnSignal()
     _install(stop)  # also covers a signal that comes while Ray starts
     try:
@@ -136,4 +203,9 @@ def register(app: typer.Typer) -> None:
         if check_only:
             typer.echo(f"{config}: ok")
             return
-        raise typer.Exit(run_ward(config))
+        try:
+            code = run_ward(config)
+        except RayAuthError as exc:
+            typer.echo(f"ward: {exc}", err=True)
+            raise typer.Exit(2) from None
+        raise typer.Exit(code)
