@@ -469,16 +469,15 @@ def use_test_password_params(params: ScryptParams = TEST_SCRYPT) -> None:
 def check_password_policy(username: str, password: str, *, temporary: bool = False) -> None:
     """Raise PasswordPolicyError unless ``password`` may become ``username``'s password.
 
-    A password a person chooses: at least 12 characters and not the user name. A temporary one (set by
-    an admin, the CLI or the first start, replaced at first login): at least 8 characters."""
+    Never the user name (ignoring case and surrounding spaces), never only spaces. A password a person
+    chooses: at least 12 characters. A temporary one (set by an admin, the CLI or the first start, and
+    replaced at the first login): at least 8."""
     least = MIN_TEMPORARY_PASSWORD_CHARS if temporary else MIN_PASSWORD_CHARS
     if len(password) < least:
-        what = "a temporary password" if temporary else "a password"
-        raise PasswordPolicyError(f"password too short: use at least {least} characters for {what} "
-                                  f"(got {len(password)})")
+        raise PasswordPolicyError(f"password too short ({len(password)} characters): use at least {least}")
     if len(password) > MAX_PASSWORD_CHARS:
         raise PasswordPolicyError(f"password too long: use at most {MAX_PASSWORD_CHARS} characters")
     if not password.strip():
         raise PasswordPolicyError("password is only spaces: choose one with other characters")
-    if not temporary and password.strip().casefold() == username.strip().casefold():
+    if password.strip().casefold() == username.strip().casefold():
         raise PasswordPolicyError("password equals the user name: choose a password that is not your user name")
