@@ -1,8 +1,12 @@
 """ward dashboard entry point: `streamlit run dashboard/app.py`.
 
 Login against the ward's user store, then a multipage app (st.navigation): overview, bed view,
-alarms, history, event review, and an admin page for admins. The database URL comes from
-$WARD_DB_URL (default sqlite:///./ward.db); $WARD_API_URL optionally adds live camera state.
+alarms, history, event review, change password, and an admin page for admins. The database URL
+comes from $WARD_DB_URL (default sqlite:///./ward.db); $WARD_API_URL optionally adds live camera state.
+
+Every page run first checks this tab's server-side session (ward.dashboard.ui.session_user): idle
+and absolute limits, the user re-read from the database. A user whose password someone else chose
+sees only the "choose your password" page; a wall-display session sees read-only pages.
 """
 
 from __future__ import annotations
@@ -16,71 +20,95 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(_ROOT))
 
-from ward.dashboard.ui import SOURCE, current_user, footer, get_store  # noqa: E402
-from ward.security import LoginLimiter, install_log_redaction  # noqa: E402
+from ward.dashboard import auth  # noqa: E402
+from ward.dashboard.ui import (FLASH_KEY, current_session, footer, get_store, log_out, login_limiter,  # noqa: E402
+                               session_user, settings, start_session, write_session_cookie)
+from ward.security import install_log_redaction  # noqa: E402
 
 install_log_redaction()
 
 st.set_page_config(page_title="ward", page_icon="🛏️", layout="wide")
 store = get_store()
-
-
-@st.cache_resource(show_spinner=False)
-def _login_limiter() -> LoginLimiter:
-    """One per dashboard process: 5 failures per user name (20 per address) in 5 min lock for 5 min."""
-    return LoginLimiter()
+cfg = settings()
+SESSION_WATCH_S = 15.0  # how often an idle page checks that its session still stands
+KIOSK_WARN_S = 1800.0   # a wall display warns this long before its session ends
 
 
 def login_page() -> None:
     st.title("ward — log in")
+    if msg := st.session_state.get(FLASH_KEY):
+        st.warning(msg, icon=":material/logout:")
     with st.form("login_form"):
         username = st.text_input("User name", key="login_user")
         password = st.text_input("Password", type="password", key="login_password")
+        kiosk = st.checkbox("Wall display: read-only, no logout when idle (ends after "
+                            f"{auth.duration_text(cfg.kiosk_max_age_s)})", key="login_kiosk",
+                            help="For a shared screen that shows the ward: it cannot acknowledge alarms, change "
+                                 "rules or users, or export, so it may stay logged in without activity.")
         submitted = st.form_submit_button("Log in")
     if submitted:
-        name, address = username.strip(), st.context.ip_address
+        address = st.context.ip_address
         address = address if isinstance(address, str) else None  # None when run headless (AppTest)
-        limiter = _login_limiter()
-        decision = limiter.check(name or None, address)
-        if not decision:
-            store.audit("login.refused", user=name[:64] or None, source=SOURCE,
-                        detail={"reason": "rate limited", "address": address})
-            st.error(f"Too many failed logins. Try again in {int(decision.retry_after_s + 0.999)} s.")
+        outcome = auth.password_login(store, login_limiter(), username, password, address, kiosk=kiosk,
+                                      limits=cfg.session_limits())
+        if outcome.token is None:
+            st.error(outcome.error)
             return
-        user = store.authenticate(name, password)
-        if user is None:
-            limiter.failure(name or None, address)
-            store.audit("login.failed", user=name[:64] or None, source=SOURCE, detail={"address": address})
-            st.error("Unknown user or wrong password.")
-            return
-        limiter.success(user.username, address)
-        store.audit("login", user=user.username, source=SOURCE)
-        st.session_state["user"] = user
+        start_session(outcome.token)
         st.rerun()
     st.caption("First start: the ward creates the admin account (user `admin`, or $WARD_ADMIN_USER) with "
                "the password in $WARD_ADMIN_PASSWORD, or else with a one-time password printed once in the "
-               "ward's log (the `serve run` / `scripts/run.sh` output). More accounts: `ward users add`.")
+               "ward's log (the `serve run` / `scripts/run.sh` output); you choose your own at the first login. "
+               "More accounts: the Admin page or `ward users add`.")
 
 
-user = current_user()
+@st.fragment(run_every=SESSION_WATCH_S)
+def session_watch() -> None:
+    """Ends the page when its session ends while nobody touches it (no page run happens then: the
+    overview refreshes only its own fragment, which is no activity). A wall display warns ahead."""
+    checked = st.session_state.pop("_session_checked", False)  # this run's check already ran (a full run)
+    if not checked and session_user(store, cfg, activity=False) is None:
+        st.rerun(scope="app")
+    session = current_session()
+    if session is None:
+        return
+    left = (session.ends_at(cfg.session_limits()) - auth.clock()).total_seconds()
+    if session.kiosk and left < KIOSK_WARN_S:
+        st.warning(f"This wall display logs out in {max(0, int(left // 60))} min: log in again to keep the "
+                   "ward on screen.", icon=":material/timer:")
+    elif session.kiosk:
+        st.caption(f"Wall display (read-only) until {session.ends_at(cfg.session_limits()):%H:%M} UTC")
+
+
+user = session_user(store, cfg, activity=True)
 if user is None:
     nav = st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")])
+elif user.must_change_password:
+    nav = st.navigation([st.Page("views/password.py", title="Choose your password", icon=":material/key:")])
 else:
+    kiosk = bool(current_session() and current_session().kiosk)  # type: ignore[union-attr]
     pages = [
         st.Page("views/overview.py", title="Ward overview", icon=":material/grid_view:", default=True),
         st.Page("views/bed.py", title="Bed view", icon=":material/monitor_heart:"),
         st.Page("views/alarms.py", title="Alarms", icon=":material/notifications_active:"),
-        st.Page("views/history.py", title="History", icon=":material/history:"),
         st.Page("views/review.py", title="Event review", icon=":material/manage_search:"),
     ]
-    if user.role == "admin":
-        pages.append(st.Page("views/admin.py", title="Admin", icon=":material/settings:"))
+    if not kiosk:  # a wall display shows the ward; history exports and account pages need a person
+        pages.insert(3, st.Page("views/history.py", title="History", icon=":material/history:"))
+        pages.append(st.Page("views/password.py", title="Change password", icon=":material/key:"))
+        if user.role == "admin":
+            pages.append(st.Page("views/admin.py", title="Admin", icon=":material/settings:"))
     nav = st.navigation(pages)
+if user is not None:
     with st.sidebar:
-        st.markdown(f"Signed in as **{user.username}** ({user.role})")
+        who = f"Wall display: **{user.username}** (read-only)" if current_session().kiosk else \
+            f"Signed in as **{user.username}** ({user.role})"  # type: ignore[union-attr]
+        st.markdown(who)
         if st.button("Log out", key="logout"):
-            store.audit("logout", user=user.username, source=SOURCE)
-            del st.session_state["user"]
+            log_out(store)
             st.rerun()
+        st.session_state["_session_checked"] = True
+        session_watch()
+    write_session_cookie()
 nav.run()
 footer(store)

@@ -32,6 +32,13 @@ atexit.register(shutil.rmtree, _RAY_TOKEN_DIR, ignore_errors=True)
 os.environ.pop("RAY_AUTH_TOKEN", None)
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_ray_token(_RAY_TOKEN_DIR / "auth_token"))
+# Passwords in this process are hashed with cheap scrypt parameters (explicit and test-only: ward.security
+# refuses it outside pytest), so hundreds of test accounts do not cost 128 MiB and ~0.5 s each. The
+# defaults stay OWASP's N=2^17 (tests/test_passwords.py hashes with them), as do the ward and dashboard
+# processes the tests start.
+from ward.security import use_test_password_params  # noqa: E402
+
+use_test_password_params()
 # Serve gives a starting HTTP proxy 5 s per readiness check and kills it after 3 misses; on 2 busy
 # cores its worker process can take longer to import, and serve.start() then fails with the proxy
 # "killed by ray.kill". Inherited by the Ray processes the tests start.

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ward.dashboard.auth import open_session
 from ward.dashboard.demo import DEMO_USERS, seed_demo
+from ward.dashboard.ui import TOKEN_KEY
 from ward.store.repository import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -28,7 +30,7 @@ def ward(tmp_path, monkeypatch):
 def _app(store: Store, username: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if username:
-        at.session_state["user"] = store.authenticate(username, DEMO_USERS[username][0])
+        at.session_state[TOKEN_KEY] = open_session(store, store.authenticate(username, DEMO_USERS[username][0]))
     return at.run()
 
 
@@ -225,7 +227,7 @@ def test_admin_page_creates_user(ward):
     _button(at, "Create user").click().run()
     assert not at.exception
     assert store.authenticate("night-nurse", "long-enough-pw").role == "clinician"
-    assert any(a.action == "user.create.by" and a.username == "admin" for a in store.audit_log())
+    assert any(a.action == "user.create" and a.username == "admin" for a in store.audit_log())
 
 
 def test_banners_for_unreachable_api_and_database(ward, monkeypatch):

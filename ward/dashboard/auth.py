@@ -1,25 +1,36 @@
-"""Roles and the first-start bootstrap of the ward's admin account.
+"""Roles, dashboard logins and sessions, and the first-start bootstrap of the ward's admin account.
 
 :func:`bootstrap_admin` is called by the ward's start (``ward.serve.app.build_app``), before any
 deployment touches the users table. Passwords are never logged; the only secret ever written to
 the log is a generated one-time admin password, once, on the first start against a database where
-no person has an account yet (the ward's own service accounts don't count).
+no person has an account yet (the ward's own service accounts don't count). That account must choose
+its own password at its first dashboard login (``must_change_password``).
+
+:func:`password_login` is the dashboard's login (rate limit, one password check, audit, a new
+server-side session); :func:`effective_user` is what a session may do (a wall display is read-only).
+:func:`clock` is the time sessions are judged by; tests replace it to move time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
+from datetime import datetime, timezone
 from typing import Mapping
 
-from ward.store.repository import Store, StoreError, check_new_user
+from ward.security import LoginLimiter
+from ward.store.repository import Store, StoreError, UserRecord, check_new_user
+from ward.store.sessions import EndReason, SessionLimits, SessionRecord, new_session
 
 log = logging.getLogger("ward.dashboard")
 
 CAN_ACKNOWLEDGE = frozenset({"clinician", "admin"})
 CAN_CONFIGURE = frozenset({"admin"})
 ADMIN_USER_ENV, ADMIN_PASSWORD_ENV = "WARD_ADMIN_USER", "WARD_ADMIN_PASSWORD"
+SOURCE = "dashboard"  # audit source of everything done in the dashboard
+KIOSK_ROLE = "viewer"  # what a wall-display session may do, whoever logged it in
 
 
 class BootstrapError(ValueError):
@@ -47,7 +58,7 @@ def bootstrap_admin(store: Store, env: Mapping[str, str] | None = None,
         return None
     password = given or secrets.token_urlsafe(12)
     try:
-        user = store.create_first_admin(username, password)
+        user = store.create_first_admin(username, password, must_change_password=not given)
     except StoreError as exc:  # e.g. the name of one of the ward's service accounts
         raise _env_error(exc, username) from None
     if user is None:  # another process got there first
@@ -83,6 +94,86 @@ def _one_time_banner(username: str, password: str) -> str:
     """One log record whose lines all differ (Ray folds identical log lines into "[repeated Nx]")."""
     return ("\n" + "*" * 78 + "\n"
             f"*** FIRST START: created admin account {username!r} with one-time password {password} \n"
-            "*** It is shown only this once. Log in to the dashboard (or the API) with it now, then create\n"
-            f"*** personal accounts; set {ADMIN_PASSWORD_ENV} before the first start to choose it yourself.\n"
+            "*** It is shown only this once. Log in to the dashboard with it now: you will choose your own\n"
+            "*** password there (or run `ward users passwd`), then create personal accounts;\n"
+            f"*** set {ADMIN_PASSWORD_ENV} before the first start to choose it yourself.\n"
             + "*" * 77)
+
+
+# ------------------------------------------------------------------------------------- sessions
+def clock() -> datetime:
+    """Now, for session limits (tests replace this function to move time)."""
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    """A dashboard login attempt: the user and the new session's token, or the message to show."""
+
+    user: UserRecord | None = None
+    token: str | None = None
+    error: str | None = None
+
+
+def password_login(store: Store, limiter: LoginLimiter, username: str, password: str, address: str | None, *,
+                   kiosk: bool, limits: SessionLimits) -> LoginOutcome:
+    """The dashboard's login: refused while the name or address is locked (before any password check),
+    one password check, every outcome audited, and on success a new server-side session."""
+    name = username.strip()
+    decision = limiter.check(name or None, address)
+    if not decision:
+        store.audit("login.refused", user=name[:64] or None, source=SOURCE,
+                    detail={"reason": "rate limited", "address": address})
+        return LoginOutcome(error=f"Too many failed logins. Try again in {int(decision.retry_after_s + 0.999)} s.")
+    user = store.authenticate(name, password)
+    if user is None:
+        limiter.failure(name or None, address)
+        store.audit("login.failed", user=name[:64] or None, source=SOURCE, detail={"address": address})
+        return LoginOutcome(error="Unknown user or wrong password.")
+    limiter.success(user.username, address)
+    if kiosk and user.must_change_password:
+        return LoginOutcome(error="Your password is a temporary one: log in without \"Wall display\" and choose "
+                                  "your own password first.")
+    token = open_session(store, user, kiosk=kiosk, limits=limits)
+    store.audit("login", user=user.username, source=SOURCE, detail={"address": address, "wall_display": kiosk})
+    return LoginOutcome(user, token)
+
+
+def open_session(store: Store, user: UserRecord, *, kiosk: bool = False, limits: SessionLimits | None = None) -> str:
+    """A new session for an authenticated ``user`` (limits: the dashboard settings'); returns the token
+    the browser keeps."""
+    if limits is None:
+        from ward.dashboard.settings import load_settings  # noqa: PLC0415
+
+        limits = load_settings().session_limits()
+    token, _ = new_session(store, user, kiosk=kiosk, now=clock(), limits=limits)
+    return token
+
+
+def effective_user(session: SessionRecord) -> UserRecord:
+    """The user as the pages see them: a wall-display session acts as a viewer (read-only: no
+    acknowledging, no rule or user changes, no exports) whatever the account's role."""
+    if session.kiosk and session.user.role != KIOSK_ROLE:
+        return dataclasses.replace(session.user, role=KIOSK_ROLE)
+    return session.user
+
+
+def end_message(reason: EndReason, *, kiosk: bool, limits: SessionLimits) -> str | None:
+    """What the login page says after a session ended (None: nothing worth saying)."""
+    if reason == "idle":
+        return f"You were logged out after {duration_text(limits.idle.total_seconds())} without activity."
+    if reason == "expired" and kiosk:
+        limit = duration_text(limits.kiosk_max_age.total_seconds())
+        return (f"WALL DISPLAY LOGGED OUT: its session reached the {limit} limit. The ward is not shown here "
+                "until someone logs in again.")
+    if reason == "expired":
+        return f"Your session reached its {duration_text(limits.max_age.total_seconds())} limit: log in again."
+    if reason == "disabled":
+        return "Your account was disabled: ask an admin."
+    return None
+
+
+def duration_text(seconds: float) -> str:
+    """A session limit as people say it: "15 min", "12 h"."""
+    m = round(seconds / 60)
+    return f"{m // 60} h" if m >= 60 and m % 60 == 0 else f"{m} min"

@@ -1,7 +1,16 @@
-"""Streamlit glue shared by the dashboard pages: the cached Store, the session's user, the footer."""
+"""Streamlit glue shared by the dashboard pages: the cached Store, the session's user, the footer.
+
+Sessions: :func:`session_user` runs before every page (``dashboard/app.py``). It finds this tab's
+session (the token in ``st.session_state``, or after a reload the ``ward_session`` cookie), checks it
+in the database with its user re-read (disabled, role, must change password) and, when it has
+ended, audits that and says why on the login page. The cookie is written by a small script
+(``st.html``): Streamlit gives a page no other way to set one, so it cannot be HttpOnly; it is
+SameSite=Strict, Secure on https, and worthless once the session ends server-side.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from datetime import datetime
@@ -10,13 +19,23 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from ward.dashboard import auth
+from ward.dashboard.auth import SOURCE
 from ward.dashboard.settings import DashboardSettings, load_settings
+from ward.security import LoginLimiter
 from ward.dashboard.view import provenance_label
 from ward.store.dashboard_queries import latest_samples, model_versions
 from ward.store.repository import Store, UserRecord
+from ward.store.sessions import SessionCheck, SessionRecord, check_session, end_session
 
-SOURCE = "dashboard"
+__all__ = ["SOURCE", "current_user", "require_user", "session_user", "current_session", "log_out", "get_store",
+           "login_limiter", "settings"]
 log = logging.getLogger("ward.dashboard")
+COOKIE = "ward_session"       # the browser's copy of the session token
+TOKEN_KEY = "ward_session"    # st.session_state: this tab's session token
+USER_KEY = "user"             # st.session_state: the user as re-read by this run's session check
+SESSION_KEY = "ward_session_record"
+FLASH_KEY = "login_flash"     # st.session_state: why the last session ended (shown on the login page)
 
 
 def settings() -> DashboardSettings:
@@ -26,6 +45,13 @@ def settings() -> DashboardSettings:
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> Store:
     return Store(url)
+
+
+@st.cache_resource(show_spinner=False)
+def login_limiter() -> LoginLimiter:
+    """One per dashboard process: 5 failures per user name (20 per address) in 5 min lock for 5 min.
+    Wrong current passwords on the password page count as failures too."""
+    return LoginLimiter()
 
 
 def get_store() -> Store:
@@ -52,15 +78,97 @@ def _redact(url: str) -> str:
 
 
 def current_user() -> UserRecord | None:
-    return st.session_state.get("user")
+    """The user as re-read from the database by this page run's :func:`session_user`."""
+    return st.session_state.get(USER_KEY)
+
+
+def current_session() -> SessionRecord | None:
+    return st.session_state.get(SESSION_KEY)
 
 
 def require_user() -> UserRecord:
+    """This run's user (re-read from the store before the page ran); stops the page when logged out."""
     user = current_user()
     if user is None:
         st.warning("Please log in.")
         st.stop()
     return user  # type: ignore[return-value]
+
+
+def session_user(store: Store, cfg: DashboardSettings, *, activity: bool) -> UserRecord | None:
+    """This tab's user if its session is live, else None (after auditing why it ended).
+
+    One indexed query (session joined with its user), so a disabled account or a lowered role takes
+    effect at the next page run. ``activity``: this run was caused by the user (a click, a page
+    change, a reload), which restarts the idle clock; the session watcher's and the overview's
+    automatic refreshes are not activity."""
+    token = st.session_state.get(TOKEN_KEY) or _cookie()
+    check = check_session(store, token, now=auth.clock(), limits=cfg.session_limits(), touch=activity) \
+        if token else SessionCheck(None, "unknown")
+    if check.session is None:
+        _forget(store, check, cfg, had_cookie=bool(token))
+        return None
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[SESSION_KEY] = check.session
+    user = st.session_state[USER_KEY] = auth.effective_user(check.session)
+    return user
+
+
+def start_session(token: str) -> None:
+    """After a successful login: this tab's session is ``token`` (the next run checks it)."""
+    st.session_state[TOKEN_KEY] = token
+    st.session_state.pop(FLASH_KEY, None)
+
+
+def log_out(store: Store) -> None:
+    """End this tab's session server-side (the cookie goes with the next run's script)."""
+    token, user = st.session_state.pop(TOKEN_KEY, None), st.session_state.pop(USER_KEY, None)
+    st.session_state.pop(SESSION_KEY, None)
+    if token:
+        end_session(store, token)
+    if user is not None:
+        store.audit("logout", user=user.username, source=SOURCE)
+
+
+def _forget(store: Store, check: SessionCheck, cfg: DashboardSettings, *, had_cookie: bool) -> None:
+    """No live session: clear this tab's state and the cookie; audit and explain an ended one."""
+    ended = st.session_state.pop(SESSION_KEY, None)
+    for key in (TOKEN_KEY, USER_KEY):
+        st.session_state.pop(key, None)
+    if check.user is not None and check.ended in ("idle", "expired", "disabled"):
+        kiosk = bool(ended.kiosk) if ended is not None else False
+        store.audit("session.expired", user=check.user.username, source=SOURCE,
+                    detail={"reason": check.ended, "wall_display": kiosk})
+        message = auth.end_message(check.ended, kiosk=kiosk, limits=cfg.session_limits())
+        if message:
+            st.session_state[FLASH_KEY] = message
+    if had_cookie:
+        _cookie_script(None, None)
+
+
+def write_session_cookie() -> None:
+    """Keep the browser's cookie equal to this tab's session (so a reload finds it again); expires with
+    the session's absolute limit. Runs every page run: idempotent, and a lost script is repaired."""
+    session, token = current_session(), st.session_state.get(TOKEN_KEY)
+    if session is not None and token and _cookie() != token:
+        _cookie_script(token, session.expires_at)
+
+
+def _cookie() -> str | None:
+    """The session cookie the browser sent when this tab's page was loaded (None without one; headless
+    test runs have no request)."""
+    value = st.context.cookies.get(COOKIE)
+    return value if isinstance(value, str) and value else None
+
+
+def _cookie_script(token: str | None, expires: datetime | None) -> None:
+    """Set (or with None, delete) the session cookie from the page: SameSite=Strict, Secure on https."""
+    value = json.dumps(token or "")
+    when = json.dumps(expires.strftime("%a, %d %b %Y %H:%M:%S GMT") if expires else "Thu, 01 Jan 1970 00:00:00 GMT")
+    st.html(f"""<script>(function () {{
+  var secure = window.location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = "{COOKIE}=" + {value} + "; Path=/; Expires=" + {when} + "; SameSite=Strict" + secure;
+}})();</script>""", unsafe_allow_javascript=True, width=1)
 
 
 def fmt_time(t: datetime | None) -> str:

@@ -153,6 +153,7 @@ def register(app: typer.Typer) -> None:
 
     users = typer.Typer(help="Manage dashboard/API users.", no_args_is_help=True)
     app.add_typer(users, name="users")
+    _register_passwd(users)
 
     @users.command("add")
     def users_add(username: str, role: str = typer.Option("viewer", help="viewer, clinician or admin."),
@@ -297,3 +298,30 @@ def _retention_from(config: Path | None, flags: dict[str, str | None], allow_sho
         problems = format_validation_error(exc, RetentionConfig)
         _fail("bad retention policy: " + "; ".join(problems)
               + " (on the command line a key such as alarms_days is the flag --alarms-days)")
+
+
+# ------------------------------------------------------------------------------------ ward users passwd
+def _register_passwd(users: typer.Typer) -> None:
+    """`ward users passwd NAME [--temporary]`: the way to change a password from a shell (the one-time
+    admin password included), and to reset a forgotten one."""
+
+    @users.command("passwd")
+    def users_passwd(username: str,
+                     password: str = typer.Option(..., prompt="New password", hide_input=True, confirmation_prompt=True,
+                                                  help="Prompted when omitted (keep it out of shell history)."),
+                     temporary: bool = typer.Option(
+                         False, "--temporary",
+                         help="The user must choose their own password at their next dashboard login (use it "
+                              "when you set someone else's password; at least 8 characters)."),
+                     db: Optional[str] = DbOpt) -> None:
+        """Set USERNAME's password: at least 12 characters and not the user name (unless --temporary).
+        Ends their dashboard sessions; audited as user.password (never the password)."""
+        from ward.store.audit import AuditSource, cli_actor
+
+        store = _store(db)
+        try:
+            store.set_password(username, password, temporary=temporary, actor=cli_actor(), source=AuditSource.CLI)
+        except ValueError as exc:  # StoreError: unknown user, service account, policy
+            _fail(str(exc))
+        typer.echo(f"password of {username} changed" + (": temporary, they choose their own at the next "
+                                                        "dashboard login" if temporary else ""))

@@ -233,7 +233,26 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     service: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # set when someone else chose the password (first start, an admin, `ward users passwd --temporary`):
+    # the dashboard lets the user do nothing but choose their own (migration 0008)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+
+class DashboardSession(Base):
+    """A dashboard login: the browser keeps a random token in a cookie, the database only its SHA-256
+    (256-bit secret: no slow hash needed). A reload finds the session again; the dashboard ends it
+    after ``idle`` without activity or at ``expires_at``, and logout, a password change or disabling
+    the user deletes it. ``kiosk``: a read-only wall display (no idle limit; see docs/security.md)."""
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    kiosk: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiToken(Base):
