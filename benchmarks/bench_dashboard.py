@@ -155,8 +155,11 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
+    from ward.dashboard.auth import open_session
+    from ward.dashboard.ui import TOKEN_KEY
+
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-    at.session_state["user"] = store.authenticate("watcher", DEMO_USERS["watcher"][0])
+    at.session_state[TOKEN_KEY] = open_session(store, store.authenticate("watcher", DEMO_USERS["watcher"][0]))
     at.run()
     assert not at.exception, at.exception
     grid = next(m.value for m in at.markdown if "ward-grid" in m.value)

@@ -346,11 +346,14 @@ def _dashboard_text(store: Any, bed: str) -> str:
     """Everything the dashboard renders (overview, the bed's page, alarms) for a logged-in viewer."""
     from streamlit.testing.v1 import AppTest
 
+    from ward.dashboard.auth import open_session
+    from ward.dashboard.ui import TOKEN_KEY
+
     app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
     out = []
     for page in (None, "views/bed.py", "views/alarms.py"):
         at = AppTest.from_file(app, default_timeout=60)
-        at.session_state["user"] = store.authenticate("viewer1", "viewer-pass")
+        at.session_state[TOKEN_KEY] = open_session(store, store.authenticate("viewer1", "viewer-pass"))
         at.session_state["bed"] = bed
         at.run()
         if page:
