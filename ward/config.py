@@ -12,13 +12,16 @@ CLI and the tests can all import it cheaply.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import re
+import stat
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Sequence, Union
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
@@ -30,7 +33,8 @@ __all__ = [
     "ConfigError", "DashboardConfig", "DatabaseConfig", "DeploymentResources", "IngestConfig",
     "ModelsConfig", "PoseModelConfig", "ResourcesConfig", "RetentionConfig", "RetentionPolicy",
     "VSViGModelConfig", "WardConfig",
-    "WatchdogConfig", "format_validation_error", "load_ward_config", "validate_rule_overrides",
+    "WatchdogConfig", "format_validation_error", "is_loopback", "load_ward_config", "read_secret_file",
+    "validate_rule_overrides",
 ]
 
 CLIP_LENGTH = 30  # VSViG is trained on 30-frame clips; other lengths are not a configuration choice
@@ -131,7 +135,8 @@ class BedConfig(_Strict):
         return self
 
 
-def _check_file(value: str | None, info: ValidationInfo) -> str | None:
+def _check_file(value: str | None, info: ValidationInfo,
+                hint: str = "fetch official files with `ward models fetch`, or fix the path") -> str | None:
     """With context ``validate_paths``: the file must exist and be readable; made absolute so Ray
     workers started in another directory find it."""
     ctx = info.context or {}
@@ -142,7 +147,7 @@ def _check_file(value: str | None, info: ValidationInfo) -> str | None:
         p = Path(ctx.get("base_dir") or os.getcwd()) / p
     problem = _unreadable(p)
     if problem:
-        raise ValueError(f"{problem}: {p} (fetch official files with `ward models fetch`, or fix the path)")
+        raise ValueError(f"{problem}: {p} ({hint})")
     return str(p.resolve())
 
 
@@ -170,17 +175,143 @@ class ModelsConfig(_Strict):
     vsvig: VSViGModelConfig
 
 
+DEFAULT_DATABASE_URL = "sqlite:///./ward.db"
+_DB_URL_FORM = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
+
+
 class DatabaseConfig(_Strict):
-    url: str = Field("sqlite:///./ward.db", min_length=1, description="SQLAlchemy URL (SQLite or PostgreSQL)")
+    """Where the ward stores its data, and how it learns the URL: exactly one of
+
+    - ``url``: the URL itself, for SQLite or a PostgreSQL URL WITHOUT a password (peer/cert auth,
+      ~/.pgpass); a password there is refused, because the ward config is the Serve application's
+      ``args``, which ``serve config`` and Ray's dashboard show and Ray keeps in its state;
+    - ``url_env``: the name of an environment variable holding the URL (it must be set for every
+      ward process: Ray workers inherit the environment of whoever started Ray on that node);
+    - ``url_file``: a file holding the URL, readable by its owner only (mode 0600 or 0400).
+
+    Only the reference is dumped (``model_dump``: what build_app binds to the deployments); each
+    process resolves it when it reads :attr:`url`, so the password never enters what Ray stores.
+    None given means ``sqlite:///./ward.db``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, serialize_by_alias=True)
+
+    literal_url: Optional[str] = Field(None, alias="url", min_length=1,
+                                       description="SQLAlchemy URL (SQLite, or PostgreSQL without a password)")
+    url_env: Optional[str] = Field(None, min_length=1,
+                                   description="environment variable holding the URL, e.g. WARD_DB_URL")
+    url_file: Optional[str] = Field(None, min_length=1, description="file holding the URL (mode 0600)")
     spill_dir: str = Field("./ward_spill", min_length=1, description="rows are spilled here while the DB is down")
     flush_interval_s: float = Field(1.0, gt=0, le=60)
 
-    @field_validator("url")
+    @field_validator("literal_url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
-            raise ValueError(f"must be an SQLAlchemy URL starting with sqlite:// or postgresql:// (got {v!r})")
+    def _literal(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_db_url(v)
+            if _url_has_password(v):
+                raise ValueError("contains a password; the ward config is the Serve application's args, which "
+                                 "`serve config` and Ray's dashboard show: remove `url` and give the URL by "
+                                 "reference, url_env: WARD_DB_URL (an environment variable) or url_file: "
+                                 "/etc/ward/db_url (a file only the ward's user can read, chmod 600)")
         return v
+
+    @field_validator("url_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError(f"must be the NAME of an environment variable (letters, digits, '_'), e.g. WARD_DB_URL, "
+                             f"not the URL (got {redact_uri(v)!r})")
+        return v
+
+    @field_validator("url_file")
+    @classmethod
+    def _file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_file(v, info)
+
+    @model_validator(mode="after")
+    def _one_source(self, info: ValidationInfo) -> "DatabaseConfig":
+        given = [k for k, v in (("url", self.literal_url), ("url_env", self.url_env), ("url_file", self.url_file))
+                 if v is not None]
+        if len(given) > 1:
+            raise _NestedError([((given[1],), f"give exactly one of url, url_env, url_file (got {' and '.join(given)})")])
+        if not given:
+            self.literal_url = DEFAULT_DATABASE_URL
+        elif given[0] != "url" and (info.context or {}).get("validate_paths", False):
+            try:  # at start (build_app, `ward run --check`, the CLI): a missing secret fails at once
+                self._resolve()
+            except ValueError as exc:
+                raise _NestedError([((given[0],), str(exc))]) from None
+        return self
+
+    @property
+    def url(self) -> str:
+        """The database URL, resolved in this process (ConfigError naming the key if it cannot be)."""
+        try:
+            return self._resolve()
+        except ValueError as exc:
+            raise ConfigError(f"database.{'url_env' if self.url_env else 'url_file'}: {exc}") from None
+
+    def _resolve(self) -> str:
+        if self.url_env:
+            value = os.environ.get(self.url_env, "").strip()
+            if not value:
+                raise ValueError(f"environment variable {self.url_env} is not set (or empty) in this process: set "
+                                 "it to the database URL for the ward (on a cluster: on every node, before `ray start`)")
+            where = f"${self.url_env}"
+        elif self.url_file:
+            value, where = read_secret_file(Path(self.url_file)), self.url_file
+        else:
+            return self.literal_url or DEFAULT_DATABASE_URL
+        try:
+            _check_db_url(value)
+        except ValueError as exc:
+            raise ValueError(f"{where} {exc}") from None
+        return value
+
+
+def _check_db_url(v: str) -> None:
+    if not _DB_URL_FORM.match(v):
+        raise ValueError(f"must be an SQLAlchemy URL starting with sqlite:// or postgresql:// (got {redact_uri(v)!r})")
+
+
+def _url_has_password(v: str) -> bool:
+    """A password in the URL's user info or as a libpq ``password=`` query parameter (SQLite has none)."""
+    if v.startswith("sqlite"):
+        return False
+    parts = urlsplit(v)
+    try:
+        in_userinfo = parts.password is not None
+    except ValueError:  # malformed netloc: treat as suspicious, the caller refuses
+        return True
+    return in_userinfo or any(k.lower() == "password" for k, _ in parse_qsl(parts.query))
+
+
+def read_secret_file(path: Path) -> str:
+    """The stripped text of a secrets file; ValueError when missing, unreadable, empty, or open to others
+    (group/other permission bits: whoever can read it has the secret, whoever can write it swaps it)."""
+    problem = _unreadable(path)
+    if problem:
+        raise ValueError(f"{problem}: {path}")
+    _check_private(path)
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return text
+
+
+def _check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ValueError(f"{path} is open to other users (mode {mode:04o}) but holds a secret: "
+                         f"run `chmod 600 {path}`")
+
+
+def _check_secret_file(value: str | None, info: ValidationInfo) -> str | None:
+    """:func:`_check_file`, and (with ``validate_paths``) the file must be private to its owner."""
+    checked = _check_file(value, info, hint="fix the path")
+    if checked is not None and (info.context or {}).get("validate_paths", False):
+        _check_private(Path(checked))
+    return checked
 
 
 class BatchConfig(_Strict):
@@ -212,15 +343,90 @@ class ResourcesConfig(_Strict):
     camera_actors: CameraActorResources = Field(default_factory=CameraActorResources)
 
 
-class ApiConfig(_Strict):
-    host: str = "127.0.0.1"
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only: ``localhost`` or a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name (or 0.0.0.0's kin): it may resolve to anything, treat it as the network
+        return False
+
+
+class _Listener(_Strict):
+    """A ward front end served over HTTP(S). Bound anywhere but loopback it is refused without TLS
+    (``tls_cert`` + ``tls_key``), unless ``allow_plain_http_on_network`` says a TLS-terminating proxy on
+    this host fronts it (then a warning is logged at every load)."""
+
+    what: ClassVar[str] = "this service"
+    host: str = Field("127.0.0.1", min_length=1, description="bind address; anything but loopback needs TLS")
+    tls_cert: Optional[str] = Field(None, min_length=1, description="TLS certificate (PEM, with its chain)")
+    tls_key: Optional[str] = Field(None, min_length=1, description="TLS private key (PEM), mode 0600")
+    allow_plain_http_on_network: bool = Field(
+        False, description="serve plain HTTP on a non-loopback host (only behind a TLS-terminating proxy)")
+
+    @field_validator("tls_cert")
+    @classmethod
+    def _cert(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_file(v, info, hint="give the PEM certificate file, or fix the path")
+
+    @field_validator("tls_key")
+    @classmethod
+    def _key(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _check_secret_file(v, info)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def binds(self) -> bool:
+        """Whether the bind rule applies (a disabled dashboard binds nothing)."""
+        return True
+
+    @model_validator(mode="after")
+    def _tls_off_loopback(self) -> "_Listener":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _NestedError([((missing,), "tls_cert and tls_key go together (the certificate and its private "
+                                              f"key): set {missing} too, or neither")])
+        if not self.binds or self.tls or is_loopback(self.host):
+            return self
+        if not self.allow_plain_http_on_network:
+            raise _NestedError([(("host",), f"{self.host!r} is reachable from the network and {self.what} carries "
+                                            "logins and patient data: set tls_cert and tls_key (HTTPS), bind "
+                                            "127.0.0.1, or set allow_plain_http_on_network: true if a "
+                                            "TLS-terminating reverse proxy on this host fronts it")])
+        log.warning("%s serves plain HTTP on %s (allow_plain_http_on_network: true): only safe behind a "
+                    "TLS-terminating proxy on this host", self.what, self.host)
+        return self
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port`` for clients on this machine's side (the ward's own dashboard)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{getattr(self, 'port')}"
+
+
+class ApiConfig(_Listener):
+    """Where the ward's API is reached; keep it equal to Serve's ``http_options`` (host, port, and
+    ``ssl_certfile``/``ssl_keyfile`` = ``tls_cert``/``tls_key``): build_app checks the TLS part."""
+
+    what: ClassVar[str] = "the API"
     port: int = Field(8000, ge=1, le=65535)
 
 
-class DashboardConfig(_Strict):
+class DashboardConfig(_Listener):
+    """The Streamlit dashboard the API starts (``enabled``); its TLS files become Streamlit's
+    ``server.sslCertFile``/``server.sslKeyFile``."""
+
+    what: ClassVar[str] = "the dashboard"
     enabled: bool = True
-    host: str = "127.0.0.1"
     port: int = Field(8501, ge=1, le=65535)
+
+    @property
+    def binds(self) -> bool:
+        return self.enabled
 
 
 class ClipConfig(_Strict):
@@ -519,7 +725,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = None)
             continue
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
-            allowed = list(parent.model_fields) if parent else []
+            allowed = [f.alias or name for name, f in parent.model_fields.items()] if parent else []
             lines.append(f"{_dotted(loc)}: {_unknown_key_msg(str(loc[-1]), allowed)}")
             continue
         lines.append(f"{_dotted(loc) or '<top level>'}: {_message(err)}")

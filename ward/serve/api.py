@@ -237,16 +237,16 @@ class WardAPI:
     def _start_dashboard(self) -> None:
         if not self.cfg.dashboard.enabled:
             return
-        from ward.serve.dashboard_proc import REPO_ROOT, DashboardProcess, dashboard_command  # noqa: PLC0415
+        from ward.serve.dashboard_proc import REPO_ROOT, DashboardProcess, dashboard_command, dashboard_env  # noqa: PLC0415
 
         app_path = REPO_ROOT / "dashboard" / "app.py"
         if not app_path.is_file():
             log.warning("dashboard.enabled but %s does not exist; not starting the dashboard", app_path)
             return
         d = self.cfg.dashboard
-        env = {"WARD_DB_URL": self.cfg.database.url, "WARD_API_URL": f"http://{self.cfg.api.host}:{self.cfg.api.port}",
-               "WARD_API_TOKEN": self._dashboard_token()}
-        self.dashboard = DashboardProcess(dashboard_command(d.host, d.port, app_path), env=env, cwd=str(REPO_ROOT))
+        env = {**dashboard_env(self.cfg), "WARD_API_TOKEN": self._dashboard_token()}
+        self.dashboard = DashboardProcess(dashboard_command(d.host, d.port, app_path, d.tls_cert, d.tls_key), env=env,
+                                          cwd=str(REPO_ROOT))
         self.dashboard.start()
 
     def _dashboard_token(self) -> str:

@@ -12,6 +12,12 @@ Batching lives in ``user_config`` so ``serve deploy`` with new values retunes it
 Note: a ``deployments:`` section in the Serve YAML overrides these options, and its
 ``ray_actor_options`` replace the whole dict (set num_cpus, num_gpus and resources together).
 
+Secrets never travel in what Serve stores: the bound config is ``cfg.model_dump()``, which carries the
+database URL's *reference* (``database.url_env`` / ``url_file``), never the resolved URL; each replica
+resolves it itself (``cfg.database.url``). Before binding, the running Serve's ``http_options`` are
+checked against ``api``: a proxy on a non-loopback host needs TLS (``ssl_certfile``/``ssl_keyfile``)
+unless ``api.allow_plain_http_on_network``, and ``api.tls_cert`` needs Serve's TLS too.
+
 Before binding it prepares the database once (:func:`prepare_database`): migrations, then the first
 admin account. ``build_app`` runs once per deploy, before any replica starts (``serve run CONFIG``
 runs it in a Ray task of the Serve controller, ``serve.run(build_app(...))`` in the caller), so the
@@ -26,11 +32,11 @@ from typing import Any, Mapping
 
 from ray.serve import Application
 
-from ward.config import ConfigError, DeploymentResources, WardConfig, load_ward_config
+from ward.config import ConfigError, DeploymentResources, WardConfig, is_loopback, load_ward_config
 
 log = logging.getLogger("ward.serve")
 
-__all__ = ["ConfigError", "build_app", "deployment_options", "prepare_database"]
+__all__ = ["ConfigError", "build_app", "check_http_options", "deployment_options", "prepare_database"]
 
 
 def _actor_options(r: DeploymentResources) -> dict[str, Any]:
@@ -83,6 +89,35 @@ def prepare_database(url: str) -> None:
         store.close()
 
 
+def check_http_options(cfg: WardConfig, http: Any) -> None:
+    """Refuse a Serve HTTP proxy that would serve the API in clear text on the network, or without the
+    TLS the ward config names (``http``: Serve's HTTPOptions, or anything with host/ssl_certfile)."""
+    host, cert = getattr(http, "host", None), getattr(http, "ssl_certfile", None)
+    problems = []
+    if host and not cert and not is_loopback(host) and not cfg.api.allow_plain_http_on_network:
+        problems.append(f"Serve's http_options.host is {host!r} (reachable from the network) without ssl_certfile/"
+                        "ssl_keyfile: set them to api.tls_cert/api.tls_key, bind 127.0.0.1, or set "
+                        "api.allow_plain_http_on_network: true behind a TLS-terminating proxy on this host")
+    if cfg.api.tls and not cert:
+        problems.append("api.tls_cert is set but Serve's http_options has no ssl_certfile: set http_options "
+                        "ssl_certfile and ssl_keyfile to the same files as api.tls_cert and api.tls_key")
+    if problems:
+        raise ConfigError("Serve's HTTP proxy does not match the ward's api settings:\n  " + "\n  ".join(problems),
+                          problems)
+
+
+def _serve_http_options() -> Any:
+    """The running Serve's HTTPOptions, or None where there is no Serve controller to ask."""
+    try:
+        from ray.serve.context import _get_global_client  # noqa: PLC0415
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+        return client.http_config if client is not None else None
+    except Exception as exc:  # noqa: BLE001 - no Ray/Serve here (unit use): the config checks still applied
+        log.debug("no Serve HTTP options to check: %s", exc)
+        return None
+
+
 def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
     """Validate the ward config, prepare the database, bind the ward's deployments (ConfigError first)."""
     from ward.serve.api import WardAPI  # noqa: PLC0415
@@ -93,8 +128,11 @@ def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
         raise ConfigError("build_app needs the ward configuration as `args:` in the Serve config "
                           "(beds, models, database, ...); see serve_configs/ward.yaml")
     cfg = load_ward_config(args, validate_paths=True)  # weights must exist; paths made absolute
+    http = _serve_http_options()
+    if http is not None:
+        check_http_options(cfg, http)
     prepare_database(cfg.database.url)
-    config = cfg.model_dump(mode="json")
+    config = cfg.model_dump(mode="json")  # the database URL's reference only, never the resolved URL
     opts = deployment_options(cfg)
     pose_model, vsvig_model = _model_args(cfg)
     pose = Pose.options(**opts["Pose"]).bind(pose_model)

@@ -26,22 +26,40 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from ward.config import WardConfig
 
 log = logging.getLogger("ward.serve")
 
-__all__ = ["DashboardProcess", "dashboard_command", "watch"]
+__all__ = ["DashboardProcess", "dashboard_command", "dashboard_env", "watch"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WATCH_POLL_S = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
-def dashboard_command(host: str, port: int, app_path: Path | None = None) -> list[str]:
-    """``python -m streamlit run dashboard/app.py`` bound to host:port, headless."""
+def dashboard_command(host: str, port: int, app_path: Path | None = None,
+                      tls_cert: str | None = None, tls_key: str | None = None) -> list[str]:
+    """``python -m streamlit run dashboard/app.py`` bound to host:port, headless; HTTPS with
+    ``tls_cert``/``tls_key`` (Streamlit's server.sslCertFile/sslKeyFile)."""
     app = app_path or REPO_ROOT / "dashboard" / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+           "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    if tls_cert and tls_key:
+        cmd += ["--server.sslCertFile", tls_cert, "--server.sslKeyFile", tls_key]
+    return cmd
+
+
+def dashboard_env(cfg: "WardConfig") -> dict[str, str]:
+    """The dashboard's environment: the resolved database URL (process environment only, never in Ray's
+    state) and the API's URL; with API TLS, the API's certificate is the CA file its client trusts
+    (SSL_CERT_FILE, which httpx honours): a self-signed certificate, or the chain up to its CA."""
+    env = {"WARD_DB_URL": cfg.database.url, "WARD_API_URL": cfg.api.url}
+    if cfg.api.tls_cert:
+        env["SSL_CERT_FILE"] = cfg.api.tls_cert
+    return env
 
 
 def watched_command(command: Sequence[str], parent_pid: int) -> list[str]:
