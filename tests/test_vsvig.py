@@ -189,7 +189,9 @@ def test_part3dcnn_equals_reference_replicate_padded_conv3d(stride: int) -> None
     with torch.no_grad():
         got = block(x)
     assert got.shape == want.shape == (2, 12, (9 - 1) // stride + 1, 15)
-    assert torch.allclose(got, want, atol=1e-5)
+    # two code paths (GEMMs vs conv3d) whose float rounding depends on the CPU's kernels; values are
+    # O(1), so a wrong order or padding is off by far more than this
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
 
 
 # ------------------------------------------------------------------------------------------- loading

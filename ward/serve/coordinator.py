@@ -355,6 +355,8 @@ class WardCoordinator:
             try:
                 res = self.writer.write(samples)
                 out.update(stored=res.stored, spilled=res.spilled, dropped=res.dropped)
+                if res.spilled:  # database unavailable: kept in the journal, but a failed flush
+                    out["error"] = f"database unavailable: {res.spilled} samples spilled"
             except Exception as exc:  # noqa: BLE001 (bad rows: reported, never fatal for the ward)
                 out["error"] = f"sample write failed: {exc}"
                 log.error("coordinator: %s", out["error"])
@@ -371,7 +373,8 @@ class WardCoordinator:
                         self.beds[s.bed].samples_stored += 1
         elif getattr(self.writer, "pending", 0):
             try:
-                self.writer.flush()
+                if not self.writer.flush():
+                    out["error"] = "database unavailable: spill not replayed yet"
             except Exception as exc:  # noqa: BLE001
                 out["error"] = f"spill replay failed: {exc}"
         try:
