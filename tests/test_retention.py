@@ -250,6 +250,20 @@ def test_cli_reads_policy_and_database_from_the_ward_config(app: Any, tmp_path: 
     s.close()
 
 
+def test_cli_resolves_the_configs_database_reference_only_when_needed(app: Any, tmp_path: Path,  # noqa: F811
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WARD_TEST_RETENTION_DB", raising=False)
+    cfg = tmp_path / "ward.yaml"
+    cfg.write_text(yaml.safe_dump(_ward(POLICY, database={"url_env": "WARD_TEST_RETENTION_DB"})), encoding="utf-8")
+    code, out = run(app, "db", "retain", "--config", str(cfg), "--dry-run")
+    assert code == 2 and "WARD_TEST_RETENTION_DB is not set" in out, out
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, out = run(app, "db", "retain", "--config", str(cfg), "--db", url, "--dry-run", "--format", "json")
+    assert code == 0 and {r["table"] for r in yaml.safe_load(out)} == set(EXPECTED), out
+    monkeypatch.setenv("WARD_TEST_RETENTION_DB", url)
+    assert run(app, "db", "retain", "--config", str(cfg), "--dry-run")[0] == 0
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--alarms-days", "90"], "alarms_days: must be >= 2190 days (got 90)"),
     (["--alarms-days", "ninety"], "--alarms-days: bad number of days 'ninety'"),

@@ -239,8 +239,8 @@ def register(app: typer.Typer) -> None:
         _check_format(fmt)
         flags = {"raw_samples_days": raw_samples_days, "rollups_days": rollups_days, "alarms_days": alarms_days,
                  "health_days": health_days, "audit_days": audit_days}
-        policy, url = _retention_from(config, flags, allow_short)
-        store = _store(db or url)
+        policy, cfg = _retention_from(config, flags, allow_short)
+        store = _store(db or _config_db_url(cfg))
         try:
             counts = store.count_retention(policy) if dry_run else store.apply_retention(policy)
         except ValueError as exc:  # StoreError
@@ -273,27 +273,37 @@ def _parse_days(flag: str, value: str) -> int | None:
     return int(v)
 
 
-def _retention_from(config: Path | None, flags: dict[str, str | None], allow_short: bool) -> tuple[Any, str | None]:
-    """The policy (config's retention section, overridden by flags) and the config's database URL."""
+def _config_db_url(cfg: Any) -> str | None:
+    """The ward config's database URL, resolved only when needed (url_env / url_file); None without one."""
+    if cfg is None:
+        return None
+    try:
+        return str(cfg.database.url)
+    except ValueError as exc:  # ConfigError: the variable or file is missing
+        _fail(str(exc))
+
+
+def _retention_from(config: Path | None, flags: dict[str, str | None], allow_short: bool) -> tuple[Any, Any]:
+    """The policy (the config's retention section, overridden by flags) and the ward config (or None)."""
     from pydantic import ValidationError
 
     from ward.config import ConfigError, RetentionConfig, format_validation_error, load_ward_config
 
     base: dict[str, Any] = {}
-    url = None
+    cfg = None
     if config is not None:
         try:
             cfg = load_ward_config(config, validate_paths=False)
         except ConfigError as exc:
             _fail(str(exc))
-        base, url = cfg.retention.model_dump(), cfg.database.url
+        base = cfg.retention.model_dump()
     for name, value in flags.items():
         if value is not None:
             base[name] = _parse_days("--" + name.replace("_", "-"), value)
     if allow_short:
         base["allow_short_clinical_retention"] = True
     try:
-        return RetentionConfig(**base), url
+        return RetentionConfig(**base), cfg
     except ValidationError as exc:
         problems = format_validation_error(exc, RetentionConfig)
         _fail("bad retention policy: " + "; ".join(problems)
