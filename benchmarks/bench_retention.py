@@ -88,7 +88,8 @@ def measure(url: str, engine: str, n_beds: int, hours: float, batch: int) -> dic
     store.close()
     ms = np.asarray(writer.times) * 1000
     pause = (SQLITE_RETENTION_PAUSE_S if engine == "sqlite" else 0.0) if batch > 0 else None
-    return {"engine": engine, "batch": batch or "one txn", "pause_s": pause, "rows_deleted": deleted["probability_samples"],
+    return {"engine": engine, "batch": batch or "one txn", "pause_s": pause,
+            "rows_deleted": deleted["probability_samples"],
             "loaded": loaded, "load_s": round(load_s, 1), "retention_s": round(run_s, 2),
             "rows_per_s": round(deleted["probability_samples"] / run_s), "writes": len(ms),
             "write_max_ms": round(float(ms.max()), 1), "write_p99_ms": round(float(np.quantile(ms, 0.99)), 1),

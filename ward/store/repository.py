@@ -1081,5 +1081,6 @@ _RETENTION_TABLES: tuple[tuple[str, str, Any, Any, tuple[Any, ...], Any], ...] =
 
 
 __all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint", "LatestRecord",
-           "MAX_HISTORY_LIMIT", "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError", "UnknownBedError",
+           "MAX_HISTORY_LIMIT", "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError",
+           "UnknownBedError",
            "UserRecord", "WriteResult", "ALARM_STATES"]
