@@ -198,6 +198,10 @@ class AckEvent(Base):
 
 
 class AuditLog(Base):
+    """Who did what, when, from where (actions: ward.store.audit.AuditAction). ``username`` is the
+    actor. Read newest first, filtered by action or actor (``ward audit``): both have an index with
+    the time, so a filter over years of rows is an index seek (migration 0007)."""
+
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -205,6 +209,8 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     source: Mapped[Optional[str]] = mapped_column(String(128))
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),
+                      Index("ix_audit_log_username_at", "username", "at"))
 
 
 class CameraHealthEvent(Base):
@@ -256,7 +262,10 @@ class DashboardSession(Base):
 
 
 class ApiToken(Base):
-    """API tokens are stored as SHA-256 of a 256-bit random secret (high entropy: no slow hash needed)."""
+    """API tokens are stored as SHA-256 of a 256-bit random secret (high entropy: no slow hash needed).
+
+    ``expires_at`` is NULL only for service accounts' tokens (replaced at every ward start);
+    ``last_used_at`` is updated at most every few minutes (not a write per request)."""
 
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -265,3 +274,6 @@ class ApiToken(Base):
     name: Mapped[Optional[str]] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

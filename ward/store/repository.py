@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
 from ward.config import RetentionPolicy  # one type for the store, the config and the CLI
+from ward.store.audit import SYSTEM_ACTOR, USER_ACTIONS, AuditAction, AuditSource, check_action
 from ward.store.engine import ensure_schema, make_engine, setup_lock
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
@@ -185,11 +186,74 @@ class UserRecord:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
+    """One audit row; ``username`` is the actor (see ward.store.audit)."""
+
     at: datetime
     username: str | None
     action: str
     detail: dict[str, Any] | None
     source: str | None
+    id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "user": self.username, "action": self.action,
+                "source": self.source, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token as listed (``ward users tokens``): never the token or its hash."""
+
+    id: int
+    username: str
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None  # None: never (service accounts only)
+    last_used_at: datetime | None  # updated at most every TOKEN_TOUCH_S
+    revoked: bool
+    revoked_at: datetime | None
+
+    def state(self, now: datetime | None = None) -> str:
+        """active, expired or revoked."""
+        now = now or datetime.now(timezone.utc)
+        if self.revoked:
+            return "revoked"
+        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
+
+    def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return {"id": self.id, "user": self.username, "name": self.name, "state": self.state(now),
+                "created": iso(self.created_at), "expires": iso(self.expires_at),
+                "last_used": iso(self.last_used_at), "revoked": iso(self.revoked_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new token: the plaintext (shown once, stored nowhere) and its record."""
+
+    token: str
+    record: TokenRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What a presented token is: ``user`` only when it may be used now, else ``refusal`` says why
+    (unknown, revoked, expired, user disabled); ``token_id``/``owner`` when the token exists."""
+
+    user: UserRecord | None
+    token_id: int | None = None
+    owner: str | None = None
+    refusal: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordLogin:
+    """A successful password check: the user, and an opaque fingerprint of the stored password hash
+    that changes with every password change (see :meth:`Store.current_login`)."""
+
+    user: UserRecord
+    credential: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +346,53 @@ def _verify_password(password: str, stored: str) -> bool:
 
 
 _USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_at, User.service)
+DEFAULT_TOKEN_TTL = timedelta(days=90)  # a person's token, unless asked otherwise
+MAX_TOKEN_TTL = timedelta(days=366)  # the longest a person's token may live: a yearly renewal at least
+TOKEN_TOUCH_S = 300.0  # last_used_at is written at most this often per token (not once per request)
+MAX_AUDIT_LIMIT = 10_000  # audit rows one audit_log() call returns
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _credential_fingerprint(password_hash: str) -> str:
+    """Changes whenever the password does; reveals nothing usable (a hash of a salted scrypt hash)."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()
+
+
+def _token_expiry(expires_in: timedelta | None, user: UserRecord, now: datetime) -> datetime | None:
+    """When a new token of ``user`` expires: people's tokens always do, within MAX_TOKEN_TTL."""
+    if expires_in is None:
+        if not user.service:
+            raise StoreError(f"tokens of people must expire: give {user.username!r}'s token a lifetime of at "
+                             f"most {MAX_TOKEN_TTL.days} days (e.g. --expires-in 90d)")
+        return None
+    if not isinstance(expires_in, timedelta) or not timedelta(0) < expires_in <= MAX_TOKEN_TTL:
+        raise StoreError(f"bad token lifetime {expires_in!r}: use more than 0 s and at most "
+                         f"{MAX_TOKEN_TTL.days} days")
+    return now + expires_in
+
+
+def _token_select() -> Any:
+    return select(ApiToken.id, User.username, ApiToken.name, ApiToken.created_at, ApiToken.expires_at,
+                  ApiToken.last_used_at, ApiToken.revoked, ApiToken.revoked_at).join(User, ApiToken.user_id == User.id)
+
+
+_SECRET_KEYS = frozenset({"password", "new_password", "old_password", "password_hash", "token", "token_hash",
+                          "secret"})
+
+
+def _audit_insert(action: AuditAction, user: str | None, source: str | None,
+                  detail: Mapping[str, Any] | None, at: datetime | None = None) -> Any:
+    """The INSERT of one audit row (run it in the transaction of the change it records). A detail key
+    that names a secret is refused: the audit log is read by many and kept for years."""
+    secret = _SECRET_KEYS.intersection(k.lower() for k in (detail or {}))
+    if secret:
+        raise StoreError(f"audit detail must not hold secrets: drop {', '.join(sorted(secret))}")
+    return insert(AuditLog).values(at=at or datetime.now(timezone.utc), username=user, action=action.value,
+                                   detail=dict(detail) if detail else None,
+                                   source=str(source) if source is not None else None)
 
 
 _PG_WRITE = text("""
@@ -378,7 +485,10 @@ class Store:
     its own pooled connection and transaction."""
 
     def __init__(self, url: str | None = None, *, engine: Engine | None = None, auto_migrate: bool = True,
-                 busy_timeout_ms: int = 5000) -> None:
+                 busy_timeout_ms: int = 5000, actor: str = SYSTEM_ACTOR, source: str = AuditSource.WARD) -> None:
+        """``actor``/``source``: who the changes made through this store are audited as when a call
+        does not say (the ward itself by default; the CLI passes ``cli:<OS user>``, "cli")."""
+        self.actor, self.source = actor, str(source)
         self.engine = engine or make_engine(url, busy_timeout_ms=busy_timeout_ms)
         self.dialect = self.engine.dialect.name
         if auto_migrate:
@@ -724,9 +834,8 @@ class Store:
                 raise StoreError(f"unknown alarm id {alarm_id}")
             conn.execute(insert(AckEvent).values(alarm_id=alarm_id, username=user, at=at, verdict=verdict,
                                                  note=note, source=source))
-            conn.execute(insert(AuditLog).values(at=at, username=user, action="acknowledge", source=source,
-                                                 detail={"alarm_id": alarm_id, "verdict": verdict,
-                                                         "note": note}))
+            conn.execute(_audit_insert(AuditAction.ACKNOWLEDGE, user, source,
+                                       {"alarm_id": alarm_id, "verdict": verdict, "note": note}, at=at))
 
     def get_alarm(self, alarm_id: int) -> AlarmRecord:
         with self.engine.connect() as conn:
@@ -859,28 +968,42 @@ class Store:
         return out
 
     # ------------------------------------------------------------------------------------- users
-    def create_user(self, username: str, password: str, role: str = "viewer", *,
-                    service: bool = False) -> UserRecord:
-        """Create an account; ``service=True`` marks one the ward itself uses (token login only)."""
+    def create_user(self, username: str, password: str, role: str = "viewer", *, service: bool = False,
+                    actor: str | None = None, source: str | None = None) -> UserRecord:
+        """Create an account; ``service=True`` marks one the ward itself uses (token login only).
+        Audited as ``user.create`` by ``actor`` (default: this store's actor) in the same transaction."""
         check_new_user(username, password, role)
         password_hash = _hash_password(password)  # slow on purpose: outside any transaction
+        actor, source = self._who(actor, source)
         try:
-            # A write first, no read before it in the transaction: on SQLite a read-then-write
+            # Writes only, no read before them in the transaction: on SQLite a read-then-write
             # transaction fails at once ("database is locked", no busy wait) when another connection
             # (the coordinator's 1 s flush) commits in between.
             with self.engine.begin() as conn:
                 conn.execute(insert(User).values(username=username, password_hash=password_hash, role=role,
                                                  disabled=False, service=service,
                                                  created_at=datetime.now(timezone.utc)))
+                conn.execute(_audit_insert(AuditAction.USER_CREATE, actor, source,
+                                           {"username": username, "role": role, "service": service}))
         except sa_exc.IntegrityError:  # the name is taken (unique)
             raise StoreError(f"user {username!r} already exists") from None
-        self.audit("user.create", detail={"username": username, "role": role, "service": service})
         return self._user(username)  # type: ignore[return-value]
 
     def _user(self, username: str) -> UserRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(*_USER_COLUMNS).where(User.username == username)).first()
         return UserRecord(*row) if row else None
+
+    def get_user(self, username: str) -> UserRecord | None:
+        """The account's current state (role, disabled), or None: re-read it before acting for a
+        session that logged in earlier, since an admin may have changed or disabled it meanwhile."""
+        return self._user(username)
+
+    def _known_user(self, username: str) -> UserRecord:
+        user = self._user(username)
+        if user is None:
+            raise StoreError(f"unknown user {username!r}: see `ward users list`")
+        return user
 
     def list_users(self) -> list[UserRecord]:
         """Every account, service accounts included (see ``UserRecord.service``)."""
@@ -901,7 +1024,7 @@ class Store:
         with setup_lock(self.engine):
             if self.has_people():
                 return None
-            return self.create_user(username, password, role="admin")
+            return self.create_user(username, password, role="admin", actor=SYSTEM_ACTOR, source=AuditSource.WARD)
 
     def ensure_service_user(self, username: str, role: str = "viewer") -> UserRecord:
         """The ward's service account ``username``, created when missing with a random password nobody
@@ -910,7 +1033,8 @@ class Store:
         user = self._user(username)
         if user is None:
             try:
-                return self.create_user(username, secrets.token_urlsafe(32), role, service=True)
+                return self.create_user(username, secrets.token_urlsafe(32), role, service=True,
+                                        actor=SYSTEM_ACTOR, source=AuditSource.WARD)
             except StoreError:  # created concurrently by another replica
                 user = self._user(username)
                 assert user is not None
@@ -922,6 +1046,13 @@ class Store:
     def authenticate(self, username: str, password: str) -> UserRecord | None:
         """The user if the password matches and the account is enabled, else None (always None for
         service accounts: they use tokens)."""
+        login = self.password_login(username, password)
+        return login.user if login else None
+
+    def password_login(self, username: str, password: str) -> PasswordLogin | None:
+        """:meth:`authenticate` plus a fingerprint of the password hash that was checked, so a caller
+        that remembers the login (the API's cache of scrypt checks) can ask :meth:`current_login`
+        on each request whether it still stands, with one cheap read instead of scrypt."""
         with self.engine.connect() as conn:
             row = conn.execute(select(User.password_hash, User.disabled, User.service)
                                .where(User.username == username)).first()
@@ -930,63 +1061,219 @@ class Store:
             return None
         if not _verify_password(password, row[0]) or row[1] or row[2]:
             return None
-        return self._user(username)
+        user = self._user(username)
+        return PasswordLogin(user, _credential_fingerprint(row[0])) if user else None
 
-    def disable_user(self, username: str) -> None:
+    def current_login(self, username: str, credential: str) -> UserRecord | None:
+        """The user as now stored if the account is enabled, still a person's, and its password is
+        unchanged since :meth:`password_login` gave ``credential``; else None (re-check the password)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.password_hash, *_USER_COLUMNS).where(User.username == username)).first()
+        if row is None:
+            return None
+        user = UserRecord(*row[1:])
+        if user.disabled or user.service or not hmac.compare_digest(_credential_fingerprint(row[0]), credential):
+            return None
+        return user
+
+    def disable_user(self, username: str, *, actor: str | None = None, source: str | None = None) -> None:
+        """Disable an account (no login, no token); audited as ``user.disable`` in the same transaction."""
+        actor, source = self._who(actor, source)
         with self.engine.begin() as conn:
             if conn.execute(update(User).where(User.username == username).values(disabled=True)).rowcount == 0:
-                raise StoreError(f"unknown user {username!r}")
-        self.audit("user.disable", detail={"username": username})
+                raise StoreError(f"unknown user {username!r}: see `ward users list`")
+            conn.execute(_audit_insert(AuditAction.USER_DISABLE, actor, source, {"username": username}))
 
-    def create_token(self, username: str, name: str | None = None, *, replace: bool = False) -> str:
-        """A new API token for ``username``; only its hash is stored, so show it to the user once.
+    def set_role(self, username: str, role: str, *, actor: str | None = None, source: str | None = None) -> UserRecord:
+        """Change a person's role; audited as ``user.role`` with the old and the new role. Service
+        accounts keep the role the ward gives them."""
+        _check_choice(role, ROLES, "role")
+        user = self._known_user(username)
+        if user.service:
+            raise StoreError(f"user {username!r} is a service account: the ward sets its role")
+        actor, source = self._who(actor, source)
+        with self.engine.begin() as conn:
+            conn.execute(update(User).where(User.id == user.id).values(role=role))
+            conn.execute(_audit_insert(AuditAction.USER_ROLE, actor, source,
+                                       {"username": username, "old": user.role, "new": role}))
+        return self._known_user(username)
+
+    def audit_user_change(self, action: AuditAction | str, username: str, *, actor: str, source: str,
+                          detail: Mapping[str, Any] | None = None) -> None:
+        """Audit a change to ``username``'s account made outside the store's own methods (e.g. a
+        password change by the dashboard): a ``user.*`` action, the target in the detail, never a
+        secret (a detail key naming a password, token or hash is refused)."""
+        act = self._check_action(action)
+        if act not in USER_ACTIONS:
+            raise StoreError(f"audit_user_change takes a user action ({', '.join(sorted(USER_ACTIONS))}), "
+                             f"not {act.value!r}: use Store.audit")
+        if not actor or not source:
+            raise StoreError("audit_user_change needs the actor (who made the change) and the source")
+        self.audit(act, user=actor, source=source, detail={"username": username, **(detail or {})})
+
+    # ------------------------------------------------------------------------------------ tokens
+    def issue_token(self, username: str, name: str | None = None, *,
+                    expires_in: timedelta | None = DEFAULT_TOKEN_TTL, replace: bool = False,
+                    actor: str | None = None, source: str | None = None) -> IssuedToken:
+        """A new API token for ``username`` (the plaintext, shown once, and its record); only its hash
+        is stored. It expires ``expires_in`` from now (at most MAX_TOKEN_TTL); ``None`` (never) only
+        for service accounts, whose token the ward replaces at every start.
 
         ``replace=True`` revokes the user's earlier tokens of the same ``name`` in the same transaction,
-        so exactly one of them is valid (the ward's dashboard token is replaced at every start)."""
+        so exactly one of them is valid (the ward's dashboard token is replaced at every start).
+        Audited: ``token.create`` (and ``token.revoke`` for replaced ones), never with the token."""
+        if name is not None and (len(name) > 64 or not name.isprintable()):
+            raise StoreError(f"bad token name {name!r}: at most 64 printable characters")
+        user = self._known_user(username)
+        if user.disabled:
+            raise StoreError(f"user {username!r} is disabled: no new tokens")
+        now = datetime.now(timezone.utc)
+        expires_at = _token_expiry(expires_in, user, now)
+        actor, source = self._who(actor, source)
         token = "wt_" + secrets.token_urlsafe(32)
-        user = self._user(username)
-        if user is None:
-            raise StoreError(f"unknown user {username!r}")
-        uid = user.id
         with self.engine.begin() as conn:  # writes only (see create_user)
             if replace:
                 same_name = ApiToken.name.is_(None) if name is None else ApiToken.name == name
-                conn.execute(update(ApiToken).where(ApiToken.user_id == uid, same_name,
-                                                    ApiToken.revoked.is_(False)).values(revoked=True))
-            conn.execute(insert(ApiToken).values(user_id=uid, token_hash=_token_hash(token), name=name,
-                                                 created_at=datetime.now(timezone.utc), revoked=False))
-        return token
+                old = list(conn.execute(update(ApiToken).where(ApiToken.user_id == user.id, same_name,
+                                                               ApiToken.revoked.is_(False))
+                                        .values(revoked=True, revoked_at=now).returning(ApiToken.id)).scalars())
+                if old:
+                    conn.execute(_audit_insert(AuditAction.TOKEN_REVOKE, actor, source,
+                                               {"token_ids": sorted(old), "username": username, "name": name,
+                                                "reason": "replaced"}, at=now))
+            token_id = conn.execute(insert(ApiToken).values(
+                user_id=user.id, token_hash=_token_hash(token), name=name, created_at=now, revoked=False,
+                expires_at=expires_at).returning(ApiToken.id)).scalar_one()
+            conn.execute(_audit_insert(AuditAction.TOKEN_CREATE, actor, source,
+                                       {"token_id": token_id, "username": username, "name": name,
+                                        "expires_at": expires_at.isoformat() if expires_at else None}, at=now))
+        return IssuedToken(token, TokenRecord(token_id, username, name, now, expires_at, None, False, None))
+
+    def create_token(self, username: str, name: str | None = None, *,
+                     expires_in: timedelta | None = DEFAULT_TOKEN_TTL, replace: bool = False,
+                     actor: str | None = None, source: str | None = None) -> str:
+        """:meth:`issue_token`, returning only the plaintext token."""
+        return self.issue_token(username, name, expires_in=expires_in, replace=replace, actor=actor,
+                                source=source).token
+
+    def check_token(self, token: str, now: datetime | None = None) -> TokenCheck:
+        """What a presented token is: its user when it may be used now, else why not (unknown, revoked,
+        expired, user disabled). One indexed read, plus a write of ``last_used_at`` at most every
+        TOKEN_TOUCH_S per token."""
+        now = _utc(now, "now") if now else datetime.now(timezone.utc)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ApiToken.id, ApiToken.revoked, ApiToken.expires_at, ApiToken.last_used_at,
+                                      *_USER_COLUMNS).join(User, ApiToken.user_id == User.id)
+                               .where(ApiToken.token_hash == _token_hash(token))).first()
+        if row is None:
+            return TokenCheck(None, refusal="unknown")
+        token_id, revoked, expires_at, last_used = row[:4]
+        user = UserRecord(*row[4:])
+        refusal = ("revoked" if revoked else "expired" if expires_at is not None and expires_at <= now
+                   else "user disabled" if user.disabled else None)
+        if refusal is not None:
+            return TokenCheck(None, token_id, user.username, refusal, expires_at)
+        if last_used is None or (now - last_used).total_seconds() >= TOKEN_TOUCH_S:
+            self._touch_token(token_id, now)
+        return TokenCheck(user, token_id, user.username, None, expires_at)
+
+    def _touch_token(self, token_id: int, now: datetime) -> None:
+        """Record a token's use; best effort (a busy or failing write never refuses a valid token)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+        except sa_exc.OperationalError:
+            pass
 
     def authenticate_token(self, token: str) -> UserRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(*_USER_COLUMNS)
-                               .join(ApiToken, ApiToken.user_id == User.id)
-                               .where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked.is_(False),
-                                      User.disabled.is_(False))).first()
-        return UserRecord(*row) if row else None
+        """The token's user if it may be used now (see :meth:`check_token` for why not)."""
+        return self.check_token(token).user
 
-    def revoke_token(self, token: str) -> None:
+    def list_tokens(self, username: str | None = None, *, include_revoked: bool = True,
+                    limit: int = 1000) -> list[TokenRecord]:
+        """Tokens by id (oldest first), of one user or all; never the token or its hash."""
+        if not 1 <= limit <= 100_000:
+            raise StoreError(f"bad limit {limit}: use 1-100000")
+        q = _token_select()
+        if username is not None:
+            q = q.where(User.id == self._known_user(username).id)
+        if not include_revoked:
+            q = q.where(ApiToken.revoked.is_(False))
+        with self.engine.connect() as conn:
+            return [TokenRecord(*r) for r in conn.execute(q.order_by(ApiToken.id).limit(limit))]
+
+    def get_token(self, token_id: int) -> TokenRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(_token_select().where(ApiToken.id == token_id)).first()
+        if row is None:
+            raise StoreError(f"unknown token id {token_id}: see `ward users tokens`")
+        return TokenRecord(*row)
+
+    def revoke_token(self, token_id: int, *, actor: str | None = None, source: str | None = None) -> bool:
+        """Revoke a token by its id (``ward users tokens``); no plaintext needed. True if it was revoked
+        now (audited ``token.revoke``), False if it already was."""
+        if isinstance(token_id, bool) or not isinstance(token_id, int):
+            raise StoreError(f"revoke_token takes the token's id (an integer, see `ward users tokens`), "
+                             f"not {type(token_id).__name__}")
+        rec = self.get_token(token_id)
+        if rec.revoked:
+            return False
+        actor, source = self._who(actor, source)
+        now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            conn.execute(update(ApiToken).where(ApiToken.token_hash == _token_hash(token)).values(revoked=True))
+            n = conn.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked.is_(False))
+                             .values(revoked=True, revoked_at=now)).rowcount
+            if n:
+                conn.execute(_audit_insert(AuditAction.TOKEN_REVOKE, actor, source,
+                                           {"token_ids": [token_id], "username": rec.username, "name": rec.name,
+                                            "reason": "revoked"}, at=now))
+        return n == 1
 
     # ------------------------------------------------------------------------------------- audit
-    def audit(self, action: str, *, user: str | None = None, detail: Mapping[str, Any] | None = None,
+    def _who(self, actor: str | None, source: str | None) -> tuple[str, str]:
+        """The actor and source of a change: as given, else this store's (see ``Store(actor=...)``)."""
+        return actor or self.actor, source or self.source
+
+    @staticmethod
+    def _check_action(action: AuditAction | str) -> AuditAction:
+        try:
+            return check_action(action)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+
+    def audit(self, action: AuditAction | str, *, user: str | None = None, detail: Mapping[str, Any] | None = None,
               source: str | None = None, at: datetime | None = None) -> None:
+        """Write one audit row. ``action`` must be an :class:`~ward.store.audit.AuditAction`; ``user``
+        is the actor. A row with neither ``user`` nor ``source`` is the store's own doing (e.g. a
+        retention run) and gets this store's actor and source."""
+        act = self._check_action(action)
+        if user is None and source is None:
+            user, source = self.actor, self.source
         at = _utc(at, "at") if at else datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            conn.execute(insert(AuditLog).values(at=at, username=user, action=action,
-                                                 detail=dict(detail) if detail else None, source=source))
+            conn.execute(_audit_insert(act, user, source, detail, at=at))
 
     def audit_log(self, since: datetime | None = None, until: datetime | None = None,
-                  user: str | None = None, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+                  user: str | None = None, limit: int = 100, offset: int = 0, *,
+                  action: str | Sequence[str] | None = None, source: str | None = None) -> list[AuditRecord]:
+        """Audit rows in [since, until), newest first, at most ``limit`` (LIMIT in SQL; max
+        MAX_AUDIT_LIMIT), filtered by actor, action(s) (known actions only) and source."""
         since, until = _range(since, until)
-        q = select(AuditLog.at, AuditLog.username, AuditLog.action, AuditLog.detail, AuditLog.source)
+        if not 1 <= limit <= MAX_AUDIT_LIMIT or offset < 0:
+            raise StoreError(f"bad limit {limit} / offset {offset}: use a limit of 1-{MAX_AUDIT_LIMIT} "
+                             "and an offset >= 0")
+        q = select(AuditLog.at, AuditLog.username, AuditLog.action, AuditLog.detail, AuditLog.source, AuditLog.id)
         if since is not None:
             q = q.where(AuditLog.at >= since)
         if until is not None:
             q = q.where(AuditLog.at < until)
         if user is not None:
             q = q.where(AuditLog.username == user)
+        if action is not None:
+            actions = [action] if isinstance(action, str) else list(action)
+            q = q.where(AuditLog.action.in_([self._check_action(a).value for a in actions]))
+        if source is not None:
+            q = q.where(AuditLog.source == source)
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(limit).offset(offset))
             return [AuditRecord(*r) for r in rows]
@@ -1083,4 +1370,5 @@ _RETENTION_TABLES: tuple[tuple[str, str, Any, Any, tuple[Any, ...], Any], ...] =
 __all__ = ["AckRecord", "AlarmRecord", "AuditRecord", "BedRecord", "BedStats", "HealthEvent", "HistoryPoint", "LatestRecord",
            "MAX_HISTORY_LIMIT", "RESOLUTIONS", "RetentionPolicy", "Sample", "StayRecord", "Store", "StoreError",
            "UnknownBedError",
-           "UserRecord", "WriteResult", "ALARM_STATES"]
+           "UserRecord", "WriteResult", "ALARM_STATES", "DEFAULT_TOKEN_TTL", "MAX_TOKEN_TTL", "IssuedToken",
+           "PasswordLogin", "TokenCheck", "TokenRecord"]
