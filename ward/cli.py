@@ -19,6 +19,7 @@ _CONCERNS: tuple[str, ...] = (
     "ward.dataset.cli",         # ward dataset build
     "ward.train.cli",           # ward train pose|vsvig, ward eval
     "ward.store.cli",           # ward alarms|history|stats|users|db
+    "ward.store.audit_cli",     # ward audit
     "ward.serve.launcher",      # ward run
 )
 

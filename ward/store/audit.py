@@ -16,7 +16,7 @@ from __future__ import annotations
 import getpass
 from enum import StrEnum
 
-__all__ = ["AuditAction", "AuditSource", "SYSTEM_ACTOR", "TOKEN_ACTIONS", "USER_ACTIONS", "check_action",
+__all__ = ["AuditAction", "AuditSource", "MAX_AUDIT_LIMIT", "SYSTEM_ACTOR", "TOKEN_ACTIONS", "USER_ACTIONS", "check_action",
            "cli_actor"]
 
 
@@ -52,6 +52,7 @@ class AuditSource(StrEnum):
 
 
 SYSTEM_ACTOR = "ward"  # the actor of what the ward does by itself
+MAX_AUDIT_LIMIT = 10_000  # audit rows one read returns (LIMIT in SQL)
 
 USER_ACTIONS = frozenset({AuditAction.USER_CREATE, AuditAction.USER_BOOTSTRAP, AuditAction.USER_ROLE,
                           AuditAction.USER_DISABLE, AuditAction.USER_PASSWORD})

@@ -1,5 +1,7 @@
 """`ward alarms|history|stats|users|db`: query and administer the store from a shell.
 
+Changes made here are audited with the actor ``cli:<OS user>`` (or ``--actor``) and source "cli".
+
 The database URL comes from ``--db`` or $WARD_DB_URL (default sqlite:///./ward.db); `ward db retain
 --config` takes it from the ward config unless ``--db`` is given. Times accept
 ISO-8601 (a time without an offset is taken as UTC here, for convenience at the shell), "now", and
@@ -19,7 +21,7 @@ from typing import Any, NoReturn, Optional, Sequence
 import typer
 
 FORMATS = ("table", "csv", "json")
-_REL = re.compile(r"^-(\d+(?:\.\d+)?)\s*([smhdw])$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $WARD_DB_URL or sqlite:///./ward.db).")
@@ -33,15 +35,22 @@ def parse_time(value: str | None, now: datetime | None = None) -> datetime | Non
     v = value.strip()
     if v.lower() == "now":
         return now
-    m = _REL.match(v)
-    if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    if v.startswith("-") and _DURATION.match(v[1:]):
+        return now - parse_duration(v[1:], "time")
     try:
         t = datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
     except ValueError:
         raise typer.BadParameter(f"bad time {value!r}: use ISO-8601 (2026-01-31T08:00:00+01:00), "
                                  "'now', or relative like -24h, -7d, -30m") from None
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def parse_duration(value: str, what: str = "duration") -> timedelta:
+    """'90d', '24h', '30m', '45s', '2w' into a timedelta (for --last and --expires-in)."""
+    m = _DURATION.match(value.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise typer.BadParameter(f"bad {what} {value!r}: use a positive number and a unit, like 90d, 24h, 30m, 2w")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
 
 
 def _check_format(fmt: str) -> str:
@@ -83,13 +92,18 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _store(db: str | None) -> Any:
+def _store(db: str | None, actor: str | None = None) -> Any:
+    """The store, auditing what it changes as ``cli:<OS user>`` (or ``actor``), source "cli"."""
+    from ward.store.audit import AuditSource, cli_actor
     from ward.store.repository import Store
 
     try:
-        return Store(db)
+        return Store(db, actor=cli_actor(actor), source=AuditSource.CLI)
     except ValueError as exc:
         _fail(str(exc))
+
+
+ActorOpt = typer.Option(None, "--actor", help="Who makes the change, for the audit log (default: cli:<OS user>).")
 
 
 def _fail(msg: str) -> NoReturn:
@@ -159,9 +173,9 @@ def register(app: typer.Typer) -> None:
     def users_add(username: str, role: str = typer.Option("viewer", help="viewer, clinician or admin."),
                   password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
                                                help="Prompted when omitted (keep it out of shell history)."),
-                  db: Optional[str] = DbOpt) -> None:
-        """Create a user."""
-        store = _store(db)
+                  actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
+        """Create a user (audited)."""
+        store = _store(db, actor)
         try:
             u = store.create_user(username, password, role)
         except ValueError as exc:  # StoreError and bad times
@@ -177,21 +191,66 @@ def register(app: typer.Typer) -> None:
         _emit(rows, fmt, ("username", "role", "disabled", "service", "created_at"))
 
     @users.command("disable")
-    def users_disable(username: str, db: Optional[str] = DbOpt) -> None:
-        """Disable a user (they can no longer log in or use tokens)."""
+    def users_disable(username: str, actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
+        """Disable a user (they can no longer log in or use tokens; the API refuses them at once)."""
         try:
-            _store(db).disable_user(username)
+            _store(db, actor).disable_user(username)
         except ValueError as exc:  # StoreError and bad times
             _fail(str(exc))
         typer.echo(f"disabled user {username}")
 
-    @users.command("token")
-    def users_token(username: str, name: Optional[str] = typer.Option(None), db: Optional[str] = DbOpt) -> None:
-        """Create an API token (printed once; only its hash is stored)."""
+    @users.command("set-role")
+    def users_set_role(username: str, role: str = typer.Argument(..., help="viewer, clinician or admin."),
+                       actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
+        """Change a user's role (audited with the old and the new role)."""
         try:
-            typer.echo(_store(db).create_token(username, name))
-        except ValueError as exc:  # StoreError and bad times
+            u = _store(db, actor).set_role(username, role)
+        except ValueError as exc:  # StoreError
             _fail(str(exc))
+        typer.echo(f"user {u.username} is now {u.role}")
+
+    @users.command("token")
+    def users_token(username: str, name: Optional[str] = typer.Option(None, help="What the token is for."),
+                    expires_in: str = typer.Option("90d", "--expires-in",
+                                                   help="Lifetime, e.g. 30d, 12h, 2w (at most 366 days)."),
+                    actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
+        """Create an API token, printed once (only its hash is stored).
+
+        The token goes to stdout; its id and expiry to stderr (list with `ward users tokens`, revoke
+        with `ward users revoke-token ID`)."""
+        lifetime = parse_duration(expires_in, "--expires-in")
+        try:
+            issued = _store(db, actor).issue_token(username, name, expires_in=lifetime)
+        except ValueError as exc:  # StoreError
+            _fail(str(exc))
+        rec = issued.record
+        typer.echo(issued.token)
+        typer.echo(f"token id {rec.id} for {rec.username}, expires {rec.expires_at.isoformat()}; "
+                   f"revoke with `ward users revoke-token {rec.id}`", err=True)
+
+    @users.command("tokens")
+    def users_tokens(username: Optional[str] = typer.Argument(None, help="Only this user's tokens."),
+                     active: bool = typer.Option(False, "--active", help="Leave out revoked tokens."),
+                     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+                     db: Optional[str] = DbOpt) -> None:
+        """List API tokens by id (never the token): user, name, state, created, expires, last used, revoked."""
+        _check_format(fmt)
+        try:
+            rows = _store(db).list_tokens(username, include_revoked=not active)
+        except ValueError as exc:  # StoreError
+            _fail(str(exc))
+        _emit([r.as_dict() for r in rows], fmt,
+              ("id", "user", "name", "state", "created", "expires", "last_used", "revoked"))
+
+    @users.command("revoke-token")
+    def users_revoke_token(token_id: int = typer.Argument(..., help="The token's id (`ward users tokens`)."),
+                           actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
+        """Revoke an API token by id (audited); the API refuses it from the next request on."""
+        try:
+            done = _store(db, actor).revoke_token(token_id)
+        except ValueError as exc:  # StoreError
+            _fail(str(exc))
+        typer.echo(f"revoked token {token_id}" if done else f"token {token_id} was already revoked")
 
     dbg = typer.Typer(help="Schema migrations and retention.", no_args_is_help=True)
     app.add_typer(dbg, name="db")

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
 from ward.config import RetentionPolicy  # one type for the store, the config and the CLI
-from ward.store.audit import SYSTEM_ACTOR, USER_ACTIONS, AuditAction, AuditSource, check_action
+from ward.store.audit import MAX_AUDIT_LIMIT, SYSTEM_ACTOR, USER_ACTIONS, AuditAction, AuditSource, check_action
 from ward.store.engine import ensure_schema, make_engine, setup_lock
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
@@ -349,7 +349,6 @@ _USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_
 DEFAULT_TOKEN_TTL = timedelta(days=90)  # a person's token, unless asked otherwise
 MAX_TOKEN_TTL = timedelta(days=366)  # the longest a person's token may live: a yearly renewal at least
 TOKEN_TOUCH_S = 300.0  # last_used_at is written at most this often per token (not once per request)
-MAX_AUDIT_LIMIT = 10_000  # audit rows one audit_log() call returns
 
 
 def _token_hash(token: str) -> str:
