@@ -17,6 +17,11 @@ import yaml
 from serve_support import free_port, make_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+# The environment of a ward under test (Ray's token settings come from conftest). RAY_ADDRESS=local:
+# a Ray of its own even when a cluster started with `ray start` (another test, another user) runs on
+# this machine; `serve run` and `ward run` would join that one otherwise, and their shutdown would
+# stop Serve there.
+WARD_TEST_ENV = {"RAY_ADDRESS": "local", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONUNBUFFERED": "1"}
 
 
 def default_config_copy(tmp: Path, *, dashboard: bool = True) -> tuple[Path, dict[str, Any]]:

@@ -29,8 +29,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from process_support import (NATIVE_TRACE, ROOT, assert_nothing_left, cmdline, default_config_copy,
-                             descendants, kill_leftovers, still_alive)
+from process_support import (NATIVE_TRACE, ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline,
+                             default_config_copy, descendants, kill_leftovers, still_alive)
 from serve_support import sim_bed, wait_for, ward_args
 from ward.dashboard.auth import BootstrapError, bootstrap_admin
 from ward.store.engine import current_revision, head_revision
@@ -254,8 +254,8 @@ def _running_ward(tmp_path: Path, command: list[str], env_over: dict[str, str]) 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium or deselect with -m 'not browser'")
     cfg_path, app = default_config_copy(tmp_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    for k in ("WARD_ADMIN_PASSWORD", "WARD_ADMIN_USER", "RAY_ADDRESS"):
+    env = {**os.environ, **WARD_TEST_ENV}
+    for k in ("WARD_ADMIN_PASSWORD", "WARD_ADMIN_USER"):
         env.pop(k, None)
     log_path = tmp_path / "ward.log"
     with log_path.open("wb") as log:

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from process_support import ROOT, assert_nothing_left, cmdline, default_config_copy, descendants, kill_leftovers
+from process_support import (ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline, default_config_copy, descendants,
+                             kill_leftovers)
 from serve_support import wait_for
 
 pytestmark = pytest.mark.ray
@@ -33,7 +34,7 @@ def test_serve_run_default_config(tmp_path):
     shipped = all((ROOT / app["models"][m]["path"]).is_file() for m in ("pose", "vsvig"))
     store = Store(app["database"]["url"])
     store.create_user("ci", "ci-password")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **WARD_TEST_ENV}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(cfg_path)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

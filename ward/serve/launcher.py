@@ -107,7 +107,8 @@ def setup_ray_auth(env: MutableMapping[str, str] = os.environ) -> Path | None:
         return None
     if env.get("RAY_AUTH_TOKEN"):
         return None
-    return ensure_ray_token(ray_token_path(env), create=not env.get("RAY_ADDRESS"))
+    joining = env.get("RAY_ADDRESS", "") not in ("", "local")  # "local": a new cluster of our own
+    return ensure_ray_token(ray_token_path(env), create=not joining)
 
 def check_config(path: Path) -> None:
     """Fail early and clearly: the file must be a Serve config whose ward applications validate."""
@@ -170,20 +171,25 @@ def run_ward(config: Path) -> int:
     stop = _StopOnSignal()
     _install(stop)  # also covers a signal that comes while Ray starts
     try:
-        ray.init(namespace="serve")  # serve run's namespace; RAY_ADDRESS, when set, picks the cluster
+        # As `serve run`: Ray's choice of cluster (RAY_ADDRESS; else one started by `ray start` on this
+        # machine; else a new local one, also forced by RAY_ADDRESS=local), Serve's namespace.
+        ray.init(namespace="serve")
         _install(stop)  # after ray.init: replace the SIGTERM handlers Ray's driver installed
         serve_cli.main(["run", str(config)], prog_name="serve", standalone_mode=False)
     except SystemExit as exc:  # serve run exits after its own clean shutdown
         return exc.code if isinstance(exc.code, int) else 0
     except BaseException:  # noqa: BLE001 - KeyboardInterrupt/click.Abort before serve run's loop, or a failure
-        _shutdown_quietly(serve)
+        _shutdown_quietly(ray, serve)
         if stop.received is None:
             raise
     return 0
 
 
-def _shutdown_quietly(serve: Any) -> None:
-    """serve.shutdown() when a signal came before `serve run` reached its own handler."""
+def _shutdown_quietly(ray: Any, serve: Any) -> None:
+    """serve.shutdown() when a signal came before `serve run` reached its own handler. Only once
+    connected: serve.shutdown() would otherwise connect to whatever cluster Ray finds, to stop it."""
+    if not ray.is_initialized():
+        return
     try:
         serve.shutdown()
     except Exception as exc:  # noqa: BLE001 - Serve may not have started yet; Ray is stopped at exit anyway
