@@ -107,10 +107,14 @@ def check_http_options(cfg: WardConfig, http: Any) -> None:
 
 
 def _serve_http_options() -> Any:
-    """The running Serve's HTTPOptions, or None where there is no Serve controller to ask."""
+    """The running Serve's HTTPOptions, or None where there is no Serve controller to ask (it never
+    starts Ray: Serve's client would, when called without one)."""
     try:
+        import ray  # noqa: PLC0415
         from ray.serve.context import _get_global_client  # noqa: PLC0415
 
+        if not ray.is_initialized():
+            return None
         client = _get_global_client(raise_if_no_controller_running=False)
         return client.http_config if client is not None else None
     except Exception as exc:  # noqa: BLE001 - no Ray/Serve here (unit use): the config checks still applied
