@@ -27,6 +27,7 @@ from typing import Any, Mapping
 from sqlalchemy import Connection, func, insert, select
 
 from ward.detect import LIVE_RULE_FIELDS, EffectiveRule, RuleConfig, RuleOverride, effective_rule
+from ward.store.audit import AuditAction
 from ward.store.models import AuditLog, Bed, BedCameraConfig, BedRuleOverride, User
 from ward.store.repository import Store, StoreError, _utc
 
@@ -34,7 +35,7 @@ log = logging.getLogger("ward.store")
 
 OVERRIDE_ROLES = ("admin",)   # who may change a bed's rule
 RULES_KEY = "rules"           # camera-config key holding the configured rule layers
-AUDIT_ACTION = "rule.override"
+AUDIT_ACTION = AuditAction.RULE_OVERRIDE.value  # the one list of actions: ward.store.audit
 _O = BedRuleOverride.__table__
 
 
