@@ -14,9 +14,10 @@ replica processes, and of the coordinator. After each, the affected beds must st
 product target is 30 s, and a test fails only past 3x the target (90 s), so a stuck system fails
 while a loaded machine does not. Every recovery time is recorded: printed at the end, and written as
 JSON to the file named by ``$WARD_FAULT_TIMES`` when set (``benchmarks/bench_faults.py`` runs this
-module that way and compares the times with the targets). Throughout, stored samples must never be duplicated (two rows of one bed less than a
-quarter of the 1 s clip stride apart), and the outage must lose nothing (every sample the
-coordinator accepted is in the database after the spill is replayed, with no gap across the outage).
+module that way and compares the times with the targets). Throughout, stored samples must never be
+duplicated (two rows of one bed less than a quarter of the 1 s clip stride apart), and the outage
+must lose nothing (every sample the coordinator accepted is in the database after the spill is
+replayed, with no gap across the outage) and be counted as failed flushes.
 
 About alarms, honestly: the weights are untrained, and VSViG is a constant model
 (serve_support.make_weights with logit -12: p = 6e-6 for every clip): nothing here responds to seizure motion, so no simulated seizure is
