@@ -252,7 +252,7 @@ def test_database_outage_spills_and_replays_everything(ward):
     t_unlock = time.time()
     assert peak_pending > 0
     flush_errors = _metric(ward, "ward_flush_errors_total")
-    assert flush_errors > before_errors, f"no failed flush counted during the outage ({before_errors} -> {flush_errors})"
+    assert flush_errors > before_errors, f"no failed flush counted in the outage ({before_errors} -> {flush_errors})"
     wait_for(lambda: _metric(ward, "ward_spill_pending_rows") == 0, LIMIT_FACTOR * RECOVERY_S + 30,
              what="the spill replayed")
     record_recovery(ward, "database outage: spill replayed after unlock", time.time() - t_unlock, RECOVERY_S)

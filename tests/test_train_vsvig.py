@@ -99,7 +99,7 @@ def test_training_learns_a_separable_set_and_best_checkpoint_has_metadata(tmp_pa
     set, with wide margins. The learning rate is annealed (x0.3 every 10 steps): at a constant rate,
     Adam's steps near the optimum of this BatchNorm network jump about (a run that was at MSE 0.04 could
     be back at 0.3 five steps later), whereas annealed runs end close to the optimum: measured MSE
-    0.001-0.022 and separation 0.71-0.94 over seeds 0-3 x 1/2 threads (untrained: 0.21-0.28, -0.03-0.09).
+    0.001-0.022 and separation 0.71-0.94 over seeds 0-3 x 1/2 threads (untrained: 0.21-0.28, -0.06-0.09).
     """
     data = _separable_dataset(tmp_path / "data")
     cfg = _cfg(data, tmp_path / "run", epochs=30, batch_size=2, clips_per_epoch=2, lr=1e-3, step_size=10,
