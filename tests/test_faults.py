@@ -83,7 +83,10 @@ def ward(tmp_path_factory):
     store.create_user("viewer1", "viewer-pass")
     store.create_user("nurse1", "nurse-pass", role="clinician")
     port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20, log_to_driver=False)
+    # address="local": a new Ray instance even when another cluster on this machine is listed in
+    # /tmp/ray/ray_current_cluster (plain ray.init() would try to join it, and refuse num_cpus)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20,
+             log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(args), name="ward", route_prefix="/")
     w = {"url": f"http://127.0.0.1:{port}", "store": store, "db": tmp / "ward.db", "late": late, "t0": time.time(),
