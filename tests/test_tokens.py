@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import pytest
 import sqlalchemy as sa
 import typer
-from typer.testing import CliRunner
 
+from test_audit import _run, cli  # noqa: F401 (fixture: the `ward` CLI's store and audit commands)
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.store import Store
 from ward.store.audit import AuditAction
@@ -271,23 +271,6 @@ def test_api_429_refusals_are_audited_once_per_lockout(api) -> None:
 
 
 # -------------------------------------------------------------------------------------------- CLI
-@pytest.fixture
-def cli() -> typer.Typer:
-    from ward.store.cli import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(app)
-    return app
-
-
-def _run(app: typer.Typer, *args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
-
 
 def test_cli_token_lifecycle(cli: typer.Typer, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
