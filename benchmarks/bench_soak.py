@@ -1,6 +1,6 @@
 """Soak test of the default ward (not in CI): memory per process, fps stability and restarts over time.
 
-Runs ``serve run <config>`` (default serve_configs/ward.yaml) as a child process, with the database
+Runs ``ward run <config>`` (``serve run`` with token auth and clean stops) (default serve_configs/ward.yaml) as a child process, with the database
 and spill moved to a temporary directory, and every ``--interval`` seconds samples
 
 - the resident memory (VmRSS from /proc) of every process of that ward: Ray's daemons, each Serve
@@ -84,7 +84,7 @@ def _role(cmd: str) -> str:
     if first.startswith("ray::"):  # Ray appends the running method ("ray::ServeReplica:ward:Pose.handle_request")
         return first.split(".")[0]
     for key in ("gcs_server", "raylet", "dashboard_agent", "runtime_env_agent", "log_monitor", "monitor.py",
-                "streamlit", "serve run", "default_worker", "dashboard.py", "multiprocessing"):
+                "streamlit", "serve run", "ward run", "default_worker", "dashboard.py", "multiprocessing"):
         if key in cmd:
             return key.replace(".py", "")
     return Path(first).name
@@ -175,14 +175,16 @@ def main() -> None:
     password = secrets.token_urlsafe(12)
     Store(args["database"]["url"]).create_user("soak", password)
     mark = secrets.token_hex(6)
-    env = {**os.environ, MARK: mark, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-           "WARD_ADMIN_PASSWORD": secrets.token_urlsafe(12)}
-    serve_bin = str(Path(sys.executable).with_name("serve"))
+    from ward.serve.launcher import setup_ray_auth
+
+    env = {**os.environ, MARK: mark, "WARD_ADMIN_PASSWORD": secrets.token_urlsafe(12), "RAY_ADDRESS": "local"}
+    setup_ray_auth(env)  # token authentication, as `ward run` starts the ward
+    ward_bin = str(Path(sys.executable).with_name("ward"))
     log = (tmp / "serve.log").open("wb")
     print(f"soak: {cfg_path} for {a.minutes:g} min (warm-up {warmup_s / 60:g} min), logs in {tmp / 'serve.log'}")
     for n in notes:
         print("soak:", n)
-    proc = subprocess.Popen([serve_bin, "run", str(cfg_path)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([ward_bin, "run", str(cfg_path)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     samples: list[dict[str, Any]] = []
@@ -192,7 +194,7 @@ def main() -> None:
         deadline = time.time() + 600
         while True:  # wait until every bed reports a state and the API answers
             if proc.poll() is not None:
-                raise SystemExit(f"serve run exited with {proc.returncode}; see {tmp / 'serve.log'}")
+                raise SystemExit(f"ward run exited with {proc.returncode}; see {tmp / 'serve.log'}")
             try:
                 beds = httpx.get(url + "/api/beds", auth=("soak", password), timeout=10).json()
                 if isinstance(beds, list) and beds and all(b.get("fps") for b in beds):
@@ -226,7 +228,7 @@ def main() -> None:
             time.sleep(a.interval)
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # serve run shuts its local Ray down on Ctrl-C
+            proc.send_signal(signal.SIGINT)  # ward run shuts the ward and its local Ray down
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:

@@ -26,7 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from ward.serve.launcher import setup_ray_auth  # noqa: E402
+
+setup_ray_auth()  # Ray with token authentication, as `ward run` starts it
 
 from _util import add_json_option, report  # noqa: E402
 
