@@ -1,7 +1,7 @@
 """Soak test of the default ward (not in CI): memory per process, fps stability and restarts over time.
 
-Runs ``ward run <config>`` (``serve run`` with token auth and clean stops) (default serve_configs/ward.yaml) as a child process, with the database
-and spill moved to a temporary directory, and every ``--interval`` seconds samples
+Runs ``ward run <config>`` (default serve_configs/ward.yaml; ``serve run`` with token auth and clean stops)
+as a child process, with the database and spill moved to a temporary directory, and every ``--interval`` seconds samples
 
 - the resident memory (VmRSS from /proc) of every process of that ward: Ray's daemons, each Serve
   replica, each camera actor, the Streamlit dashboard. Processes are recognised by a marker variable
