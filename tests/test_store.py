@@ -564,3 +564,26 @@ def test_upgrade_from_0001_backfills_bed_latest(db_url: str) -> None:
     latest = s.latest_samples()["old"]
     assert (latest.t, latest.probability) == (T0 + timedelta(seconds=5), 0.7)
     s.close()
+
+
+def test_upgrading_an_old_database_keeps_users_and_tokens(db_url: str) -> None:
+    """Migrations that change `users` rebuild it on SQLite (batch ALTER); with foreign keys on that
+    DROP cascaded and deleted every API token. An old database's accounts and tokens must survive."""
+    from ward.store.types import to_micros
+
+    upgrade(db_url, "0003")
+    engine = make_engine(db_url)
+    now = datetime.now(timezone.utc)
+    t = to_micros(now) if engine.dialect.name == "sqlite" else now
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO users (id, username, password_hash, role, disabled, created_at) "
+                          "VALUES (1, 'carol', 'x', 'clinician', false, :t)"), {"t": t})
+        c.execute(sa.text("INSERT INTO api_tokens (user_id, token_hash, name, created_at, revoked) "
+                          "VALUES (1, :h, 'wall', :t, false)"), {"h": "0" * 64, "t": t})
+    upgrade(engine, "head")
+    with engine.connect() as c:
+        assert c.execute(sa.text("SELECT username, role FROM users")).all() == [("carol", "clinician")]
+        assert c.execute(sa.text("SELECT user_id, name FROM api_tokens")).all() == [(1, "wall")]
+        if engine.dialect.name == "sqlite":  # the connection is handed back with foreign keys on
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
