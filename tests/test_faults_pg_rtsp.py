@@ -199,11 +199,11 @@ def ward(tmp_path_factory):
                          "new_file": new_file, "t0": time.time(), "recovery": {}}
     w["rtsp"] = _start_rtsp(rtsp_port, video, rtsp_log)
     port = free_port()
-    # address="local": a new Ray instance even when another cluster on this machine is listed in
-    # /tmp/ray/ray_current_cluster (plain ray.init() would try to join it, and refuse num_cpus)
-    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20,
-             log_to_driver=False)
-    try:
+    try:  # from here on the RTSP server and the database are cleaned up whatever fails
+        # address="local": a new Ray instance even when another cluster on this machine is listed in
+        # /tmp/ray/ray_current_cluster (plain ray.init() would try to join it, and refuse num_cpus)
+        ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20,
+                 log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app(args), name="ward", route_prefix="/")
         w["url"] = f"http://127.0.0.1:{port}"
@@ -211,7 +211,8 @@ def ward(tmp_path_factory):
     finally:
         write_fault_times("test_faults_pg_rtsp", w["recovery"])
         try:
-            serve.shutdown()
+            if ray.is_initialized():
+                serve.shutdown()
         finally:
             ray.shutdown()
             _stop(w["rtsp"])
