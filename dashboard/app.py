@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -24,6 +25,7 @@ from ward.dashboard import auth  # noqa: E402
 from ward.dashboard.ui import (FLASH_KEY, current_session, footer, get_store, log_out, login_limiter,  # noqa: E402
                                session_user, settings, start_session, write_session_cookie)
 from ward.security import install_log_redaction  # noqa: E402
+from ward.store.repository import UserRecord  # noqa: E402
 
 install_log_redaction()
 
@@ -80,29 +82,57 @@ def session_watch() -> None:
         st.caption(f"Wall display (read-only) until {session.ends_at(cfg.session_limits()):%H:%M} UTC")
 
 
+# every page: url path -> (file, menu title, icon), in menu order
+PAGES = {
+    "overview": ("views/overview.py", "Ward overview", ":material/grid_view:"),
+    "bed": ("views/bed.py", "Bed view", ":material/monitor_heart:"),
+    "alarms": ("views/alarms.py", "Alarms", ":material/notifications_active:"),
+    "history": ("views/history.py", "History", ":material/history:"),
+    "review": ("views/review.py", "Event review", ":material/manage_search:"),
+    "password": ("views/password.py", "Change password", ":material/key:"),
+    "admin": ("views/admin.py", "Admin", ":material/settings:"),
+}
+WALL_DISPLAY_PAGES = ("overview", "bed", "alarms", "review")  # no exports, no account pages
+
+
+def unavailable_page() -> None:
+    st.title("Not available")
+    st.info("This page is not available to this session (its role, a wall display, or a password still to be "
+            "chosen): use the menu.")
+
+
+def allowed_pages(user: UserRecord, kiosk: bool) -> list[str]:
+    """The pages this session may open."""
+    if user.must_change_password:
+        return ["password"]
+    if kiosk:
+        return list(WALL_DISPLAY_PAGES)
+    return [name for name in PAGES if name != "admin" or user.role == "admin"]
+
+
+def navigation(user: UserRecord | None, kiosk: bool) -> Any:
+    """The menu for this session. Every other page's URL stays registered, hidden, showing the login
+    form (logged out) or "not available": a page that vanished from the menu (the session ended while
+    the overview refreshed itself) is otherwise "page not found", which Streamlit can render as an
+    empty page when a fragment of the old page is still refreshing."""
+    if user is None:
+        shown, fallback = [st.Page(login_page, title="Log in", icon=":material/login:", default=True)], login_page
+        names: list[str] = []
+    else:
+        names, fallback = allowed_pages(user, kiosk), unavailable_page
+        shown = [st.Page(PAGES[n][0], title="Choose your password" if user.must_change_password else PAGES[n][1],
+                         icon=PAGES[n][2], default=i == 0) for i, n in enumerate(names)]
+    hidden = [st.Page(fallback, title=PAGES[n][1], url_path=n, visibility="hidden") for n in PAGES if n not in names]
+    return st.navigation(shown + hidden)
+
+
 user = session_user(store, cfg, activity=True)
-if user is None:
-    nav = st.navigation([st.Page(login_page, title="Log in", icon=":material/login:")])
-elif user.must_change_password:
-    nav = st.navigation([st.Page("views/password.py", title="Choose your password", icon=":material/key:")])
-else:
-    kiosk = bool(current_session() and current_session().kiosk)  # type: ignore[union-attr]
-    pages = [
-        st.Page("views/overview.py", title="Ward overview", icon=":material/grid_view:", default=True),
-        st.Page("views/bed.py", title="Bed view", icon=":material/monitor_heart:"),
-        st.Page("views/alarms.py", title="Alarms", icon=":material/notifications_active:"),
-        st.Page("views/review.py", title="Event review", icon=":material/manage_search:"),
-    ]
-    if not kiosk:  # a wall display shows the ward; history exports and account pages need a person
-        pages.insert(3, st.Page("views/history.py", title="History", icon=":material/history:"))
-        pages.append(st.Page("views/password.py", title="Change password", icon=":material/key:"))
-        if user.role == "admin":
-            pages.append(st.Page("views/admin.py", title="Admin", icon=":material/settings:"))
-    nav = st.navigation(pages)
+session = current_session()
+nav = navigation(user, bool(session and session.kiosk))
 if user is not None:
     with st.sidebar:
-        who = f"Wall display: **{user.username}** (read-only)" if current_session().kiosk else \
-            f"Signed in as **{user.username}** ({user.role})"  # type: ignore[union-attr]
+        who = f"Wall display: **{user.username}** (read-only)" if session and session.kiosk else \
+            f"Signed in as **{user.username}** ({user.role})"
         st.markdown(who)
         if st.button("Log out", key="logout"):
             log_out(store)

@@ -36,6 +36,7 @@ TOKEN_KEY = "ward_session"    # st.session_state: this tab's session token
 USER_KEY = "user"             # st.session_state: the user as re-read by this run's session check
 SESSION_KEY = "ward_session_record"
 FLASH_KEY = "login_flash"     # st.session_state: why the last session ended (shown on the login page)
+CLEAR_COOKIE_KEY = "ward_clear_cookie"  # st.session_state: logged out, the cookie goes with the next run
 
 
 def settings() -> DashboardSettings:
@@ -126,6 +127,7 @@ def log_out(store: Store) -> None:
     st.session_state.pop(SESSION_KEY, None)
     if token:
         end_session(store, token)
+        st.session_state[CLEAR_COOKIE_KEY] = True  # the next run (the login page) deletes the cookie
     if user is not None:
         store.audit("logout", user=user.username, source=SOURCE)
 
@@ -142,7 +144,7 @@ def _forget(store: Store, check: SessionCheck, cfg: DashboardSettings, *, had_co
         message = auth.end_message(check.ended, kiosk=kiosk, limits=cfg.session_limits())
         if message:
             st.session_state[FLASH_KEY] = message
-    if had_cookie:
+    if st.session_state.pop(CLEAR_COOKIE_KEY, False) or had_cookie:
         _cookie_script(None, None)
 
 
