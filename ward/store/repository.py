@@ -9,7 +9,6 @@ message says what was wrong and what to do.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import math
@@ -29,11 +28,13 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sq
 
 from ward.config import RetentionPolicy  # one type for the store, the config and the CLI
+from ward.security import PasswordCheck, PasswordPolicyError, check_password_policy, password_hasher
 from ward.store.audit import MAX_AUDIT_LIMIT, SYSTEM_ACTOR, USER_ACTIONS, AuditAction, AuditSource, check_action
 from ward.store.engine import ensure_schema, make_engine, setup_lock
 from ward.store.models import (ALARM_STATES, HEALTH_STATES, ROLES, TIERS, VERDICTS, AckEvent, Alarm,
                                ApiToken, AuditLog, Bed, BedLatest, BedCameraConfig, CameraHealthEvent,
-                               MinuteRollup, ModelVersion, PatientStay, ProbabilitySample, User, Ward)
+                               DashboardSession, MinuteRollup, ModelVersion, PatientStay, ProbabilitySample,
+                               User, Ward)
 from ward.store.types import EPOCH, UTCDateTime, as_utc
 
 Resolution = Literal["1s", "1m", "1h"]
@@ -182,6 +183,7 @@ class UserRecord:
     disabled: bool
     created_at: datetime
     service: bool = False  # an account the ward itself uses (token only), not a person's
+    must_change_password: bool = False  # someone else chose it: the dashboard allows only a password change
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,35 +319,35 @@ def _redact_camera(camera: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_new_user(username: str, password: str, role: str = "viewer") -> None:
-    """Raise StoreError unless an account could be made of these (name, password length, role)."""
+    """Raise StoreError unless an account could be made of these (name, role, and an initial password
+    of at least 8 characters: it is temporary unless its owner chose it; see check_password_policy)."""
     _check_choice(role, ROLES, "role")
     if not username or len(username) > 64 or not username.isprintable() or " " in username:
         raise StoreError(f"bad username {username!r}: 1-64 printable characters, no spaces")
-    if len(password) < 8:
-        raise StoreError("password too short: use at least 8 characters")
+    _check_password(username, password, temporary=True)
 
 
-def _hash_password(password: str, salt: bytes | None = None, n: int = 2**14, r: int = 8, p: int = 1) -> str:
-    salt = salt or secrets.token_bytes(16)
-    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"scrypt${n}${r}${p}${b64(salt)}${b64(dk)}"
-
-
-def _verify_password(password: str, stored: str) -> bool:
+def _check_password(username: str, password: str, *, temporary: bool) -> None:
+    """ward.security's password policy, as a StoreError."""
     try:
-        algo, n, r, p, salt, dk = stored.split("$")
-        if algo != "scrypt":
-            return False
-        want = base64.b64decode(dk)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                             p=int(p), dklen=len(want))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, want)
+        check_password_policy(username, password, temporary=temporary)
+    except PasswordPolicyError as exc:
+        raise StoreError(str(exc)) from None
 
 
-_USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_at, User.service)
+def _hash_password(password: str) -> str:
+    """scrypt hash with the process's parameters (OWASP's N=2^17, r=8, p=1; ward.security)."""
+    return password_hasher().hash(password)
+
+
+def _verify_password(password: str, stored: str | None) -> PasswordCheck:
+    """Exactly one scrypt computation whether or not ``stored`` exists (no user-name timing oracle);
+    ``needs_rehash`` when the stored hash has weaker parameters than the current ones."""
+    return password_hasher().verify(password, stored)
+
+
+_USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_at, User.service,
+                 User.must_change_password)
 DEFAULT_TOKEN_TTL = timedelta(days=90)  # a person's token, unless asked otherwise
 MAX_TOKEN_TTL = timedelta(days=366)  # the longest a person's token may live: a yearly renewal at least
 TOKEN_TOUCH_S = 300.0  # last_used_at is written at most this often per token (not once per request)
@@ -968,9 +970,12 @@ class Store:
 
     # ------------------------------------------------------------------------------------- users
     def create_user(self, username: str, password: str, role: str = "viewer", *, service: bool = False,
-                    actor: str | None = None, source: str | None = None) -> UserRecord:
+                    actor: str | None = None, source: str | None = None,
+                    must_change_password: bool = False) -> UserRecord:
         """Create an account; ``service=True`` marks one the ward itself uses (token login only).
-        Audited as ``user.create`` by ``actor`` (default: this store's actor) in the same transaction."""
+        Audited as ``user.create`` by ``actor`` (default: this store's actor) in the same transaction.
+        ``must_change_password``: the password is a temporary one someone else chose; the dashboard
+        lets the user do nothing but choose their own at the first login."""
         check_new_user(username, password, role)
         password_hash = _hash_password(password)  # slow on purpose: outside any transaction
         actor, source = self._who(actor, source)
@@ -981,6 +986,7 @@ class Store:
             with self.engine.begin() as conn:
                 conn.execute(insert(User).values(username=username, password_hash=password_hash, role=role,
                                                  disabled=False, service=service,
+                                                 must_change_password=must_change_password,
                                                  created_at=datetime.now(timezone.utc)))
                 conn.execute(_audit_insert(AuditAction.USER_CREATE, actor, source,
                                            {"username": username, "role": role, "service": service}))
@@ -1015,15 +1021,18 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(User.id).where(User.service.is_(False)).limit(1)).first() is not None
 
-    def create_first_admin(self, username: str, password: str) -> UserRecord | None:
+    def create_first_admin(self, username: str, password: str, *,
+                           must_change_password: bool = False) -> UserRecord | None:
         """Create ``username`` as admin if no person has an account yet; None if someone does.
+        ``must_change_password`` for a generated one-time password.
 
         Check and insert run under the database's setup lock (:func:`~ward.store.engine.setup_lock`),
         so two starts at once (or a start racing ``ward users add``) never make two first admins."""
         with setup_lock(self.engine):
             if self.has_people():
                 return None
-            return self.create_user(username, password, role="admin", actor=SYSTEM_ACTOR, source=AuditSource.WARD)
+            return self.create_user(username, password, role="admin", actor=SYSTEM_ACTOR, source=AuditSource.WARD,
+                                    must_change_password=must_change_password)
 
     def ensure_service_user(self, username: str, role: str = "viewer") -> UserRecord:
         """The ward's service account ``username``, created when missing with a random password nobody
@@ -1055,13 +1064,12 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(User.password_hash, User.disabled, User.service)
                                .where(User.username == username)).first()
-        if row is None:
-            _verify_password(password, _hash_password("x" * 8))  # similar timing for unknown users
+        check = _verify_password(password, row[0] if row else None)  # one scrypt, known user or not
+        if row is None or not check or row[1] or row[2]:
             return None
-        if not _verify_password(password, row[0]) or row[1] or row[2]:
-            return None
+        stored = self._rehash(username, row[0], password) if check.needs_rehash else row[0]
         user = self._user(username)
-        return PasswordLogin(user, _credential_fingerprint(row[0])) if user else None
+        return PasswordLogin(user, _credential_fingerprint(stored)) if user else None
 
     def current_login(self, username: str, credential: str) -> UserRecord | None:
         """The user as now stored if the account is enabled, still a person's, and its password is
@@ -1109,6 +1117,64 @@ class Store:
         if not actor or not source:
             raise StoreError("audit_user_change needs the actor (who made the change) and the source")
         self.audit(act, user=actor, source=source, detail={"username": username, **(detail or {})})
+
+    # --------------------------------------------------------------------------------- passwords
+    def change_password(self, username: str, current: str, new: str, *, source: str,
+                        keep_session: int | None = None) -> UserRecord:
+        """A person replaces their own password. ``new`` must meet the policy (12+ characters, not the
+        user name) and differ from ``current``, which must be right (one scrypt check). Clears
+        ``must_change_password`` and ends the user's other dashboard sessions (all but
+        ``keep_session``): whoever knew the old password is logged out. Audited as ``user.password``."""
+        _check_password(username, new, temporary=False)
+        if new == current:
+            raise StoreError("the new password is the current one: choose a different password")
+        with self.engine.connect() as conn:
+            row = conn.execute(select(User.password_hash, User.disabled, User.service, User.must_change_password)
+                               .where(User.username == username)).first()
+        if row is None or not _verify_password(current, row[0]) or row[1] or row[2]:
+            raise StoreError("the current password is wrong: password not changed")
+        return self._store_password(username, _hash_password(new), temporary=False, actor=username, source=source,
+                                    keep_session=keep_session, detail={"forced": bool(row[3])})
+
+    def set_password(self, username: str, new: str, *, temporary: bool, actor: str | None = None,
+                     source: str | None = None) -> UserRecord:
+        """Set ``username``'s password for them (an admin resetting a forgotten one, ``ward users
+        passwd``). ``temporary``: they must replace it at their next dashboard login (at least 8
+        characters); otherwise the full policy applies. Ends all of the user's dashboard sessions.
+        Audited as ``user.password`` by ``actor``."""
+        user = self._known_user(username)
+        if user.service:
+            raise StoreError(f"user {username!r} is a service account: it logs in with tokens, not a password")
+        _check_password(username, new, temporary=temporary)
+        return self._store_password(username, _hash_password(new), temporary=temporary, actor=actor, source=source,
+                                    keep_session=None, detail={})
+
+    def _store_password(self, username: str, password_hash: str, *, temporary: bool, actor: str | None,
+                        source: str | None, keep_session: int | None, detail: Mapping[str, Any]) -> UserRecord:
+        """Write a new password hash, end the user's sessions (but ``keep_session``) and audit it, in
+        one transaction (writes only, see create_user)."""
+        actor, source = self._who(actor, source)
+        sessions = delete(DashboardSession).where(
+            DashboardSession.user_id.in_(select(User.id).where(User.username == username)))
+        if keep_session is not None:
+            sessions = sessions.where(DashboardSession.id != keep_session)
+        with self.engine.begin() as conn:
+            if conn.execute(update(User).where(User.username == username)
+                            .values(password_hash=password_hash, must_change_password=temporary)).rowcount == 0:
+                raise StoreError(f"unknown user {username!r}: see `ward users list`")
+            conn.execute(sessions)
+            conn.execute(_audit_insert(AuditAction.USER_PASSWORD, actor, source,
+                                       {"username": username, "temporary": temporary, **detail}))
+        return self._known_user(username)
+
+    def _rehash(self, username: str, old_hash: str, password: str) -> str:
+        """Replace a hash made with weaker scrypt parameters after a successful login (the password is
+        known only then); returns the hash now stored. Skipped if the password changed meanwhile."""
+        new_hash = _hash_password(password)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(User).where(User.username == username, User.password_hash == old_hash)
+                                .values(password_hash=new_hash)).rowcount
+        return new_hash if done else old_hash
 
     # ------------------------------------------------------------------------------------ tokens
     def issue_token(self, username: str, name: str | None = None, *,
