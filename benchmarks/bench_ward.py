@@ -80,7 +80,8 @@ def run_ward(n_beds: int, seconds: float, pose_cfg: str, input_height: int, weig
     if weights and (weights / "ward-vsvig-light.pt").is_file():
         args["models"]["vsvig"]["path"] = str(weights / "ward-vsvig-light.pt")
     args["resources"]["pose"]["num_cpus"] = 1.0
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=400 * 2**20, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=400 * 2**20,
+             log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 0})
         serve.run(build_app(args), name="ward", route_prefix=None)

@@ -42,7 +42,8 @@ def ward(tmp_path_factory):
     store.create_user("nurse1", "nurse-pass", role="clinician")
     token = store.create_token("nurse1")
     port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300 * 2**20,
+             log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     t0 = time.monotonic()
     serve.run(build_app(args), name="ward", route_prefix="/")
