@@ -15,12 +15,14 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
+from serve_support import free_port, wait_for
+from test_dashboard_browser import ARGS, CHROMIUM
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 
 import ward.dashboard.auth as auth
@@ -286,28 +288,6 @@ def test_logout_ends_the_session_and_a_known_token_finds_it_again(ward):
 
 
 # ------------------------------------------------------------------------------------- browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(ok: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        time.sleep(0.3)
-    pytest.fail(f"{what} within {seconds:.0f} s")
-
-
 @pytest.fixture
 def dashboard(tmp_path) -> Iterator[tuple[str, Store]]:
     """`streamlit run dashboard/app.py` with a 60 s idle limit on a seeded SQLite database."""
@@ -316,7 +296,7 @@ def dashboard(tmp_path) -> Iterator[tuple[str, Store]]:
     url = f"sqlite:///{tmp_path / 'ward.db'}"
     store = Store(url)
     seed_demo(store, datetime.now(timezone.utc), n_beds=4, minutes=2)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WARD_DB_URL": url, "WARD_DASH_IDLE_TIMEOUT_S": "60"}
     env.pop("WARD_API_URL", None)
     with open(tmp_path / "streamlit.log", "w") as log:
@@ -329,13 +309,10 @@ def dashboard(tmp_path) -> Iterator[tuple[str, Store]]:
     def healthy() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{base}/_stcore/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return httpx.get(f"{base}/_stcore/health", timeout=1).status_code == 200
 
     try:
-        _wait(healthy, 90, "streamlit did not become healthy")
+        wait_for(healthy, 90, 0.3, "the dashboard to answer")
         yield base, store
     finally:
         proc.terminate()
@@ -369,7 +346,8 @@ def test_reload_keeps_the_login_idle_overview_logs_out_wall_display_stays(dashbo
                 expect(page.get_by_text(f"Wall display: {username}" if kiosk else f"Signed in as {username}",
                                         exact=False)).to_be_visible()
                 expect(page.get_by_role("heading", name="Ward overview")).to_be_visible()
-                _wait(lambda: any(c["name"] == "ward_session" for c in context.cookies()), 30, "no session cookie")
+                wait_for(lambda: any(c["name"] == "ward_session" for c in context.cookies()), 30, 0.3,
+                         "the session cookie")
                 return context, page
 
             nurse_ctx, nurse = open_as("nurse", kiosk=False)
