@@ -259,6 +259,27 @@ def test_wall_display_is_read_only_and_not_logged_out_when_idle(ward):
     assert _expired(store)[0].detail == {"reason": "expired", "wall_display": True}
 
 
+def test_database_outage_shows_nothing_unchecked_and_keeps_the_session(ward, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import ward.dashboard.ui as ui
+
+    store, _ = ward
+    at = _login("nurse")
+    real = ui.check_session
+
+    def down(*_a, **_k):
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(ui, "check_session", down)
+    at.run()
+    assert not at.exception and "DATABASE UNREACHABLE" in at.error[0].value
+    assert not at.title and not any("ward-grid" in m.value for m in at.markdown)  # no page ran unchecked
+    monkeypatch.setattr(ui, "check_session", real)
+    at.run()
+    assert _logged_in(at) and at.title[0].value == "Ward overview"  # the session survived the outage
+
+
 def test_temporary_password_cannot_start_a_wall_display(ward):
     store, _ = ward
     store.create_user("screen", "temp-pw-55", "viewer", must_change_password=True)

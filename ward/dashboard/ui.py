@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 
 from ward.dashboard import auth
 from ward.dashboard.auth import SOURCE
@@ -104,8 +105,11 @@ def session_user(store: Store, cfg: DashboardSettings, *, activity: bool) -> Use
     change, a reload), which restarts the idle clock; the session watcher's and the overview's
     automatic refreshes are not activity."""
     token = st.session_state.get(TOKEN_KEY) or _cookie()
-    check = check_session(store, token, now=auth.clock(), limits=cfg.session_limits(), touch=activity) \
-        if token else SessionCheck(None, "unknown")
+    try:
+        check = check_session(store, token, now=auth.clock(), limits=cfg.session_limits(), touch=activity) \
+            if token else SessionCheck(None, "unknown")
+    except SQLAlchemyError as exc:
+        return _database_down(exc, activity)
     if check.session is None:
         _forget(store, check, cfg, had_cookie=bool(token))
         return None
@@ -113,6 +117,18 @@ def session_user(store: Store, cfg: DashboardSettings, *, activity: bool) -> Use
     st.session_state[SESSION_KEY] = check.session
     user = st.session_state[USER_KEY] = auth.effective_user(check.session)
     return user
+
+
+def _database_down(exc: SQLAlchemyError, activity: bool) -> UserRecord | None:
+    """The session cannot be checked. A page run stops with a banner (nothing is shown or done
+    unchecked); the session watcher leaves the page as it is (the overview shows its own database
+    banner) and checks again at its next round. The session itself is kept."""
+    if not activity:
+        return current_user()
+    st.error(f"DATABASE UNREACHABLE ({type(exc).__name__}): the dashboard cannot check your login, so it "
+             "shows nothing. Reload the page when the database server is back.", icon=":material/error:")
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
 
 
 def start_session(token: str) -> None:
