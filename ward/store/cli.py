@@ -383,7 +383,7 @@ def _register_passwd(users: typer.Typer) -> None:
                          help="The user must choose their own password at their next dashboard login (use it "
                               "when you set someone else's password; at least 8 characters)."),
                      db: Optional[str] = DbOpt) -> None:
-        """Set USERNAME's password: at least 12 characters and not the user name (unless --temporary).
+        """Set USERNAME's password: at least 12 characters (8 with --temporary), never the user name.
         Ends their dashboard sessions; audited as user.password (never the password)."""
         from ward.store.audit import AuditSource, cli_actor
 
