@@ -311,10 +311,11 @@ def test_ward_with_url_env_over_https_stores_no_secret(engine: str, tmp_path: Pa
         def scored() -> list[dict[str, Any]] | None:
             r = httpx.get(f"https://127.0.0.1:{port}/api/beds", auth=("ci", "ci-password"), verify=str(cert), timeout=10)
             beds = r.json() if r.status_code == 200 else []
-            return [b for b in beds if b["probability"] is not None] or None
+            # a probability is live before its sample is flushed to the database (~1 s later): wait for both
+            return [b for b in beds if b["probability"] is not None and b["samples_stored"] > 0] or None
 
-        [bed] = wait_for(scored, 300, interval=2, what="a probability over HTTPS from the url_env database")
-        assert bed["bed_id"] == "bed-1" and bed["samples_stored"] > 0
+        [bed] = wait_for(scored, 300, interval=2, what="a probability stored in the url_env database, over HTTPS")
+        assert bed["bed_id"] == "bed-1"
         with pytest.raises(httpx.HTTPError):  # no plain HTTP on the TLS port
             httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).raise_for_status()
 
