@@ -191,10 +191,11 @@ def test_history_filters_and_audited_export(ward):
     at.multiselect(key="hist_beds").set_value(["bed-03"]).run()
     df = at.dataframe[0].value
     assert list(df["id"]) == [demo.ended_alarm_id] and list(df["verdict"]) == ["false"]
-    at.download_button(key="export_alarms").click().run()
-    entry = store.audit_log(limit=1)[0]
-    assert entry.action == "export.csv" and entry.username == "nurse"
-    assert entry.detail["what"] == "alarms" and entry.detail["rows"] == 1 and entry.detail["beds"] == ["bed-03"]
+    # the CSV is made (and audited) only when the browser fetches it: drawing the page exports nothing.
+    # The fetch itself, its audit row and the filters it records: tests/test_audit.py (Chromium)
+    button = at.download_button(key="export_alarms")
+    assert button.proto.HasField("deferred_file_id")
+    assert store.audit_log(action="export.csv") == []
 
 
 def test_event_review_shows_window_and_acknowledgements(ward):

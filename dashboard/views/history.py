@@ -48,9 +48,18 @@ filters = {"beds": beds or "all", "since": since.isoformat(), "until": until.iso
            "verdicts": verdicts}
 
 
-def audit_export(what: str, rows: int) -> None:
-    """Exports of clinical data are audited (who, what, which filters)."""
-    store.audit("export.csv", user=user.username, source=SOURCE, detail={"what": what, "rows": rows, **filters})
+def audited_csv(what: str, frame: pd.DataFrame):
+    """The CSV of ``frame``, made only when the button is clicked (Streamlit's deferred download), and
+    audited before a byte leaves (who, what, which filters): the file cannot be had without its audit
+    row, even if the browser closes at once; an account disabled since the page was drawn gets none."""
+    def make() -> str:
+        now = store.get_user(user.username)
+        if now is None or now.disabled:
+            return "export refused: this account is disabled; log in again\n"
+        store.audit("export.csv", user=user.username, source=SOURCE,
+                    detail={"what": what, "rows": len(frame), **filters})
+        return frame.to_csv(index=False)
+    return make
 
 
 st.subheader(f"Alarms ({len(df)})")
@@ -60,8 +69,8 @@ m[1].metric("True seizures", int((df["verdict"] == "true").sum()))
 m[2].metric("False alarms", int((df["verdict"] == "false").sum()))
 m[3].metric("Unacknowledged", int(df["verdict"].isna().sum()))
 st.dataframe(df, hide_index=True, key="hist_alarms")
-st.download_button("Export alarms (CSV)", df.to_csv(index=False), file_name=f"alarms_{d0}_{d1}.csv",
-                   mime="text/csv", key="export_alarms", on_click=audit_export, args=("alarms", len(df)))
+st.download_button("Export alarms (CSV)", audited_csv("alarms", df), file_name=f"alarms_{d0}_{d1}.csv",
+                   mime="text/csv", key="export_alarms", on_click="ignore")
 
 st.subheader("Risk timeline")
 res = history_resolution(since, min(until, datetime.now(timezone.utc) + timedelta(minutes=1)))
@@ -83,5 +92,5 @@ else:
         color="bed:N", tooltip=["bed", "t:T", "p_max", "n"]).properties(height=280), width="stretch")
     st.caption(f"{res} resolution, maximum probability per bucket.")
     out = tl.assign(t=tl["t"].map(lambda t: t.isoformat()))
-    st.download_button("Export timeline (CSV)", out.to_csv(index=False), file_name=f"risk_{d0}_{d1}.csv",
-                       mime="text/csv", key="export_timeline", on_click=audit_export, args=("timeline", len(out)))
+    st.download_button("Export timeline (CSV)", audited_csv("timeline", out), file_name=f"risk_{d0}_{d1}.csv",
+                       mime="text/csv", key="export_timeline", on_click="ignore")
