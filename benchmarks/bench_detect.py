@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks._util import add_json_option, report  # noqa: E402
-from ward.detect import RuleConfig, run_rule  # noqa: E402
+from ward.alarms.rule import run_rule  # noqa: E402
+from ward.config import RuleConfig  # noqa: E402
 from ward.evaluation.baseline import MotionBaseline, scores_from_frames  # noqa: E402
 from ward.sim.labels import seizure_target  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from ward.detect import run_rule
+from ward.alarms.rule import run_rule
 from ward.evaluation.baseline import (BaselineConfig, MotionBaseline, band_power, pool_frames, scores_from_frames,
                                       scores_from_keypoints)
 

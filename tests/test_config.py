@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ward.config import ConfigError, WardConfig, load_ward_config, validate_rule_overrides
+from ward.config import ConfigError, RuleConfig, WardConfig, load_ward_config, validate_rule_overrides
 
 
 @pytest.fixture()
@@ -47,7 +47,7 @@ def test_valid_config_gets_documented_defaults(cfg: dict[str, Any]) -> None:
     c = load_ward_config(cfg)
     assert [b.bed_id for b in c.beds] == ["bed1", "bed2", "bed3"]
     b1 = c.bed("bed1")
-    assert (b1.fps, b1.height, b1.bed_roi, b1.loop, b1.rules) == (6.0, 360, (0.0, 0.0, 1.0, 1.0), True, {})
+    assert (b1.fps, b1.height, b1.bed_roi, b1.loop, b1.rules.values()) == (6.0, 360, (0.0, 0.0, 1.0, 1.0), True, {})
     assert c.bed("bed3").bed_roi == (0.1, 0.2, 0.9, 1.0)
     assert c.database.url == "sqlite:///./ward.db"
     assert (c.api.host, c.api.port) == ("127.0.0.1", 8000)
@@ -55,8 +55,9 @@ def test_valid_config_gets_documented_defaults(cfg: dict[str, Any]) -> None:
     assert (c.clip.length, c.clip.stride_s) == (30, 1.0)
     assert (c.watchdog.no_frame_timeout_s, c.watchdog.backoff_initial_s, c.watchdog.backoff_max_s,
             c.watchdog.jitter) == (10.0, 0.5, 30.0, 0.2)
-    assert c.stride_frames("bed1") == 6 and c.stride_frames("bed2") == 5
-    assert c.watchdog_for("bed2") == c.watchdog
+    assert c.resolved_bed("bed1").stride_frames == 6 and c.resolved_bed("bed2").stride_frames == 5
+    assert c.resolved_bed("bed2").watchdog == c.watchdog
+    assert c.resolved_bed("bed1").rule.config == RuleConfig() and c.resolved_bed("bed1").rule.source == "default"
     # survives the trip to a Ray actor
     assert pickle.loads(pickle.dumps(c)) == c
 
@@ -163,12 +164,12 @@ def test_backoff_cap_must_not_be_below_initial(cfg: dict[str, Any]) -> None:
 def test_per_bed_watchdog_override(cfg: dict[str, Any]) -> None:
     cfg["beds"][1]["watchdog"] = {"no_frame_timeout_s": 30}
     c = load_ward_config(cfg)
-    assert c.watchdog_for("bed2").no_frame_timeout_s == 30
-    assert c.watchdog_for("bed1").no_frame_timeout_s == 10
+    assert c.resolved_bed("bed2").watchdog.no_frame_timeout_s == 30
+    assert c.resolved_bed("bed1").watchdog.no_frame_timeout_s == 10
 
 
 class _Rule(BaseModel):
-    """A small real rule model standing in for ward.detect.RuleConfig in the pure helper's test."""
+    """A small real rule model standing in for ward.config.RuleConfig in the pure helper's test."""
 
     model_config = ConfigDict(extra="forbid")
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -193,13 +194,16 @@ def test_validate_rule_overrides_against_a_rule_model() -> None:
 
 
 def test_rule_overrides_use_the_detection_rule(cfg: dict[str, Any]) -> None:
-    from ward.detect import RuleConfig
-
     cfg["rules"] = {"alarm_threshold": 0.6}
     cfg["beds"][1]["rules"] = {"alarm_threshold": 0.7}
     c = load_ward_config(cfg)
-    assert RuleConfig.model_validate(c.rules_for("bed2")).alarm_threshold == 0.7
-    assert RuleConfig.model_validate(c.rules_for("bed1")).alarm_threshold == 0.6
+    assert c.resolved_bed("bed2").rule.config.alarm_threshold == 0.7
+    assert c.resolved_bed("bed2").rule.sources == {"alarm_threshold": "bed"}
+    assert c.resolved_bed("bed1").rule.config.alarm_threshold == 0.6
+    assert c.resolved_bed("bed1").rule.source == "ward"
+    # typed, and dumped as written (what the Serve args carry), so the dump loads back the same
+    assert c.rules.alarm_threshold == 0.6 and c.model_dump()["beds"][1]["rules"] == {"alarm_threshold": 0.7}
+    assert load_ward_config(c.model_dump(mode="json")) == c
 
     bad = copy.deepcopy(cfg)
     bad["beds"][1]["rules"] = {"alarm_treshold": 0.7, }
@@ -212,7 +216,7 @@ def test_rule_overrides_use_the_detection_rule(cfg: dict[str, Any]) -> None:
     assert msg.startswith("beds[1].rules: release_threshold (0.65) must be below alarm_threshold (0.6)")
     # merged with the ward's rule, not the library default (0.55): 0.58 < 0.6 is fine
     bad["beds"][1]["rules"] = {"release_threshold": 0.58}
-    assert load_ward_config(bad).rules_for("bed2")["release_threshold"] == 0.58
+    assert load_ward_config(bad).resolved_bed("bed2").rule.config.release_threshold == 0.58
     bad["rules"] = {"alarm_threshold": 1.5}
     assert problems(bad)[0] == "rules.alarm_threshold: must be < 1 (got 1.5)"
 

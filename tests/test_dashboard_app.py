@@ -367,7 +367,7 @@ def test_bed_view_draws_the_rule_the_running_ward_reports(ward, monkeypatch):
     store, _ = ward
     _record_ward_rules(store)
     running = {"p_floor": 0.7, "alarm_threshold": 0.9, "release_threshold": 0.4}
-    from ward.detect import effective_rule
+    from ward.config import effective_rule
 
     rule = effective_rule(WARD_RULES, {}, running).config.model_dump()
     body = json.dumps([{"bed_id": "bed-01", "state": "online", "rule": rule, "rule_source": "override"}]).encode()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ward.detect import run_rule
+from ward.alarms.rule import run_rule
 from ward.evaluation.metrics import Recording, SeizureAnnotation, clip_rmse, evaluate, event_times, summary_rows
 
 TC, FC = "tonic_clonic", "focal_clonic"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ward.detect import RuleConfig
+from ward.config import RuleConfig
 from ward.evaluation.metrics import evaluate
 from ward.evaluation.run import (EVAL_SEED, MIRROR_18, EvalConfig, PoseNoise, clip_ends, eval_scenarios,
                                  noisy_keypoints, recordings_for, run_eval)
@@ -160,7 +160,7 @@ def test_eval_tune_cli_refuses_evaluation_seeds_and_writes_the_best_rule(tmp_pat
     from typer.testing import CliRunner
 
     from ward.evaluation.run import save_streams
-    from ward.train.cli import register
+    from ward.evaluation.cli import register
 
     app = typer.Typer()
     register(app)
@@ -233,7 +233,7 @@ def test_eval_cli_uses_the_shipped_rule_by_default_and_says_so(tmp_path, monkeyp
     import yaml
     from typer.testing import CliRunner
 
-    from ward.train.cli import register
+    from ward.evaluation.cli import register
 
     shipped_yaml = yaml.safe_load((ROOT / "serve_configs" / "ward.yaml").read_text())
     shipped = RuleConfig.model_validate(shipped_yaml["applications"][0]["args"]["rules"])

@@ -250,7 +250,7 @@ def _db_bytes(db: Path) -> bytes:
 def test_coordinator_stores_and_shows_only_redacted_text(tmp_path: Path) -> None:
     """Camera config, status reason, health events, technical alarm and snapshot of a credentialed bed."""
     from ward.config import load_ward_config
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
     from ward.serve.metrics import render_metrics
     from ward.store import SpillingWriter, Store
 

@@ -17,7 +17,7 @@ import yaml
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from test_store_cli import app, run  # noqa: F401 (fixture: the store's typer app)
 from ward.config import CLINICAL_RETENTION_FLOOR_DAYS, ConfigError, RetentionConfig, RetentionPolicy, load_ward_config
-from ward.serve.coordinator import RetentionRunner, RetentionSchedule
+from ward.alarms.retention import RetentionRunner, RetentionSchedule
 from ward.serve.metrics import render_metrics
 from ward.store.repository import Sample, Store
 

@@ -20,7 +20,8 @@ from serve_support import sim_bed, ward_args
 from test_serve_units import Clock
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
-from ward.detect import (LIVE_RULE_FIELDS, BedRule, RuleConfig, RuleError, RuleOverride, effective_rule)
+from ward.alarms.rule import BedRule
+from ward.config import LIVE_RULE_FIELDS, RuleConfig, RuleError, RuleOverride, effective_rule
 from ward.store import Store
 from ward.store.models import BedRuleOverride
 from ward.store.repository import StoreError, UnknownBedError
@@ -214,7 +215,7 @@ def _ward(tmp_path: Any, rules: dict[str, Any] = WARD_RULES) -> Any:
 
 def _start(cfg: Any, clock: Clock, store: Store | None = None) -> tuple[Any, Store]:
     """What the Coordinator deployment does at start: register the beds, then recover."""
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
     from ward.store import SpillingWriter
 
     store = store or Store(cfg.database.url)

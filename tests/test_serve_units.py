@@ -25,7 +25,7 @@ class Clock:
 
 def _coordinator(tmp_path, clock, **bed_over):
     from ward.config import load_ward_config
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
     from ward.store import SpillingWriter, Store
 
     args = ward_args(tmp_path, [sim_bed("bed-1", 1, **bed_over), sim_bed("bed-2", 2)])
@@ -43,7 +43,7 @@ def _feed(core, clock, bed, start, n, p):
 
 
 def test_rule_alarm_written_once_and_recovered_after_restart(tmp_path):
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
 
     clock = Clock()
     core, store = _coordinator(tmp_path, clock)
@@ -73,7 +73,7 @@ def test_rule_alarm_written_once_and_recovered_after_restart(tmp_path):
 
 
 def test_restart_after_long_silence_closes_stale_alarm(tmp_path):
-    from ward.serve.coordinator import RECOVER_WINDOW_S, WardCoordinator
+    from ward.alarms.coordinator import RECOVER_WINDOW_S, WardCoordinator
 
     clock = Clock()
     core, store = _coordinator(tmp_path, clock)

@@ -256,7 +256,7 @@ class Clock:
 
 
 def test_coordinator_runs_rules_through_outage_and_stores_alarm_once(backend: Backend, tmp_path: Path) -> None:
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
 
     cfg = _ward_cfg(tmp_path, ["bed-1", "bed-2"], backend.url)
     store = backend.store()
@@ -319,7 +319,7 @@ def test_coordinator_runs_rules_through_outage_and_stores_alarm_once(backend: Ba
 
 def test_recover_replays_a_leftover_journal_first(tmp_path: Path) -> None:
     """A coordinator restarted on a journal that still holds an open alarm adopts it (no duplicate)."""
-    from ward.serve.coordinator import WardCoordinator
+    from ward.alarms.coordinator import WardCoordinator
 
     cfg = _ward_cfg(tmp_path, ["bed-1"])
     db = Path(cfg.database.url.removeprefix("sqlite:///"))

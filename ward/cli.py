@@ -17,7 +17,8 @@ _CONCERNS: tuple[str, ...] = (
     "ward.vision.models_cli",   # ward models fetch|verify|list
     "ward.sim.cli",             # ward sim render|preview
     "ward.dataset.cli",         # ward dataset build
-    "ward.train.cli",           # ward train pose|vsvig, ward eval
+    "ward.train.cli",           # ward train pose|vsvig
+    "ward.evaluation.cli",      # ward eval, ward eval-tune
     "ward.store.cli",           # ward alarms|history|stats|users|db
     "ward.store.audit_cli",     # ward audit
     "ward.serve.launcher",      # ward run

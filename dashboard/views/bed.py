@@ -17,7 +17,7 @@ from ward.dashboard.data import fetch_api_beds
 from ward.dashboard.ui import SOURCE, fmt_time, get_store, require_user, settings, timeline_chart
 from ward.dashboard.view import (format_age, override_from_form, rule_lines, rule_lines_chart, rule_summary,
                                  shown_rule, skeleton_svg)
-from ward.detect import MAX_MIN_DURATION_S
+from ward.config import MAX_MIN_DURATION_S
 from ward.store.dashboard_queries import latest_health, now_utc
 from ward.store.rules import OverrideDenied, bed_rule, override_history, set_rule_override
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ward.detect import LAYER_NAMES, LIVE_RULE_FIELDS, EffectiveRule, RuleConfig
+from ward.config import LAYER_NAMES, LIVE_RULE_FIELDS, EffectiveRule, RuleConfig
 from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
 
 if TYPE_CHECKING:  # the record type only: this module stays free of database code
@@ -394,7 +394,7 @@ class RuleLine:
 @dataclass(frozen=True)
 class ShownRule:
     """The rule the bed view draws: the one the ward runs (live API) when it answers, else the one
-    computed from the database with the same merge function (``ward.detect.effective_rule``)."""
+    computed from the database with the same merge function (``ward.config.effective_rule``)."""
 
     rule: RuleConfig
     source: str                 # layer that set it: default / ward / bed / override

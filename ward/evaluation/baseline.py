@@ -2,7 +2,7 @@
 
 Clonic and hypermotor seizures move the body rhythmically at a few Hz; most voluntary movement and
 breathing do not. The baseline measures how much of the image (or of the keypoints) oscillates in that
-band and maps it to a score in [0, 1] that goes through the same `ward.detect.BedRule` as VSViG's
+band and maps it to a score in [0, 1] that goes through the same `ward.alarms.rule.BedRule` as VSViG's
 probabilities, so both are judged with the same rule and metrics.
 
 From frames (grayscale, any size):

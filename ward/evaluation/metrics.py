@@ -61,7 +61,7 @@ class Recording:
 
 
 def event_times(events: Iterable[Any], kind: str = "alarm_start") -> list[float]:
-    """Times of the rule events of one kind (e.g. `alarm_start`, `review_start`) from `ward.detect`."""
+    """Times of the rule events of one kind (e.g. `alarm_start`, `review_start`) from `ward.alarms.rule`."""
     return [float(e.t) for e in events if e.kind == kind]
 
 

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-from ward.detect import RuleConfig, run_rule
+from ward.alarms.rule import run_rule
+from ward.config import RuleConfig
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
 from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_times
 from ward.numerics import flush_denormals

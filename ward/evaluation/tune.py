@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ward.detect import RuleConfig
+from ward.config import RuleConfig
 
 DEFAULT_GRID: dict[str, tuple[float, ...]] = {
     "p_floor": (0.2, 0.4, 0.6, 0.8),

@@ -49,7 +49,8 @@ class BedPipeline:
 
     def __init__(self, bed: BedConfig, cfg: WardConfig, *,
                  reader_factory: Callable[..., CameraReader] = CameraReader) -> None:
-        wd = cfg.watchdog_for(bed.bed_id)
+        resolved = cfg.resolved_bed(bed.bed_id)
+        wd = resolved.watchdog
         self.bed = bed
         self.cfg = cfg
         self.max_inflight = cfg.ingest.max_inflight_per_bed
@@ -60,7 +61,7 @@ class BedPipeline:
             patient_lost_after_s=cfg.ingest.patient_lost_after_s)
         self.sampler = FrameSampler(bed.fps)
         # a clip never spans a hole longer than a few sampled frames (camera gap, pose outage)
-        self.assembler = ClipAssembler(cfg.clip.length, cfg.stride_frames(bed.bed_id), max_gap_s=max(1.0, 4.0 / bed.fps))
+        self.assembler = ClipAssembler(cfg.clip.length, resolved.stride_frames, max_gap_s=max(1.0, 4.0 / bed.fps))
         self.selector: Any = None
         self.size: tuple[int, int] | None = None  # (w, h) of working frames
         self.wall_offset = 0.0                    # wall - reader clock, for clip times

@@ -441,8 +441,8 @@ class CameraReader:
 
 def reader_from_config(cfg: Any, bed_id: str, **overrides: Any) -> CameraReader:
     """A CameraReader for one bed of a :class:`ward.config.WardConfig` (its watchdog, fps, loop, ingest)."""
-    bed = cfg.bed(bed_id)
-    wd = cfg.watchdog_for(bed_id)
+    resolved = cfg.resolved_bed(bed_id)
+    bed, wd = resolved.bed, resolved.watchdog
     kw: dict[str, Any] = dict(name=bed.bed_id, model_fps=bed.fps, no_frame_timeout_s=wd.no_frame_timeout_s,
                               backoff_initial_s=wd.backoff_initial_s, backoff_max_s=wd.backoff_max_s,
                               jitter=wd.jitter, loop=bed.loop, degraded_fps_ratio=cfg.ingest.degraded_fps_ratio,

@@ -73,7 +73,7 @@ class BedCameraConfig(Base):
 class BedRuleOverride(Base):
     """History of a bed's live rule override (set on the dashboard's bed view): one row per change,
     with who made it and when. The newest row of a bed is in effect; a row whose values are all NULL
-    resets the bed to its configured rule. The columns are ward.detect.LIVE_RULE_FIELDS (NULL: not
+    resets the bed to its configured rule. The columns are ward.config.LIVE_RULE_FIELDS (NULL: not
     overridden). Rows are never updated or deleted, so the previous row is the "old" of each change."""
 
     __tablename__ = "bed_rule_overrides"

@@ -10,7 +10,7 @@ prunes after ``audit_days``.
 The configured rule (the ward config's ``rules:`` and the bed's own ``rules``) is recorded by the
 coordinator in the bed's camera config under ``rules`` (:func:`configured_layers`), so the dashboard
 and :func:`set_rule_override` know what an override is merged into without the ward config file. All
-merging and validation is :func:`ward.detect.effective_rule`.
+merging and validation is :func:`ward.config.effective_rule`.
 
 Every change is checked against the acting user's account as it is in the database at that moment
 (a user disabled or demoted since logging in cannot change a rule) and written in one transaction
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, func, insert, select
 
-from ward.detect import LIVE_RULE_FIELDS, EffectiveRule, RuleConfig, RuleOverride, effective_rule
+from ward.config import LIVE_RULE_FIELDS, EffectiveRule, RuleConfig, RuleOverride, effective_rule
 from ward.store.audit import AuditAction
 from ward.store.models import AuditLog, Bed, BedCameraConfig, BedRuleOverride, User
 from ward.store.repository import Store, StoreError, _utc
@@ -123,7 +123,7 @@ def override_history(store: Store, bed: str) -> list[RuleOverrideRecord]:
 
 def bed_rule(store: Store, bed: str, at: datetime | None = None) -> BedRuleInfo:
     """The bed's effective rule as of ``at`` (default: now), from the configured layers recorded in
-    its camera config and its override, merged by :func:`ward.detect.effective_rule`. When the stored
+    its camera config and its override, merged by :func:`ward.config.effective_rule`. When the stored
     override no longer fits the configuration (the ward config changed since), the configured rule
     is returned, as the coordinator runs it."""
     at = _utc(at, "at") if at is not None else None

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from ward.detect import BedRule, RuleConfig, RuleSet, run_rule, trace_rule
+from ward.alarms.rule import BedRule, run_rule, trace_rule
+from ward.config import RuleConfig, RuleSet
 
 
 def kinds(events):

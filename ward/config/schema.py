@@ -1,62 +1,47 @@
-"""The ward's own configuration: one strict schema, validated before anything starts.
+"""The ward's configuration schema: every section, strict, with each bed's values resolved once.
 
 Ray Serve silently ignores unknown keys in its own YAML, so the ward validates its part (the
-application's ``args``) itself: every model forbids extra keys and uses strict types, and
-:func:`load_ward_config` turns all problems into one :class:`ConfigError` that lists each bad key as
-a dotted path (``beds[2].fps: must be > 0 (got 0)``), so a typo never becomes a silent default.
+application's ``args``) itself: every model forbids extra keys and uses strict types, so a typo never
+becomes a silent default (the messages are :mod:`ward.config.errors`', the reading is
+:mod:`ward.config.loader`'s).
 
-The module is pure (pydantic + PyYAML, no Ray, no OpenCV) so the builder, the camera actors, the
-CLI and the tests can all import it cheaply.
+A bed's effective settings (its watchdog, its clip stride in frames, its configured rule: the ward's
+``rules:`` merged with the bed's) are worked out once, when the config is validated, into a
+:class:`ResolvedBed` (``cfg.resolved_bed(bed_id)``), so no use site merges per-bed values again.
+
+The module is pure (pydantic, no Ray, no OpenCV) so the builder, the camera actors, the CLI and the
+tests can all import it cheaply.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import logging
 import os
 import re
 import stat
-import types
-import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, Sequence, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional
 from urllib.parse import parse_qsl, urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from ward.serve.sources import redact_uri, redact_uris, source_kind
+from ward.config.errors import ConfigError, NestedError
+from ward.config.rules import EffectiveRule, RulePatch, effective_rule, validate_rule_overrides
+from ward.serve.sources import redact_uri, source_kind
 
 __all__ = [
     "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
-    "ConfigError", "DashboardConfig", "DatabaseConfig", "DeploymentResources", "IngestConfig",
-    "ModelsConfig", "PoseModelConfig", "ResourcesConfig", "RetentionConfig", "RetentionPolicy",
-    "VSViGModelConfig", "WardConfig",
-    "WatchdogConfig", "format_validation_error", "is_loopback", "load_ward_config", "read_secret_file",
-    "validate_rule_overrides",
+    "DashboardConfig", "DatabaseConfig", "DeploymentResources", "IngestConfig",
+    "ModelsConfig", "PoseModelConfig", "ResolvedBed", "ResourcesConfig", "RetentionConfig", "RetentionPolicy",
+    "VSViGModelConfig", "WardConfig", "WatchdogConfig", "is_loopback", "read_secret_file",
 ]
 
 CLIP_LENGTH = 30  # VSViG is trained on 30-frame clips; other lengths are not a configuration choice
 CLINICAL_RETENTION_FLOOR_DAYS = 6 * 365  # alarms / audit kept shorter only with allow_short_clinical_retention
 
 log = logging.getLogger("ward.config")
-
-
-class ConfigError(ValueError):
-    """The ward configuration is invalid; ``problems`` holds one ``"dotted.key: message"`` per issue."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems: list[str] = list(problems)
-
-
-class _NestedError(ValueError):
-    """Raised inside validators for problems below the validated field (exact dotted keys)."""
-
-    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
-        super().__init__("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
-        self.problems = list(problems)
 
 
 class _Strict(BaseModel):
@@ -76,7 +61,7 @@ class WatchdogConfig(_Strict):
     @model_validator(mode="after")
     def _order(self) -> "WatchdogConfig":
         if self.backoff_max_s < self.backoff_initial_s:
-            raise _NestedError([(("backoff_max_s",), f"must be >= backoff_initial_s ({self.backoff_initial_s}) "
+            raise NestedError([(("backoff_max_s",), f"must be >= backoff_initial_s ({self.backoff_initial_s}) "
                                  f"(got {self.backoff_max_s})")])
         return self
 
@@ -93,7 +78,8 @@ class BedConfig(_Strict):
     bed_roi: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="normalised x0, y0, x1, y1 of the bed in the image")
     loop: bool = Field(True, description="file sources: loop at the end (else the bed goes offline)")
-    rules: dict[str, Any] = Field(default_factory=dict, description="overrides of the ward's detection rule")
+    rules: RulePatch = Field(default_factory=RulePatch,  # type: ignore[valid-type]
+                             description="overrides of the ward's detection rule for this bed")
     offline_alarm_after_s: float = Field(60.0, gt=0, description="technical alarm when offline this long")
     watchdog: Optional[WatchdogConfig] = Field(None, description="per-bed override of the ward's watchdog")
     keypoints: Literal["pose", "simulator"] = Field(
@@ -115,11 +101,6 @@ class BedConfig(_Strict):
         if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
             raise ValueError(f"must be normalised x0, y0, x1, y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (got {list(v)})")
         return v
-
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_rules(v)
 
     @field_validator("source")
     @classmethod
@@ -233,14 +214,14 @@ class DatabaseConfig(_Strict):
         given = [k for k, v in (("url", self.literal_url), ("url_env", self.url_env), ("url_file", self.url_file))
                  if v is not None]
         if len(given) > 1:
-            raise _NestedError([((given[1],), f"give exactly one of url, url_env, url_file (got {' and '.join(given)})")])
+            raise NestedError([((given[1],), f"give exactly one of url, url_env, url_file (got {' and '.join(given)})")])
         if not given:
             self.literal_url = DEFAULT_DATABASE_URL
         elif given[0] != "url" and (info.context or {}).get("validate_paths", False):
             try:  # at start (build_app, `ward run --check`, the CLI): a missing secret fails at once
                 self._resolve()
             except ValueError as exc:
-                raise _NestedError([((given[0],), str(exc))]) from None
+                raise NestedError([((given[0],), str(exc))]) from None
         return self
 
     @property
@@ -388,12 +369,12 @@ class _Listener(_Strict):
     def _tls_off_loopback(self) -> "_Listener":
         if (self.tls_cert is None) != (self.tls_key is None):
             missing = "tls_key" if self.tls_key is None else "tls_cert"
-            raise _NestedError([((missing,), "tls_cert and tls_key go together (the certificate and its private "
+            raise NestedError([((missing,), "tls_cert and tls_key go together (the certificate and its private "
                                               f"key): set {missing} too, or neither")])
         if not self.binds or self.tls or is_loopback(self.host):
             return self
         if not self.allow_plain_http_on_network:
-            raise _NestedError([(("host",), f"{self.host!r} is reachable from the network and {self.what} carries "
+            raise NestedError([(("host",), f"{self.host!r} is reachable from the network and {self.what} carries "
                                             "logins and patient data: set tls_cert and tls_key (HTTPS), bind "
                                             "127.0.0.1, or set allow_plain_http_on_network: true if a "
                                             "TLS-terminating reverse proxy on this host fronts it")])
@@ -464,7 +445,7 @@ class RetentionPolicy(_Strict):
     def _raw_within_rollups(self) -> "RetentionPolicy":
         raw, rollups = self.raw_samples_days, self.rollups_days
         if rollups is not None and (raw is None or raw > rollups):
-            raise _NestedError([(("raw_samples_days",), f"must be <= rollups_days ({rollups}) "
+            raise NestedError([(("raw_samples_days",), f"must be <= rollups_days ({rollups}) "
                                  f"(got {'null, i.e. forever' if raw is None else raw}); "
                                  "raw samples may not be kept longer than their minute rollups")])
         return self
@@ -491,7 +472,7 @@ class RetentionConfig(RetentionPolicy):
         short = [(name, days) for name in ("alarms_days", "audit_days")
                  if (days := getattr(self, name)) is not None and days < CLINICAL_RETENTION_FLOOR_DAYS]
         if short and not self.allow_short_clinical_retention:
-            raise _NestedError([((name,), f"must be >= {CLINICAL_RETENTION_FLOOR_DAYS} days (got {days}): alarm "
+            raise NestedError([((name,), f"must be >= {CLINICAL_RETENTION_FLOOR_DAYS} days (got {days}): alarm "
                                  "and audit records are clinical records; set allow_short_clinical_retention: "
                                  "true if your records policy really allows less") for name, days in short])
         for name, days in short:
@@ -506,7 +487,8 @@ class WardConfig(_Strict):
     name: str = Field("ward", min_length=1)
     beds: list[BedConfig] = Field(min_length=1)
     models: ModelsConfig
-    rules: dict[str, Any] = Field(default_factory=dict, description="ward-wide detection rule (ward.detect.RuleConfig)")
+    rules: RulePatch = Field(default_factory=RulePatch,  # type: ignore[valid-type]
+                             description="ward-wide detection rule (values of ward.config.RuleConfig)")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
@@ -517,10 +499,7 @@ class WardConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return _check_rules(v)
+    _resolved: dict[str, ResolvedBed] = PrivateAttr(default_factory=dict)
 
     @field_validator("beds")
     @classmethod
@@ -534,46 +513,60 @@ class WardConfig(_Strict):
             else:
                 first[bed.bed_id] = i
         if problems:
-            raise _NestedError(problems)
+            raise NestedError(problems)
         return beds
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "WardConfig":
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        rule_cls = _rule_config_class()
-        if rule_cls is not None and self.rules:
-            problems += [(("rules", *loc), msg) for loc, msg in validate_rule_overrides(self.rules, rule_cls)]
+        ward_rules = self.rules.values()
+        if ward_rules:  # each key's type and bounds were checked by RulePatch; here the merged rule
+            problems += [(("rules", *loc), msg) for loc, msg in validate_rule_overrides(ward_rules)]
         for i, bed in enumerate(self.beds):
-            if rule_cls is not None and bed.rules:  # keys and bounds were checked per field already
+            if not bed.rules.empty:
                 problems += [(("beds", i, "rules", *loc), msg)
-                             for loc, msg in validate_rule_overrides(bed.rules, rule_cls, base=self.rules)]
+                             for loc, msg in validate_rule_overrides(bed.rules.values(), base=ward_rules)]
             if round(self.clip.stride_s * bed.fps) < 1:
                 problems.append((("beds", i, "fps"), f"clip.stride_s * fps must give at least one frame "
                                                      f"(got {self.clip.stride_s} * {bed.fps})"))
         if problems:
-            raise _NestedError(problems)
+            raise NestedError(problems)
+        self._resolved = {b.bed_id: ResolvedBed(b, b.watchdog or self.watchdog,
+                                                max(1, round(self.clip.stride_s * b.fps)),
+                                                effective_rule(self.rules, b.rules)) for b in self.beds}
         return self
 
-    # -- convenience used by the serving code ---------------------------------------------------
+    # -- each bed's values, resolved once --------------------------------------------------------
 
     def bed(self, bed_id: str) -> BedConfig:
         """The bed with this id (KeyError naming the known ids otherwise)."""
-        for b in self.beds:
-            if b.bed_id == bed_id:
-                return b
-        raise KeyError(f"no bed {bed_id!r}; known beds: {[b.bed_id for b in self.beds]}")
+        return self.resolved_bed(bed_id).bed
 
-    def watchdog_for(self, bed_id: str) -> WatchdogConfig:
-        """The bed's own watchdog settings if given, else the ward's."""
-        return self.bed(bed_id).watchdog or self.watchdog
+    def resolved_bed(self, bed_id: str) -> ResolvedBed:
+        """The bed with its effective settings (KeyError naming the known ids otherwise)."""
+        try:
+            return self._resolved[bed_id]
+        except KeyError:
+            raise KeyError(f"no bed {bed_id!r}; known beds: {[b.bed_id for b in self.beds]}") from None
 
-    def rules_for(self, bed_id: str) -> dict[str, Any]:
-        """Ward rule merged with the bed's overrides (a dict for ``RuleConfig.model_validate``)."""
-        return {**self.rules, **self.bed(bed_id).rules}
+    @property
+    def resolved_beds(self) -> list[ResolvedBed]:
+        """Every bed with its effective settings, in config order."""
+        return list(self._resolved.values())
 
-    def stride_frames(self, bed_id: str) -> int:
-        """Clip stride in sampled frames for this bed (stride_s at the bed's fps)."""
-        return max(1, round(self.clip.stride_s * self.bed(bed_id).fps))
+
+@dataclass(frozen=True)
+class ResolvedBed:
+    """One bed's effective settings: the ward's values where the bed sets none."""
+
+    bed: BedConfig
+    watchdog: WatchdogConfig      # the bed's own, else the ward's
+    stride_frames: int            # clip stride in sampled frames (clip.stride_s at the bed's fps)
+    rule: EffectiveRule           # the configured rule: defaults < ward ``rules:`` < the bed's ``rules``
+
+    @property
+    def bed_id(self) -> str:
+        return self.bed.bed_id
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -588,255 +581,3 @@ def _unreadable(p: Path) -> str | None:
     return None
 
 
-def _check_rules(v: dict[str, Any]) -> dict[str, Any]:
-    """Per-key check (names, types, bounds); cross-field checks run on the merged rule in WardConfig."""
-    rule_cls = _rule_config_class()
-    if rule_cls is not None and v:
-        problems = validate_rule_overrides(v, rule_cls, fields_only=True)
-        if problems:
-            raise _NestedError(problems)
-    return v
-
-
-def _rule_config_class() -> type[BaseModel] | None:
-    """ward.detect.RuleConfig when the detection module is installed (imported lazily), else None."""
-    try:
-        from ward.detect import RuleConfig  # noqa: PLC0415 (optional dependency between concerns)
-    except ImportError:
-        return None
-    return RuleConfig
-
-
-def validate_rule_overrides(overrides: Mapping[str, Any], rule_cls: type[BaseModel],
-                            base: Mapping[str, Any] | None = None,
-                            fields_only: bool = False) -> list[tuple[tuple[str | int, ...], str]]:
-    """Problems (sub-key, message) of a partial rule dict applied over ``base`` and ``rule_cls``'s defaults.
-
-    Unknown keys are reported by name (with the closest known field); value errors come from
-    ``rule_cls`` itself, so the rule's own cross-field checks also apply to overrides. With
-    ``fields_only`` each key is checked alone (type and bounds), since a cross-field check depends on
-    the base the override is merged into.
-    """
-    if not isinstance(overrides, Mapping):
-        return [((), f"must be a mapping of rule parameters (got {type(overrides).__name__})")]
-    known = list(rule_cls.model_fields)
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    for key in overrides:
-        if key not in known:
-            problems.append(((str(key),), _unknown_key_msg(str(key), known)))
-    if problems:
-        return problems
-    if fields_only:
-        for key, value in overrides.items():
-            fi = rule_cls.model_fields[key]
-            try:
-                TypeAdapter(Annotated[fi.annotation, fi]).validate_python(value)
-            except ValidationError as exc:
-                problems += [((key, *err["loc"]), _message(err)) for err in exc.errors()]
-        return problems
-    try:
-        rule_cls.model_validate({**(base or {}), **overrides})
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            if loc and loc[0] not in overrides and base and loc[0] in base:
-                continue  # the ward-wide value is reported once, at `rules`
-            problems.append((loc, _message(err)))
-    return problems
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _unknown_key_msg(key: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-
-
-def _short(v: Any) -> str:
-    s = redact_uris(repr(v))  # a camera source in a config error must not show its credentials
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true or false",
-               "dict": "a mapping", "list": "a list", "tuple": "a list", "model": "a mapping"}
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    """One human message for one pydantic error (``must be > 0 (got 0)`` style)."""
-    typ: str = err["type"]
-    ctx = err.get("ctx") or {}
-    got = f" (got {_short(err.get('input'))})"
-    for op, sym in (("greater_than_equal", ">="), ("greater_than", ">"), ("less_than_equal", "<="), ("less_than", "<")):
-        if typ == op:
-            key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[op]
-            bound = ctx.get(key)
-            return f"must be {sym} {bound:g}{got}" if isinstance(bound, (int, float)) else f"must be {sym} {bound}{got}"
-    if typ == "missing":
-        return "required key is missing"
-    if typ == "literal_error":
-        return f"must be one of {ctx.get('expected')}{got}"
-    if typ == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')} (letters, digits, '_', '.', '-'; quote it in YAML){got}"
-    if typ in ("too_short", "string_too_short"):
-        return f"must not be empty{got}" if ctx.get("min_length") in (1, None) else f"{err['msg'].lower()}{got}"
-    if typ.endswith("_type") or typ in ("model_attributes_type", "dict_type"):
-        base = typ.removesuffix("_type").removesuffix("_attributes")
-        want = _TYPE_NAMES.get(base)
-        if want:
-            return f"must be {want}{got}"
-    if typ == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return f"{err['msg']}{got}"
-
-
-def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The pydantic model class found by walking ``loc`` from ``model`` (for 'allowed keys' hints)."""
-    cur: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            args = typing.get_args(cur)
-            cur = args[0] if args else None
-            continue
-        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
-            return None
-        cur = cur.model_fields[part].annotation
-        # unwrap Optional[X]
-        if typing.get_origin(cur) in (Union, types.UnionType):
-            non_none = [a for a in typing.get_args(cur) if a is not type(None)]
-            cur = non_none[0] if len(non_none) == 1 else None
-    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
-
-
-def format_validation_error(exc: ValidationError, model: type[BaseModel] = None) -> list[str]:  # type: ignore[assignment]
-    """``["beds[2].fps: must be > 0 (got 0)", ...]`` for a pydantic error on ``model`` (default WardConfig)."""
-    model = model or WardConfig
-    lines: list[str] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, _NestedError):
-            lines += [f"{_dotted(loc + sub)}: {msg}" for sub, msg in inner.problems]
-            continue
-        if err["type"] == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            allowed = [f.alias or name for name, f in parent.model_fields.items()] if parent else []
-            lines.append(f"{_dotted(loc)}: {_unknown_key_msg(str(loc[-1]), allowed)}")
-            continue
-        lines.append(f"{_dotted(loc) or '<top level>'}: {_message(err)}")
-    return lines
-
-
-# ----------------------------------------------------------------------------------------- loading
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read ward config {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read ward config {path}: not UTF-8 text (byte {exc.start}); "
-                          "save the file as UTF-8") from exc
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from exc
-
-
-def _ward_args(data: Mapping[str, Any], origin: str) -> Mapping[str, Any]:
-    """The ward's part of a document: the document itself, or a Serve config's application ``args``."""
-    if "applications" not in data:
-        return data
-    apps = data["applications"]
-    if not isinstance(apps, list) or not apps:
-        raise ConfigError(f"{origin}: applications: must be a non-empty list of Serve applications")
-    ward_apps = [(i, a) for i, a in enumerate(apps)
-                 if isinstance(a, Mapping) and str(a.get("import_path", "")).startswith("ward.")]
-    if len(apps) == 1 and isinstance(apps[0], Mapping):
-        ward_apps = [(0, apps[0])]
-    if len(ward_apps) != 1:
-        raise ConfigError(f"{origin}: expected exactly one application whose import_path starts with 'ward.' "
-                          f"(found {len(ward_apps)})")
-    i, app = ward_apps[0]
-    args = app.get("args")
-    if not isinstance(args, Mapping):
-        raise ConfigError(f"{origin}: applications[{i}].args: must be the ward configuration mapping "
-                          f"(got {type(args).__name__})")
-    return args
-
-
-def _duplicate_ids(beds: Any) -> list[str]:
-    """Duplicate bed ids in raw data (reported even when other bed errors stop pydantic's list check)."""
-    if not isinstance(beds, list):
-        return []
-    first: dict[str, int] = {}
-    out = []
-    for i, bed in enumerate(beds):
-        bid = bed.get("bed_id") if isinstance(bed, Mapping) else None
-        if not isinstance(bid, str):
-            continue
-        if bid in first:
-            out.append(f"beds[{i}].bed_id: duplicate bed id {bid!r} (also beds[{first[bid]}]); bed ids must be unique")
-        else:
-            first[bid] = i
-    return out
-
-
-def load_ward_config(source: str | os.PathLike[str] | Mapping[str, Any] | WardConfig, *,
-                     validate_paths: bool = True, base_dir: str | os.PathLike[str] | None = None) -> WardConfig:
-    """Validate a ward configuration: a YAML path, a dict, or a whole Serve config (its ward ``args``).
-
-    ``validate_paths`` checks that model weight files exist and are readable (and makes them absolute,
-    relative to ``base_dir``, default the current directory); turn it off only for offline checks.
-    Every problem is collected into one :class:`ConfigError`.
-    """
-    if isinstance(source, WardConfig):
-        source = source.model_dump(mode="python")
-    if isinstance(source, Mapping):
-        data: Any = source
-        origin = "ward config"
-    else:
-        path = Path(source)
-        data = _read_yaml(path)
-        origin = str(path)
-    if data is None:
-        raise ConfigError(f"{origin}: empty configuration (expected a mapping with beds and models)")
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: the configuration must be a mapping (got {type(data).__name__})")
-    data = _ward_args(data, origin)
-    ctx = {"validate_paths": validate_paths, "base_dir": str(base_dir) if base_dir is not None else None}
-    try:
-        return WardConfig.model_validate(dict(data), context=ctx)
-    except ValidationError as exc:
-        problems = format_validation_error(exc)
-        problems += [p for p in _duplicate_ids(data.get("beds")) if p not in problems]
-        n = len(problems)
-        raise ConfigError(f"invalid ward configuration ({origin}), {n} problem{'s' if n != 1 else ''}:\n  "
-                          + "\n  ".join(problems), problems) from None
