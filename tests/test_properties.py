@@ -140,7 +140,8 @@ def test_valid_configs_round_trip(fps, height, stride, thr, roi):
     if round(stride * min(fps, 6.0)) < 1:  # bed-2 samples at the default 6 fps
         assert cfg is None  # "clip.stride_s * fps must give at least one frame"
         return
-    assert cfg is not None and cfg.beds[0].fps == fps and cfg.resolved_bed("bed-1").stride_frames == max(1, round(stride * fps))
+    assert cfg is not None and cfg.beds[0].fps == fps
+    assert cfg.resolved_bed("bed-1").stride_frames == max(1, round(stride * fps))
     _assert_round_trip(cfg)
 
 

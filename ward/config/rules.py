@@ -263,4 +263,5 @@ def validate_rule_overrides(overrides: Mapping[str, Any], rule_cls: type[BaseMod
 
 
 __all__ = ["LAYER_NAMES", "LIVE_RULE_FIELDS", "MAX_MIN_DURATION_S", "RULE_LAYERS", "EffectiveRule", "RuleConfig",
-           "RuleError", "RuleLayer", "RuleOverride", "RulePatch", "RuleSet", "effective_rule", "validate_rule_overrides"]
+           "RuleError", "RuleLayer", "RuleOverride", "RulePatch", "RuleSet", "effective_rule",
+           "validate_rule_overrides"]
