@@ -140,6 +140,24 @@ def test_invalid_configs_are_rejected_with_clear_messages():
         RuleSet(per_bed={"bed-4": {"no_such_field": 1}})
 
 
+def test_open_episodes_carry_the_running_peak():
+    """What the coordinator derives its episodes from besides the events: each open episode as its start
+    event, with the peak of every sample so far (alarm_update only reports steps of update_min_step)."""
+    rule = BedRule(RuleConfig(update_min_step=0.5), bed_id="b")
+    assert rule.open_episodes() == []
+    starts_seen = []
+    for t, p in zip(range(0, 30), [0.9] * 20 + [0.93] * 10):
+        starts_seen += [e for e in rule.update(float(t), p) if e.kind == "alarm_start"]
+    (start,) = starts_seen
+    alarm = [e for e in rule.open_episodes() if e.tier == "alarm"]
+    assert len(alarm) == 1 and alarm[0].kind == "alarm_start" and alarm[0].bed_id == "b"
+    assert alarm[0].episode_start == alarm[0].t == start.t
+    assert alarm[0].peak_probability == 0.93 > start.peak_probability  # no alarm_update for that step
+    for t in range(30, 80):
+        rule.update(float(t), 0.0)
+    assert rule.open_episodes() == []
+
+
 def test_state_dict_round_trip_continues_identically():
     t = np.arange(0.0, 200.0, 0.5)
     rng = np.random.default_rng(0)

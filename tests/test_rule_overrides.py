@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from serve_support import sim_bed, ward_args
-from test_serve_units import Clock
+from test_alarm_coordinator import Clock
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
 from ward.alarms.rule import BedRule
