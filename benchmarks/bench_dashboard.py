@@ -41,8 +41,9 @@ from ward.dashboard.data import build_overview  # noqa: E402
 from ward.dashboard.demo import DEMO_USERS, seed_demo  # noqa: E402
 from ward.dashboard.view import Tile, overview_html  # noqa: E402
 from ward.store.models import Alarm, Bed  # noqa: E402
-from ward.store.dashboard_queries import UnackedAlarms  # noqa: E402
-from ward.store.repository import AlarmRecord, Store  # noqa: E402
+from ward.store.queries import UnackedAlarms  # noqa: E402
+from ward.store.records import AlarmRecord  # noqa: E402
+from ward.store.repository import Store  # noqa: E402
 
 # Daily mix of stored alarm items per bed in the history (tier, acknowledged); 20 a day in all.
 HISTORY_MIX = (("alarm", True),) * 5 + (("technical", True),) + (("review", False),) * 14

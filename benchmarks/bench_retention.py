@@ -30,7 +30,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import add_json_option, report  # noqa: E402
-from ward.store.repository import SQLITE_RETENTION_PAUSE_S, RetentionPolicy, Sample, Store  # noqa: E402
+from ward.config import RetentionPolicy  # noqa: E402
+from ward.store.records import Sample  # noqa: E402
+from ward.store.repository import Store  # noqa: E402
+from ward.store.retention import SQLITE_RETENTION_PAUSE_S  # noqa: E402
 
 UTC = timezone.utc
 POLICY = RetentionPolicy()  # the ward's defaults: raw samples 30 days

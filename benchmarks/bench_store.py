@@ -31,7 +31,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import report  # noqa: E402
-from ward.store.repository import Sample, Store  # noqa: E402
+from ward.store.records import Sample  # noqa: E402
+from ward.store.repository import Store  # noqa: E402
 from ward.store.types import to_micros  # noqa: E402
 
 UTC = timezone.utc
@@ -209,7 +210,7 @@ def run_engine(engine: str, url: str, days: int, n_beds: int, seed: int, ingest_
     beds = [f"bed-{i:02d}" for i in range(1, n_beds + 1)]
     for b in beds:
         store.upsert_bed(b, ward="bench")
-    bed_ids = [store._bed_id(b) for b in beds]
+    bed_ids = [store.bed_id(b) for b in beds]
     n_samples = days * 86400 * n_beds
     print(f"[{engine}] loading {n_samples:,} samples ...", flush=True)
     t = time.perf_counter()

@@ -25,7 +25,7 @@ from ward.dashboard import auth  # noqa: E402
 from ward.dashboard.ui import (FLASH_KEY, current_session, footer, get_store, log_out, login_limiter,  # noqa: E402
                                session_user, settings, start_session, write_session_cookie)
 from ward.security import install_log_redaction  # noqa: E402
-from ward.store.repository import UserRecord  # noqa: E402
+from ward.store.records import UserRecord  # noqa: E402
 
 install_log_redaction()
 

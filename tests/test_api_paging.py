@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.serve.api import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
-from ward.store.repository import Sample, Store
+from ward.store.records import Sample
+from ward.store.repository import Store
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

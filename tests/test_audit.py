@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.store import Store
 from ward.store.audit import MAX_AUDIT_LIMIT, AuditAction, AuditSource, cli_actor
-from ward.store.repository import StoreError
+from ward.store.records import StoreError
 
 UTC = timezone.utc
 ROOT = Path(__file__).resolve().parents[1]

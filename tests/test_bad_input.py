@@ -252,7 +252,7 @@ def test_annotation_unknown_video_and_wrong_format(tmp_path):
 def test_store_rejects_sql_looking_and_bad_values_without_side_effects(tmp_path):
     """Parameters are bound, never pasted into SQL: a hostile name is just an unknown name."""
     from ward.store import Store
-    from ward.store.repository import StoreError
+    from ward.store.records import StoreError
 
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     store.create_user("nurse1", "nurse-pass", role="clinician")

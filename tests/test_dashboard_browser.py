@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from ward.dashboard.demo import DEMO_USERS, seed_demo
-from ward.store.repository import Sample, Store
+from ward.store.records import Sample
+from ward.store.repository import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 # README screenshots are refreshed only on request (WARD_UPDATE_SCREENSHOTS=1); otherwise they go to a

@@ -19,9 +19,10 @@ from ward.dashboard.view import (AlarmSummary, Tile, downsample_max, escalation_
                                  is_escalated, is_stale, order_tiles, overview_html, provenance_label, risk_colour,
                                  skeleton_svg, sparkline_svg, tile_html)
 from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
-from ward.store.dashboard_queries import (UnackedAlarms, active_alarms, latest_health, latest_samples, open_alarms,
+from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, latest_samples, open_alarms,
                                           recent_probabilities, recent_samples, unacknowledged_alarms)
-from ward.store.repository import Store, StoreError
+from ward.store.records import StoreError
+from ward.store.repository import Store
 from test_store import db_url  # noqa: F401  (fixture: an empty SQLite and PostgreSQL database)
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -25,7 +25,8 @@ from ward.security import (LEGACY_SCRYPT, OWASP_SCRYPT, TEST_SCRYPT, PasswordHas
                            ScryptParams, check_password_policy, password_hasher, use_test_password_params)
 from ward.store.cli import register
 from ward.store.engine import make_engine, upgrade
-from ward.store.repository import Store, StoreError
+from ward.store.records import StoreError
+from ward.store.repository import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 GOOD = "a good long password"  # 20 characters

@@ -19,7 +19,8 @@ from test_store_cli import app, run  # noqa: F401 (fixture: the store's typer ap
 from ward.config import CLINICAL_RETENTION_FLOOR_DAYS, ConfigError, RetentionConfig, RetentionPolicy, load_ward_config
 from ward.alarms.retention import RetentionRunner, RetentionSchedule
 from ward.serve.metrics import render_metrics
-from ward.store.repository import Sample, Store
+from ward.store.records import Sample
+from ward.store.repository import Store
 
 UTC = timezone.utc
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from ward.alarms.rule import BedRule
 from ward.config import LIVE_RULE_FIELDS, RuleConfig, RuleError, RuleOverride, effective_rule
 from ward.store import Store
 from ward.store.models import BedRuleOverride
-from ward.store.repository import StoreError, UnknownBedError
+from ward.store.records import StoreError, UnknownBedError
 from ward.store.rules import (OverrideDenied, bed_rule, camera_rules, current_overrides, override_history,
                               set_rule_override)
 

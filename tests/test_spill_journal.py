@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from test_store import _pg_base_url, _pg_ctl, _reset_pg
 
-from ward.store.repository import Sample, Store, StoreError
+from ward.store.records import Sample, StoreError
+from ward.store.repository import Store
 from ward.store.spill import SpillingWriter
 from ward.store.types import UTCDateTime
 

@@ -20,7 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from ward.store.engine import current_revision, ensure_schema, head_revision, make_engine, upgrade
-from ward.store.repository import (RetentionPolicy, Sample, Store, StoreError, UnknownBedError)
+from ward.config import RetentionPolicy
+from ward.store.records import Sample, StoreError, UnknownBedError
+from ward.store.repository import Store
 from ward.store.spill import Overflow, SpillingWriter
 from ward.store.types import UTCDateTime
 

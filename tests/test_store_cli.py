@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from ward.store.cli import parse_time, register
 from ward.store.engine import head_revision
-from ward.store.repository import Sample, Store
+from ward.store.records import Sample
+from ward.store.repository import Store
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -21,7 +21,8 @@ from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and Postgr
 from ward.store import Store
 from ward.store.audit import AuditAction
 from ward.store.engine import make_engine, upgrade
-from ward.store.repository import DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, TOKEN_TOUCH_S, StoreError
+from ward.store.records import StoreError
+from ward.store.users import DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, TOKEN_TOUCH_S
 
 UTC = timezone.utc
 
@@ -217,7 +218,7 @@ def test_api_refuses_disabled_user_on_the_next_request(api) -> None:
 
 
 def test_api_applies_role_and_password_changes_on_the_next_request(api) -> None:
-    from ward.store.repository import _hash_password
+    from ward.store.users import hash_password
 
     client, _inst, store = api
     store.upsert_bed("bed-1")
@@ -231,7 +232,7 @@ def test_api_applies_role_and_password_changes_on_the_next_request(api) -> None:
     assert (role.username, role.detail) == ("admin1", {"username": "viewer1", "old": "viewer", "new": "clinician"})
     with store.engine.begin() as c:  # a password change (by whichever path) replaces the stored hash
         c.execute(sa.text("UPDATE users SET password_hash = :h WHERE username = 'viewer1'"),
-                  {"h": _hash_password("a-new-password-1")})
+                  {"h": hash_password("a-new-password-1")})
     assert client.get("/api/beds", auth=viewer).status_code == 401
     assert client.get("/api/beds", auth=("viewer1", "a-new-password-1")).status_code == 200
 

@@ -8,7 +8,7 @@ import streamlit as st
 from ward.dashboard.auth import can_configure
 from ward.dashboard.ui import SOURCE, fmt_time, get_store, require_user
 from ward.store.models import ROLES
-from ward.store.repository import StoreError
+from ward.store.records import StoreError
 
 user = require_user()
 store = get_store()

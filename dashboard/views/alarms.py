@@ -12,8 +12,8 @@ import streamlit as st
 from ward.dashboard.auth import can_acknowledge
 from ward.dashboard.ui import SOURCE, alarms_frame, fmt_time, get_store, require_user, settings
 from ward.dashboard.view import format_age, is_escalated
-from ward.store.dashboard_queries import ATTENTION_TIERS, now_utc, open_alarms
-from ward.store.repository import StoreError
+from ward.store.queries import ATTENTION_TIERS, now_utc, open_alarms
+from ward.store.records import StoreError
 
 VERDICT_LABELS = {"true": "true seizure", "false": "false alarm", "unsure": "unsure"}
 # A technical alarm (camera offline, storage loss) is not a seizure: same verdicts, other words.

@@ -18,7 +18,7 @@ from ward.dashboard.ui import SOURCE, fmt_time, get_store, require_user, setting
 from ward.dashboard.view import (format_age, override_from_form, rule_lines, rule_lines_chart, rule_summary,
                                  shown_rule, skeleton_svg)
 from ward.config import MAX_MIN_DURATION_S
-from ward.store.dashboard_queries import latest_health, now_utc
+from ward.store.queries import latest_health, now_utc
 from ward.store.rules import OverrideDenied, bed_rule, override_history, set_rule_override
 
 user = require_user()

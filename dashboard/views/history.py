@@ -10,7 +10,7 @@ import streamlit as st
 from ward.dashboard.ui import SOURCE, alarms_frame, get_store, require_user
 from ward.dashboard.view import history_resolution
 from ward.store.models import TIERS, VERDICTS
-from ward.store.repository import StoreError
+from ward.store.records import StoreError
 
 MAX_PLOTTED_BEDS = 8
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ward.dashboard.data import build_overview, fetch_api_beds
 from ward.dashboard.ui import fmt_time, get_store, require_user, settings
 from ward.dashboard.view import AlarmSummary, beep_wav_data_uri, overview_html
-from ward.store.dashboard_queries import now_utc
+from ward.store.queries import now_utc
 
 require_user()
 cfg = settings()

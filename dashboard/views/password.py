@@ -7,7 +7,7 @@ import streamlit as st
 
 from ward.dashboard.ui import SOURCE, current_session, get_store, login_limiter, require_user
 from ward.security import MIN_PASSWORD_CHARS
-from ward.store.repository import StoreError
+from ward.store.records import StoreError
 
 user = require_user()
 session = current_session()

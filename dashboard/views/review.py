@@ -9,7 +9,7 @@ import streamlit as st
 
 from ward.dashboard.ui import fmt_time, get_store, require_user, timeline_chart
 from ward.dashboard.view import rule_lines, rule_lines_chart, window_bounds
-from ward.store.dashboard_queries import now_utc
+from ward.store.queries import now_utc
 from ward.store.rules import bed_rule
 
 require_user()

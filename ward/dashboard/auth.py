@@ -21,7 +21,9 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 from ward.security import LoginLimiter
-from ward.store.repository import Store, StoreError, UserRecord, check_new_user
+from ward.store.records import StoreError, UserRecord
+from ward.store.repository import Store
+from ward.store.users import check_new_user
 from ward.store.sessions import EndReason, SessionLimits, SessionRecord, new_session
 
 log = logging.getLogger("ward.dashboard")

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 
 from ward.dashboard.view import ESCALATING_TIERS, Tile, downsample_max, escalation_cutoff, is_stale
-from ward.store.dashboard_queries import (LatestSample, UnackedAlarms, active_alarms, latest_health, latest_samples,
+from ward.store.queries import (LatestSample, UnackedAlarms, active_alarms, latest_health, latest_samples,
                                           recent_probabilities, unacknowledged_alarms)
-from ward.store.repository import HealthEvent, Store
+from ward.store.records import HealthEvent
+from ward.store.repository import Store
 
 SPARK_POINTS = 60
 

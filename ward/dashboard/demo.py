@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from ward.store.repository import Sample, Store
+from ward.store.records import Sample
+from ward.store.repository import Store
 
 DEMO_MODEL = "vsvig-sim-demo"
 DEMO_MODEL_DESC = "VSViG weights trained on simulated data (ward sim), demo"

@@ -25,8 +25,9 @@ from ward.dashboard.auth import SOURCE
 from ward.dashboard.settings import DashboardSettings, load_settings
 from ward.security import LoginLimiter
 from ward.dashboard.view import provenance_label
-from ward.store.dashboard_queries import latest_samples, model_versions
-from ward.store.repository import Store, UserRecord
+from ward.store.queries import latest_samples, model_versions
+from ward.store.records import UserRecord
+from ward.store.repository import Store
 from ward.store.sessions import SessionCheck, SessionRecord, check_session, end_session
 
 __all__ = ["SOURCE", "current_user", "require_user", "session_user", "current_session", "log_out", "get_store",

@@ -22,7 +22,7 @@ from ward.config import LAYER_NAMES, LIVE_RULE_FIELDS, EffectiveRule, RuleConfig
 from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
 
 if TYPE_CHECKING:  # the record type only: this module stays free of database code
-    from ward.store.dashboard_queries import UnackedAlarms
+    from ward.store.queries import UnackedAlarms
 
 # Colour stops of the risk scale: green (calm) -> amber -> red (seizure likely).
 _STOPS = np.array([0.0, 0.5, 1.0])

@@ -12,10 +12,9 @@ from typing import Any
 
 _EXPORTS = {
     "ensure_schema": "engine", "make_engine": "engine", "setup_lock": "engine", "upgrade": "engine",
-    "AlarmRecord": "repository", "BedStats": "repository", "HistoryPoint": "repository",
-    "RetentionPolicy": "repository", "Sample": "repository", "Store": "repository",
-    "StoreError": "repository", "UnknownBedError": "repository", "UserRecord": "repository",
-    "WriteResult": "repository",
+    "AlarmRecord": "records", "BedStats": "records", "HistoryPoint": "records", "Sample": "records",
+    "StoreError": "records", "UnknownBedError": "records", "UserRecord": "records", "WriteResult": "records",
+    "RetentionPolicy": "retention", "Store": "repository",
     "Overflow": "spill", "SpillingWriter": "spill", "WriteOutcome": "spill",
 }
 __all__ = sorted(_EXPORTS)

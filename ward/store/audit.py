@@ -2,7 +2,7 @@
 
 One list, used by every writer (store, API, dashboard, CLI, coordinator), so that a reader (``ward
 audit --action``, the admin page) can filter by a known action and a typo in a writer fails loudly
-(:meth:`ward.store.repository.Store.audit` refuses an action that is not listed here) instead of
+(:meth:`Store.audit <ward.store.audit_log.AuditStore.audit>` refuses an action not listed here) instead of
 silently leaving a gap in the trail. Adding an action: add a member here and a line to the "Audit
 log" section of docs/security.md.
 

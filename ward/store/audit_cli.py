@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 import typer
 
 from ward.store.audit import MAX_AUDIT_LIMIT, AuditAction
-from ward.store.cli import DbOpt, _fail, _store, parse_duration, parse_time
+from ward.store.cli import DbOpt, fail, open_store, parse_duration, parse_time
 
 
 def _detail_text(detail: dict[str, Any] | None) -> str:
@@ -66,10 +66,10 @@ def register(app: typer.Typer) -> None:
         """Print the audit log, newest first: who did what, when, from where."""
         now = datetime.now(timezone.utc)
         start = _window(since, last, now)
-        store = _store(db)
+        store = open_store(db)
         try:
             rows = store.audit_log(since=start, until=parse_time(until, now), user=user, action=action or None,
                                    source=source, limit=limit)
         except ValueError as exc:  # StoreError: unknown action, inverted range
-            _fail(str(exc))
+            fail(str(exc))
         print_audit(rows, as_json)

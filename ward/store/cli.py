@@ -92,7 +92,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _store(db: str | None, actor: str | None = None) -> Any:
+def open_store(db: str | None, actor: str | None = None) -> Any:
     """The store, auditing what it changes as ``cli:<OS user>`` (or ``actor``), source "cli"."""
     from ward.store.audit import AuditSource, cli_actor
     from ward.store.repository import Store
@@ -100,13 +100,14 @@ def _store(db: str | None, actor: str | None = None) -> Any:
     try:
         return Store(db, actor=cli_actor(actor), source=AuditSource.CLI)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 ActorOpt = typer.Option(None, "--actor", help="Who makes the change, for the audit log (default: cli:<OS user>).")
 
 
-def _fail(msg: str) -> NoReturn:
+def fail(msg: str) -> NoReturn:
+    """Print ``msg`` as an error and exit with status 2 (bad input or a refused change)."""
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
 
@@ -125,12 +126,12 @@ def register(app: typer.Typer) -> None:
                db: Optional[str] = DbOpt) -> None:
         """List alarms (newest first) with their latest verdict."""
         _check_format(fmt)
-        store = _store(db)
+        store = open_store(db)
         try:
             rows = store.list_alarms(bed=bed, since=parse_time(since), until=parse_time(until),
                                      tier=tier or None, verdict=verdict or None, limit=limit, offset=offset)
         except ValueError as exc:  # StoreError and bad times
-            _fail(str(exc))
+            fail(str(exc))
         _emit([r.as_dict() for r in rows], fmt,
               ("id", "bed", "tier", "start", "end", "peak", "state", "acknowledged", "verdict", "reason"))
 
@@ -143,11 +144,11 @@ def register(app: typer.Typer) -> None:
                 db: Optional[str] = DbOpt) -> None:
         """A bed's risk timeline."""
         _check_format(fmt)
-        store = _store(db)
+        store = open_store(db)
         try:
             rows = store.history(bed, parse_time(since), parse_time(until), resolution)  # type: ignore[arg-type]
         except ValueError as exc:  # StoreError and bad times
-            _fail(str(exc))
+            fail(str(exc))
         _emit([p.as_dict() for p in rows], fmt, ("t", "p_max", "p_mean", "n", "accumulator"))
 
     @app.command("stats")
@@ -157,11 +158,11 @@ def register(app: typer.Typer) -> None:
               db: Optional[str] = DbOpt) -> None:
         """Per bed: alarms, verdict counts, hours monitored, hours offline."""
         _check_format(fmt)
-        store = _store(db)
+        store = open_store(db)
         try:
             rows = store.stats(parse_time(since), parse_time(until))  # type: ignore[arg-type]
         except ValueError as exc:  # StoreError and bad times
-            _fail(str(exc))
+            fail(str(exc))
         _emit([r.as_dict() for r in rows], fmt,
               ("bed", "alarms", "by_tier", "verdicts", "hours_monitored", "hours_offline"))
 
@@ -175,11 +176,11 @@ def register(app: typer.Typer) -> None:
                                                help="Prompted when omitted (keep it out of shell history)."),
                   actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
         """Create a user (audited)."""
-        store = _store(db, actor)
+        store = open_store(db, actor)
         try:
             u = store.create_user(username, password, role)
         except ValueError as exc:  # StoreError and bad times
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"created user {u.username} ({u.role})")
 
     @users.command("list")
@@ -187,16 +188,16 @@ def register(app: typer.Typer) -> None:
         """List users (service: an account the ward itself uses, e.g. the dashboard's API token)."""
         _check_format(fmt)
         rows = [{"username": u.username, "role": u.role, "disabled": u.disabled, "service": u.service,
-                 "created_at": u.created_at.isoformat()} for u in _store(db).list_users()]
+                 "created_at": u.created_at.isoformat()} for u in open_store(db).list_users()]
         _emit(rows, fmt, ("username", "role", "disabled", "service", "created_at"))
 
     @users.command("disable")
     def users_disable(username: str, actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
         """Disable a user (they can no longer log in or use tokens; the API refuses them at once)."""
         try:
-            _store(db, actor).disable_user(username)
+            open_store(db, actor).disable_user(username)
         except ValueError as exc:  # StoreError and bad times
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"disabled user {username}")
 
     @users.command("set-role")
@@ -204,9 +205,9 @@ def register(app: typer.Typer) -> None:
                        actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
         """Change a user's role (audited with the old and the new role)."""
         try:
-            u = _store(db, actor).set_role(username, role)
+            u = open_store(db, actor).set_role(username, role)
         except ValueError as exc:  # StoreError
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"user {u.username} is now {u.role}")
 
     @users.command("token")
@@ -220,9 +221,9 @@ def register(app: typer.Typer) -> None:
         with `ward users revoke-token ID`)."""
         lifetime = parse_duration(expires_in, "--expires-in")
         try:
-            issued = _store(db, actor).issue_token(username, name, expires_in=lifetime)
+            issued = open_store(db, actor).issue_token(username, name, expires_in=lifetime)
         except ValueError as exc:  # StoreError
-            _fail(str(exc))
+            fail(str(exc))
         rec = issued.record
         typer.echo(issued.token)
         typer.echo(f"token id {rec.id} for {rec.username}, expires {rec.expires_at.isoformat()}; "
@@ -236,9 +237,9 @@ def register(app: typer.Typer) -> None:
         """List API tokens by id (never the token): user, name, state, created, expires, last used, revoked."""
         _check_format(fmt)
         try:
-            rows = _store(db).list_tokens(username, include_revoked=not active)
+            rows = open_store(db).list_tokens(username, include_revoked=not active)
         except ValueError as exc:  # StoreError
-            _fail(str(exc))
+            fail(str(exc))
         _emit([r.as_dict() for r in rows], fmt,
               ("id", "user", "name", "state", "created", "expires", "last_used", "revoked"))
 
@@ -247,9 +248,9 @@ def register(app: typer.Typer) -> None:
                            actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
         """Revoke an API token by id (audited); the API refuses it from the next request on."""
         try:
-            done = _store(db, actor).revoke_token(token_id)
+            done = open_store(db, actor).revoke_token(token_id)
         except ValueError as exc:  # StoreError
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"revoked token {token_id}" if done else f"token {token_id} was already revoked")
 
     dbg = typer.Typer(help="Schema migrations and retention.", no_args_is_help=True)
@@ -263,7 +264,7 @@ def register(app: typer.Typer) -> None:
         try:
             rev = upgrade(db, revision)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"database at revision {rev}")
 
     @dbg.command("current")
@@ -274,7 +275,7 @@ def register(app: typer.Typer) -> None:
         try:
             cur = current_revision(make_engine(db))
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         head = head_revision()
         typer.echo(f"current: {cur or '(empty)'}  head: {head}  {'up to date' if cur == head else 'BEHIND'}")
 
@@ -299,11 +300,11 @@ def register(app: typer.Typer) -> None:
         flags = {"raw_samples_days": raw_samples_days, "rollups_days": rollups_days, "alarms_days": alarms_days,
                  "health_days": health_days, "audit_days": audit_days}
         policy, cfg = _retention_from(config, flags, allow_short)
-        store = _store(db or _config_db_url(cfg))
+        store = open_store(db or _config_db_url(cfg))
         try:
             counts = store.count_retention(policy) if dry_run else store.apply_retention(policy)
         except ValueError as exc:  # StoreError
-            _fail(str(exc))
+            fail(str(exc))
         action = "would delete" if dry_run else "deleted"
         _emit([{"table": t, "keep_days": _days_text(getattr(policy, f)), "rows": counts[t], "action": action}
                for t, f in _RETENTION_FIELDS if t in counts], fmt, ("table", "keep_days", "rows", "action"))
@@ -339,7 +340,7 @@ def _config_db_url(cfg: Any) -> str | None:
     try:
         return str(cfg.database.url)
     except ValueError as exc:  # ConfigError: the variable or file is missing
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _retention_from(config: Path | None, flags: dict[str, str | None], allow_short: bool) -> tuple[Any, Any]:
@@ -354,7 +355,7 @@ def _retention_from(config: Path | None, flags: dict[str, str | None], allow_sho
         try:
             cfg = load_ward_config(config, validate_paths=False)
         except ConfigError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         base = cfg.retention.model_dump()
     for name, value in flags.items():
         if value is not None:
@@ -365,8 +366,8 @@ def _retention_from(config: Path | None, flags: dict[str, str | None], allow_sho
         return RetentionConfig(**base), cfg
     except ValidationError as exc:
         problems = format_validation_error(exc, RetentionConfig)
-        _fail("bad retention policy: " + "; ".join(problems)
-              + " (on the command line a key such as alarms_days is the flag --alarms-days)")
+        fail("bad retention policy: " + "; ".join(problems)
+             + " (on the command line a key such as alarms_days is the flag --alarms-days)")
 
 
 # ------------------------------------------------------------------------------------ ward users passwd
@@ -387,10 +388,10 @@ def _register_passwd(users: typer.Typer) -> None:
         Ends their dashboard sessions; audited as user.password (never the password)."""
         from ward.store.audit import AuditSource, cli_actor
 
-        store = _store(db)
+        store = open_store(db)
         try:
             store.set_password(username, password, temporary=temporary, actor=cli_actor(), source=AuditSource.CLI)
         except ValueError as exc:  # StoreError: unknown user, service account, policy
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"password of {username} changed" + (": temporary, they choose their own at the next "
                                                         "dashboard login" if temporary else ""))

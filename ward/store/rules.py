@@ -28,8 +28,10 @@ from sqlalchemy import Connection, func, insert, select
 
 from ward.config import LIVE_RULE_FIELDS, EffectiveRule, RuleConfig, RuleOverride, effective_rule
 from ward.store.audit import AuditAction
-from ward.store.models import AuditLog, Bed, BedCameraConfig, BedRuleOverride, User
-from ward.store.repository import Store, StoreError, _utc
+from ward.store.audit_log import audit_insert
+from ward.store.models import Bed, BedCameraConfig, BedRuleOverride, User
+from ward.store.records import StoreError, check_utc
+from ward.store.repository import Store
 
 log = logging.getLogger("ward.store")
 
@@ -115,7 +117,7 @@ def current_overrides(store: Store) -> dict[str, RuleOverrideRecord]:
 
 def override_history(store: Store, bed: str) -> list[RuleOverrideRecord]:
     """Every change of the bed's override, oldest first."""
-    bed_id = store._bed_id(bed)
+    bed_id = store.bed_id(bed)
     with store.engine.connect() as conn:
         rows = conn.execute(select(_O).where(_O.c.bed_id == bed_id).order_by(_O.c.valid_from, _O.c.id))
         return [_record(bed, r) for r in rows]
@@ -126,8 +128,8 @@ def bed_rule(store: Store, bed: str, at: datetime | None = None) -> BedRuleInfo:
     its camera config and its override, merged by :func:`ward.config.effective_rule`. When the stored
     override no longer fits the configuration (the ward config changed since), the configured rule
     is returned, as the coordinator runs it."""
-    at = _utc(at, "at") if at is not None else None
-    bed_id = store._bed_id(bed)
+    at = check_utc(at, "at") if at is not None else None
+    bed_id = store.bed_id(bed)
     with store.engine.connect() as conn:
         layers = configured_layers(_camera_at(conn, bed_id, at))
         row = _override_at(conn, bed_id, at)
@@ -170,7 +172,7 @@ def set_rule_override(store: Store, bed: str, override: RuleOverride | Mapping[s
     new = RuleOverride.parse(override)
     if not user:
         raise StoreError("changing a bed's rule needs the acting user's name")
-    bed_id = store._bed_id(bed)
+    bed_id = store.bed_id(bed)
     now = datetime.now(timezone.utc)
     try:
         with store.engine.begin() as conn:
@@ -185,10 +187,9 @@ def set_rule_override(store: Store, bed: str, override: RuleOverride | Mapping[s
                 raise _Unchanged
             ward_rules, bed_rules = configured_layers(_camera_at(conn, bed_id, None)) or ({}, {})
             eff = effective_rule(ward_rules, bed_rules, new)
-            conn.execute(insert(AuditLog).values(
-                at=now, username=user, action=AUDIT_ACTION, source=source,
-                detail={"bed": bed, "old": old.values() or None, "new": new.values() or None,
-                        "effective": {f: getattr(eff.config, f) for f in LIVE_RULE_FIELDS}}))
+            conn.execute(audit_insert(AuditAction.RULE_OVERRIDE, user, source, at=now, detail={
+                "bed": bed, "old": old.values() or None, "new": new.values() or None,
+                "effective": {f: getattr(eff.config, f) for f in LIVE_RULE_FIELDS}}))
     except _Unchanged:
         return None
     log.info("rule override of bed %s %s by %s: %s -> %s", bed, "set" if new.values() else "reset", user,

@@ -24,7 +24,9 @@ from typing import Literal
 from sqlalchemy import delete, insert, select, update
 
 from ward.store.models import DashboardSession, User
-from ward.store.repository import _USER_COLUMNS, Store, StoreError, UserRecord, _utc
+from ward.store.records import StoreError, UserRecord, check_utc
+from ward.store.repository import Store
+from ward.store.users import USER_COLUMNS
 
 __all__ = ["SessionCheck", "SessionLimits", "SessionRecord", "check_session", "end_session", "new_session",
            "purge_expired_sessions", "token_hash"]
@@ -85,7 +87,7 @@ def new_session(store: Store, user: UserRecord, *, kiosk: bool, now: datetime,
                 limits: SessionLimits) -> tuple[str, SessionRecord]:
     """Start a session for ``user`` (already authenticated); returns (token for the cookie, record).
     Expired rows of any user are purged on the way (indexed on ``expires_at``)."""
-    now = _utc(now, "now")
+    now = check_utc(now, "now")
     if user.disabled or user.service:
         raise StoreError(f"user {user.username!r} cannot have a dashboard session (disabled or a service account)")
     token = secrets.token_urlsafe(32)
@@ -103,13 +105,13 @@ def check_session(store: Store, token: str | None, *, now: datetime, limits: Ses
     """The live session of ``token`` with its user re-read, or why there is none. An ended session's
     row is deleted. ``touch``: this check is user activity (a page run the user caused, not an
     automatic refresh), so the idle clock restarts."""
-    now = _utc(now, "now")
+    now = check_utc(now, "now")
     if not token or len(token) > MAX_TOKEN_CHARS:
         return SessionCheck(None, "unknown")
     with store.engine.connect() as conn:
         row = conn.execute(
             select(DashboardSession.id, DashboardSession.created_at, DashboardSession.last_active_at,
-                   DashboardSession.expires_at, DashboardSession.kiosk, *_USER_COLUMNS)
+                   DashboardSession.expires_at, DashboardSession.kiosk, *USER_COLUMNS)
             .join(User, User.id == DashboardSession.user_id)
             .where(DashboardSession.token_hash == token_hash(token))).first()
     if row is None:
@@ -155,4 +157,4 @@ def purge_expired_sessions(store: Store, now: datetime) -> int:
     """Delete sessions past their absolute expiry; returns how many."""
     with store.engine.begin() as conn:
         return conn.execute(delete(DashboardSession)
-                            .where(DashboardSession.expires_at <= _utc(now, "now"))).rowcount
+                            .where(DashboardSession.expires_at <= check_utc(now, "now"))).rowcount

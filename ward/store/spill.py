@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable, Mapping
 from sqlalchemy import exc as sa_exc
 
 from ward.store.models import HEALTH_STATES, TIERS
-from ward.store.repository import Sample, Store, StoreError, _check_choice, _finite, check_episode_key
+from ward.store.records import Sample, StoreError, check_choice, check_episode_key, check_finite
+from ward.store.repository import Store
 from ward.store.types import as_utc
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,8 @@ class SpillingWriter:
         journaled (the id is known after the replay: :meth:`alarm_id`)."""
         key = check_episode_key(episode_key)
         done, aid = self._submit({"op": "alarm_open", "key": key, "bed": bed,
-                                  "tier": _check_choice(tier, TIERS, "tier"), "start": _iso(start, "start"),
-                                  "peak": _finite(peak, "peak"), "reason": reason})
+                                  "tier": check_choice(tier, TIERS, "tier"), "start": _iso(start, "start"),
+                                  "peak": check_finite(peak, "peak"), "reason": reason})
         if done:
             self._ids[key] = aid
         return aid if done else None
@@ -171,7 +172,7 @@ class SpillingWriter:
         """Raise the peak / replace the reason of an episode; True if stored now, False if journaled."""
         op: dict[str, Any] = {"op": "alarm_update", "key": check_episode_key(episode_key)}
         if peak is not None:
-            op["peak"] = _finite(peak, "peak")
+            op["peak"] = check_finite(peak, "peak")
         if reason is not None:
             op["reason"] = reason
         return self._submit(op)[0]
@@ -184,7 +185,7 @@ class SpillingWriter:
     def record_health(self, bed: str, state: str, at: datetime, reason: str | None = None) -> bool:
         """Append a camera health event; True if stored now, False if journaled."""
         return self._submit({"op": "health", "bed": bed,
-                             "state": _check_choice(state, HEALTH_STATES, "camera health state"),
+                             "state": check_choice(state, HEALTH_STATES, "camera health state"),
                              "at": _iso(at, "at"), "reason": reason})[0]
 
     def alarm_id(self, episode_key: str) -> int | None:

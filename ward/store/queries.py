@@ -1,26 +1,34 @@
-"""Read-mostly queries the dashboard needs that the core repository does not offer.
+"""Read-only queries over several tables: the ``ward stats`` report and what the dashboard draws.
 
-Kept apart from :mod:`ward.store.repository` so the dashboard can grow its queries without touching
-the storage API. Every query is index-friendly on both backends: "latest row per bed" is a correlated
-``max(t)`` per bed (an index seek on the (bed_id, t) primary key, not a scan of the samples table),
-and recent-window reads constrain ``bed_id IN (...)`` so the composite key serves the range. Alarm
-reads touch only what needs attention, through ``ix_alarms_unacked`` (acknowledged, tier, bed, start)
-and ``ix_alarms_state`` (state, bed): their cost follows the alarms still waiting for someone, not the
-years of acknowledged history nor the never-acknowledged review queue.
+Kept apart from the tables' own modules because each reads across them (alarms with samples and
+camera health, samples of many beds at once). Every query is index-friendly on both backends:
+"latest row per bed" is one small table (``bed_latest``) or a correlated ``max`` per bed (an index
+seek, not a scan), and recent-window reads constrain ``bed_id IN (...)`` so the composite key serves
+the range. Alarm reads touch only what needs attention, through ``ix_alarms_unacked`` (acknowledged,
+tier, bed, start) and ``ix_alarms_state`` (state, bed): their cost follows the alarms still waiting
+for someone, not the years of acknowledged history nor the never-acknowledged review queue.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, false, func, or_, select
 
-from ward.store.models import TIERS, Alarm, Bed, CameraHealthEvent, ModelVersion, ProbabilitySample
-from ward.store.repository import AlarmRecord, HealthEvent, Store, _check_choice, _utc
+from ward.store.alarms import alarm_select
+from ward.store.base import StoreBase
+from ward.store.models import (TIERS, VERDICTS, Alarm, Bed, CameraHealthEvent, MinuteRollup, ModelVersion,
+                               ProbabilitySample)
+from ward.store.records import AlarmRecord, BedStats, HealthEvent, check_choice, check_range, check_utc
+
+if TYPE_CHECKING:
+    from ward.store.repository import Store
 
 _S = ProbabilitySample.__table__
+_R = MinuteRollup.__table__
 _A = Alarm.__table__
 _B = Bed.__table__
 _H = CameraHealthEvent.__table__
@@ -30,6 +38,52 @@ _H = CameraHealthEvent.__table__
 ATTENTION_TIERS = ("alarm", "technical")
 
 
+class QueryStore(StoreBase):
+    """The per-bed statistics report (part of :class:`~ward.store.repository.Store`)."""
+
+    def stats(self, since: datetime, until: datetime | None = None) -> list[BedStats]:
+        """Per bed over [since, until): alarms by tier and verdict, hours monitored (minutes with at
+        least one sample / 60), hours offline (time the camera spent in the 'offline' state)."""
+        since, until = check_range(since, until or datetime.now(timezone.utc))
+        assert since is not None and until is not None
+        with self.engine.connect() as conn:
+            beds = dict(conn.execute(select(Bed.id, Bed.key)).all())
+            alarms = conn.execute(select(_A.c.bed_id, _A.c.tier, _A.c.verdict, func.count())
+                                  .where(_A.c.started_at >= since, _A.c.started_at < until)
+                                  .group_by(_A.c.bed_id, _A.c.tier, _A.c.verdict)).all()
+            minutes = dict(conn.execute(select(_R.c.bed_id, func.count())
+                                        .where(_R.c.minute >= since.replace(second=0, microsecond=0),
+                                               _R.c.minute < until).group_by(_R.c.bed_id)).all())
+            H = CameraHealthEvent
+            before = (select(H.bed_id, func.max(H.at).label("at")).where(H.at < since)
+                      .group_by(H.bed_id).subquery())
+            initial = dict(conn.execute(select(H.bed_id, H.state).join(
+                before, and_(before.c.bed_id == H.bed_id, before.c.at == H.at))).all())
+            events = conn.execute(select(H.bed_id, H.at, H.state).where(H.at >= since, H.at < until)
+                                  .order_by(H.bed_id, H.at, H.id)).all()
+        by_bed_events: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+        for bid, at, st in events:
+            by_bed_events[bid].append((at, st))
+        out = []
+        for bid, key in sorted(beds.items(), key=lambda kv: kv[1]):
+            by_tier = {t: 0 for t in TIERS}
+            verdicts = {v: 0 for v in VERDICTS + ("none",)}
+            for b, tier, verdict, n in alarms:
+                if b == bid:
+                    by_tier[tier] += n
+                    verdicts[verdict or "none"] += n
+            offline = 0.0
+            state, t0 = initial.get(bid), since
+            for at, st in by_bed_events.get(bid, []) + [(until, "end")]:
+                if state == "offline":
+                    offline += (at - t0).total_seconds()
+                state, t0 = st, at
+            out.append(BedStats(key, sum(by_tier.values()), by_tier, verdicts,
+                                round(minutes.get(bid, 0) / 60.0, 4), round(offline / 3600.0, 4)))
+        return out
+
+
+# ------------------------------------------------------------------------------ dashboard queries
 @dataclass(frozen=True, slots=True)
 class LatestSample:
     """The newest stored model output of one bed."""
@@ -68,7 +122,7 @@ def _bed_keys(conn: Any, beds: list[str] | None) -> dict[int, str]:
 def recent_samples(store: Store, since: datetime,
                    beds: list[str] | None = None) -> dict[str, list[tuple[datetime, float, float]]]:
     """Samples (t, probability, accumulator) with t >= since, per bed, oldest first."""
-    since = _utc(since, "since")
+    since = check_utc(since, "since")
     with store.engine.connect() as conn:
         ids = _bed_keys(conn, beds)
         if not ids:
@@ -85,7 +139,7 @@ def recent_samples(store: Store, since: datetime,
 def recent_probabilities(store: Store, since: datetime, beds: list[str] | None = None) -> dict[str, list[float]]:
     """Probabilities with t >= since per bed, oldest first: the sparkline series, without the cost
     of converting thousands of timestamps back to datetimes."""
-    since = _utc(since, "since")
+    since = check_utc(since, "since")
     with store.engine.connect() as conn:
         ids = _bed_keys(conn, beds)
         if not ids:
@@ -137,9 +191,9 @@ def unacknowledged_alarms(store: Store, overdue_if_started_by: datetime,
     """Per (bed, tier): the unacknowledged alarms of ``tiers``, active or ended, with how many started
     at or before ``overdue_if_started_by`` (the caller's escalation cutoff). One grouped query that
     reads only unacknowledged rows of those tiers."""
-    cut = _utc(overdue_if_started_by, "overdue_if_started_by")
+    cut = check_utc(overdue_if_started_by, "overdue_if_started_by")
     for t in tiers:
-        _check_choice(t, TIERS, "tier")
+        check_choice(t, TIERS, "tier")
     active = func.sum(case((_A.c.state == "active", 1), else_=0))
     overdue = func.sum(case((_A.c.started_at <= cut, 1), else_=0))
     q = (select(_A.c.bed_id, _A.c.tier, func.count(), active, overdue, func.min(_A.c.started_at),
@@ -156,7 +210,7 @@ def unacknowledged_alarms(store: Store, overdue_if_started_by: datetime,
 def active_alarms(store: Store) -> list[AlarmRecord]:
     """Alarms of every tier still active (acknowledged or not), oldest first: an index seek on
     ix_alarms_state, as few rows as there are episodes in progress."""
-    q = Store._alarm_select().where(_A.c.state == "active").order_by(_A.c.started_at, _A.c.id)
+    q = alarm_select().where(_A.c.state == "active").order_by(_A.c.started_at, _A.c.id)
     with store.engine.connect() as conn:
         return [AlarmRecord(*r) for r in conn.execute(q)]
 
@@ -167,7 +221,7 @@ def open_alarms(store: Store) -> list[AlarmRecord]:
     that ended without a verdict are the review queue (History page), not open alarms: they are
     never acknowledged in routine use and would pile up here for years. Oldest first, so the
     longest-waiting one is on top."""
-    q = Store._alarm_select().where(or_(_unacked(ATTENTION_TIERS), _A.c.state == "active"))
+    q = alarm_select().where(or_(_unacked(ATTENTION_TIERS), _A.c.state == "active"))
     with store.engine.connect() as conn:
         return [AlarmRecord(*r) for r in conn.execute(q.order_by(_A.c.started_at, _A.c.id))]
 
@@ -182,10 +236,11 @@ def model_versions(store: Store) -> list[ModelVersionRecord]:
 
 
 def now_utc() -> datetime:
+    """The current time, aware UTC (what the dashboard's windows are measured from)."""
     return datetime.now(timezone.utc)
 
 
 # A bed's rule and its live override (what the bed view draws and admins edit): ward.store.rules.
-__all__ = ["ATTENTION_TIERS", "LatestSample", "ModelVersionRecord", "UnackedAlarms", "active_alarms", "latest_health",
-           "latest_samples", "model_versions", "open_alarms", "recent_probabilities", "recent_samples",
-           "unacknowledged_alarms"]
+__all__ = ["ATTENTION_TIERS", "LatestSample", "ModelVersionRecord", "QueryStore", "UnackedAlarms", "active_alarms",
+           "latest_health", "latest_samples", "model_versions", "now_utc", "open_alarms", "recent_probabilities",
+           "recent_samples", "unacknowledged_alarms"]
