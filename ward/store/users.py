@@ -27,6 +27,7 @@ from ward.store.models import ROLES, ApiToken, DashboardSession, User
 from ward.store.records import (IssuedToken, PasswordLogin, StoreError, TokenCheck, TokenRecord, UserRecord,
                                 check_choice, check_utc)
 
+
 def check_new_user(username: str, password: str, role: str = "viewer") -> None:
     """Raise StoreError unless an account could be made of these (name, role, and an initial password
     of at least 8 characters: it is temporary unless its owner chose it; see check_password_policy)."""
@@ -55,6 +56,7 @@ def _verify_password(password: str, stored: str | None) -> PasswordCheck:
     return password_hasher().verify(password, stored)
 
 
+# The columns of a UserRecord, in its field order (also selected with a session by ward.store.sessions)
 USER_COLUMNS = (User.id, User.username, User.role, User.disabled, User.created_at, User.service,
                 User.must_change_password)
 DEFAULT_TOKEN_TTL = timedelta(days=90)  # a person's token, unless asked otherwise
@@ -87,7 +89,6 @@ def _token_expiry(expires_in: timedelta | None, user: UserRecord, now: datetime)
 def _token_select() -> Any:
     return select(ApiToken.id, User.username, ApiToken.name, ApiToken.created_at, ApiToken.expires_at,
                   ApiToken.last_used_at, ApiToken.revoked, ApiToken.revoked_at).join(User, ApiToken.user_id == User.id)
-
 
 
 class UserStore(AuditStore):
