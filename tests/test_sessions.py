@@ -372,8 +372,8 @@ def test_reload_keeps_the_login_idle_overview_logs_out_wall_display_stays(dashbo
                 return context, page
 
             nurse_ctx, nurse = open_as("nurse", kiosk=False)
+            idle_from = time.monotonic()  # the nurse's last activity was before this (the wall's login may be slow)
             wall_ctx, wall = open_as("watcher", kiosk=True)
-            idle_from = time.monotonic()
 
             # a reload keeps the login: the cookie finds the server-side session
             cookie = next(c for c in nurse_ctx.cookies() if c["name"] == "ward_session")
