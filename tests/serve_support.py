@@ -77,11 +77,12 @@ def _small_ward(tmp: Path, beds: list[dict[str, Any]], models: dict[str, Any], o
 
 
 def sim_bed(bed_id: str, seed: int, seizure_at: float | None = None, fps: float = 6.0,
-            size: tuple[int, int] = (320, 180), **over: Any) -> dict[str, Any]:
+            size: tuple[int, int] = (320, 180), source_fps: float = 12.0, **over: Any) -> dict[str, Any]:
     """A simulated bed (a calm patient: auto=0, no random behaviours), with a tonic-clonic seizure whose
-    EEG onset is ``seizure_at`` s into the stream, or none; frames of ``size`` (w, h), used at full height."""
+    EEG onset is ``seizure_at`` s into the stream, or none; frames of ``size`` (w, h), used at full height,
+    rendered at ``source_fps`` and sampled at the model rate ``fps``."""
     w, h = size
-    uri = f"sim://?seed={seed}&duration=600&fps=12&width={w}&height={h}&loop=1&auto=0"
+    uri = f"sim://?seed={seed}&duration=600&fps={source_fps:g}&width={w}&height={h}&loop=1&auto=0"
     uri += f"&seizure=tonic_clonic@{seizure_at:g}" if seizure_at is not None else "&seizures=0"
     return {"bed_id": bed_id, "source": uri, "fps": fps, "height": h, **over}
 

@@ -74,11 +74,18 @@ def ward(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("faults")
     late = tmp / "late" / "bed-late.avi"
-    beds = [sim_bed("bed-1", 1, fps=4.0, rules=SENSITIVE), sim_bed("bed-2", 2, fps=4.0),
+    beds = [sim_bed("bed-1", 1, fps=4.0, source_fps=8.0, rules=SENSITIVE), sim_bed("bed-2", 2, fps=4.0, source_fps=8.0),
             {"bed_id": "bed-bug", "source": str(BUGGY), "fps": 4.0, "height": 180, "loop": False},
             {"bed_id": "bed-late", "source": str(late), "fps": 4.0, "height": 180, "offline_alarm_after_s": 3.0,
              "rules": SENSITIVE}]
-    args = ward_args(tmp, beds, vsvig_bias=-12.0)
+    # Sized for two busy cores (both kept busy by other work, as CI under load does). A clip needs 30
+    # posed frames without a gap, and the untrained small pose network costs ~55-150 ms a frame at input
+    # height 128 on these CPUs: 12 frames/s of pose demand did not fit, pose dropped most sampled frames
+    # and no clip ever filled (measured: 0 clips in 225 s). So: input height 64 (about a third of the
+    # cost; the network's output does not matter here, VSViG is a constant), simulator rendering at 8 fps,
+    # and 4 pose requests in flight per bed (a Ray round trip on busy cores outlasts the 0.25 s period).
+    args = ward_args(tmp, beds, vsvig_bias=-12.0, ingest={"max_inflight_per_bed": 4})
+    args["models"]["pose"]["input_height"] = 64
     store = Store(args["database"]["url"])
     store.create_user("viewer1", "viewer-pass")
     store.create_user("nurse1", "nurse-pass", role="clinician")
