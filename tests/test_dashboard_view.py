@@ -19,8 +19,8 @@ from ward.dashboard.view import (AlarmSummary, Tile, downsample_max, escalation_
                                  is_escalated, is_stale, order_tiles, overview_html, provenance_label, risk_colour,
                                  skeleton_svg, sparkline_svg, tile_html)
 from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
-from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, latest_samples, open_alarms,
-                                          recent_probabilities, recent_samples, unacknowledged_alarms)
+from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, open_alarms, recent_probabilities,
+                                recent_samples, unacknowledged_alarms)
 from ward.store.records import StoreError
 from ward.store.repository import Store
 from test_store import db_url  # noqa: F401  (fixture: an empty SQLite and PostgreSQL database)
@@ -205,7 +205,7 @@ def test_bootstrap_admin_from_env_and_one_time_password(tmp_path, caplog):
 
 
 def test_dashboard_queries(store, demo):
-    latest = latest_samples(store)
+    latest = store.latest_samples()
     assert set(latest) == set(demo.beds)
     assert latest["bed-01"].t == NOW  # the newest sample is at `now`
     assert latest["bed-04"].t == NOW - timedelta(seconds=45)  # camera went offline 45 s ago

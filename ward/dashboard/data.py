@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from ward.dashboard.view import ESCALATING_TIERS, Tile, downsample_max, escalation_cutoff, is_stale
-from ward.store.queries import (LatestSample, UnackedAlarms, active_alarms, latest_health, latest_samples,
-                                          recent_probabilities, unacknowledged_alarms)
-from ward.store.records import HealthEvent
+from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, recent_probabilities,
+                                unacknowledged_alarms)
+from ward.store.records import HealthEvent, LatestRecord
 from ward.store.repository import Store
 
 SPARK_POINTS = 60
@@ -105,7 +105,7 @@ class Live:
     updated_at: datetime | None
 
 
-def merge_live(s: LatestSample | None, h: HealthEvent | None, live: dict[str, Any] | None) -> Live:
+def merge_live(s: LatestRecord | None, h: HealthEvent | None, live: dict[str, Any] | None) -> Live:
     """The database's newest sample and health event, overridden by the API's live state when it
     has one (and by its probability when that is newer than the stored one)."""
     state, reason, since = (h.state, h.reason, h.at) if h else ("unknown", None, None)
@@ -127,7 +127,7 @@ def build_overview(store: Store, now: datetime, *, stale_after_s: float, spark_w
     health, unacknowledged alarms, active alarms), merged with the live API state when available.
     Escalation is counted at ``now``: alarms unacknowledged for ``escalate_after_s`` or longer."""
     beds = [b for b in store.list_beds() if b.active]
-    latest = latest_samples(store)
+    latest = store.latest_samples()
     recent = recent_probabilities(store, now - timedelta(seconds=spark_window_s), [b.key for b in beds])
     health = latest_health(store)
     alarms = ward_alarms(store, now, escalate_after_s)

@@ -25,7 +25,7 @@ from ward.dashboard.auth import SOURCE
 from ward.dashboard.settings import DashboardSettings, load_settings
 from ward.security import LoginLimiter
 from ward.dashboard.view import provenance_label
-from ward.store.queries import latest_samples, model_versions
+from ward.store.queries import model_versions
 from ward.store.records import UserRecord
 from ward.store.repository import Store
 from ward.store.sessions import SessionCheck, SessionRecord, check_session, end_session
@@ -207,7 +207,7 @@ def alarms_frame(alarms: list[Any]) -> pd.DataFrame:
 def footer(store: Store) -> None:
     """Model in use (the version of the newest samples) and its provenance."""
     try:
-        latest = latest_samples(store)
+        latest = store.latest_samples()
         versions = {m.name: m for m in model_versions(store)}
     except Exception as exc:  # noqa: BLE001
         st.caption(f"Model: unknown (database error: {type(exc).__name__})")

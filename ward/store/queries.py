@@ -85,29 +85,11 @@ class QueryStore(StoreBase):
 
 # ------------------------------------------------------------------------------ dashboard queries
 @dataclass(frozen=True, slots=True)
-class LatestSample:
-    """The newest stored model output of one bed."""
-
-    bed: str
-    t: datetime
-    probability: float
-    accumulator: float
-    model_version: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ModelVersionRecord:
     id: int
     name: str
     description: str | None
     created_at: datetime
-
-
-def latest_samples(store: Store) -> dict[str, LatestSample]:
-    """Newest sample of every bed that has one, from the store's per-bed latest table (kept up to date
-    by every write), so the cost does not grow with the stored history."""
-    return {bed: LatestSample(r.bed, r.t, r.probability, r.accumulator, r.model_version)
-            for bed, r in store.latest_samples().items()}
 
 
 def _bed_keys(conn: Any, beds: list[str] | None) -> dict[int, str]:
@@ -241,6 +223,6 @@ def now_utc() -> datetime:
 
 
 # A bed's rule and its live override (what the bed view draws and admins edit): ward.store.rules.
-__all__ = ["ATTENTION_TIERS", "LatestSample", "ModelVersionRecord", "QueryStore", "UnackedAlarms", "active_alarms",
-           "latest_health", "latest_samples", "model_versions", "now_utc", "open_alarms", "recent_probabilities",
+__all__ = ["ATTENTION_TIERS", "ModelVersionRecord", "QueryStore", "UnackedAlarms", "active_alarms",
+           "latest_health", "model_versions", "now_utc", "open_alarms", "recent_probabilities",
            "recent_samples", "unacknowledged_alarms"]
