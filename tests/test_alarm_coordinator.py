@@ -7,6 +7,8 @@ import pytest
 
 from serve_support import sim_bed, ward_args
 
+from ward.core.messages import CameraReport, ClipScore
+
 
 class Clock:
     def __init__(self, t: float = 1_800_000_000.0) -> None:
@@ -32,7 +34,7 @@ def _coordinator(tmp_path, clock, **bed_over):
 def _feed(core, clock, bed, start, n, p):
     for i in range(n):
         clock.t = start + i
-        core.push({"bed_id": bed, "t": clock.t, "probability": p, "capture_wall": clock.t - 0.4})
+        core.push(ClipScore(bed_id=bed, t=clock.t, probability=p, capture_wall=clock.t - 0.4))
 
 
 def test_rule_alarm_written_once_and_recovered_after_restart(tmp_path):
@@ -95,20 +97,20 @@ def test_camera_states_health_events_and_technical_alarm(tmp_path):
     clock = Clock()
     core, store = _coordinator(tmp_path, clock, offline_alarm_after_s=30.0)
     t0 = clock.t
-    core.report_status({"bed-1": {"state": "offline", "reason": "open failed: refused", "since_wall": t0},
-                        "bed-2": {"state": "online", "reason": "receiving frames", "since_wall": t0}})
+    core.report_status({"bed-1": CameraReport(state="offline", reason="open failed: refused", since_wall=t0),
+                        "bed-2": CameraReport(state="online", reason="receiving frames", since_wall=t0)})
     clock.t = t0 + 10
     core.flush()
     assert store.list_alarms(bed="bed-1", tier="technical") == []
     clock.t = t0 + 31
-    core.report_status({"bed-1": {"state": "offline", "reason": "open failed: refused", "since_wall": t0},
-                        "bed-2": {"state": "online", "reason": "receiving frames", "since_wall": t0}})
+    core.report_status({"bed-1": CameraReport(state="offline", reason="open failed: refused", since_wall=t0),
+                        "bed-2": CameraReport(state="online", reason="receiving frames", since_wall=t0)})
     core.flush()
     tech = store.list_alarms(bed="bed-1", tier="technical")
     assert len(tech) == 1 and "refused" in tech[0].reason and tech[0].state == "active"
     assert store.list_alarms(bed="bed-2", tier="technical") == []
     clock.t = t0 + 40
-    core.report_status({"bed-1": {"state": "online", "reason": "receiving frames", "since_wall": t0 + 39}})
+    core.report_status({"bed-1": CameraReport(state="online", reason="receiving frames", since_wall=t0 + 39)})
     core.flush()
     assert store.get_alarm(tech[0].id).state == "ended"
     states = [(e.state, e.reason) for e in store.health_events(bed="bed-1")]
@@ -147,4 +149,4 @@ def test_samples_spill_while_database_is_down(tmp_path, monkeypatch):
 def test_unknown_bed_push_rejected(tmp_path):
     core, _ = _coordinator(tmp_path, Clock())
     with pytest.raises(ValueError, match="unknown bed 'nope'"):
-        core.push({"bed_id": "nope", "t": 1.0, "probability": 0.5})
+        core.push(ClipScore(bed_id="nope", t=1.0, probability=0.5))

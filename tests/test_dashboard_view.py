@@ -18,7 +18,7 @@ from ward.dashboard.settings import load_settings
 from ward.dashboard.view import (AlarmSummary, Tile, downsample_max, escalation_cutoff, history_resolution,
                                  is_escalated, is_stale, order_tiles, overview_html, provenance_label, risk_colour,
                                  skeleton_svg, sparkline_svg, tile_html)
-from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
+from ward.core.keypoints import OPENPOSE_INDEX, OPENPOSE_LIMBS
 from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, open_alarms, recent_probabilities,
                                 recent_samples, unacknowledged_alarms)
 from ward.store.records import StoreError

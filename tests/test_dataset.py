@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from ward.dataset.annotations import load_annotations, parse_time
-from ward.dataset.build import PoseTracker, build_dataset, collect_annotated, collect_sim, split_patients
-from ward.keypoints import OPENPOSE_TO_VSVIG, VSVIG_15
+from ward.pipeline import BedPipeline
+from ward.dataset.build import build_dataset, collect_annotated, collect_sim, split_patients
+from ward.core.keypoints import OPENPOSE_TO_VSVIG, VSVIG_15
 from ward.privacy import blur_faces_clip
 from ward.sim.labels import seizure_target
 from ward.sim.output import render_to_files
@@ -167,17 +168,17 @@ _FAR15 = [VSVIG_15.index(n) for n in ("r_elb", "r_wri", "l_elb", "l_wri")]  # aw
 _POSE_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ward-pose-small.pt"
 
 
-class _RecordingTracker(PoseTracker):
-    """The builder's real PoseTracker, also keeping what it was given and found (to recompute patches)."""
+class _RecordingPose:
+    """The builder's real pose estimator, also keeping what it was given and found (to recompute patches)."""
 
     def __init__(self, estimator):
-        super().__init__(estimator)
-        self.calls: list[tuple[np.ndarray, np.ndarray, list]] = []
+        self.estimator = estimator
+        self.calls: list[tuple[np.ndarray, list]] = []
 
     def __call__(self, frames):
-        k18 = super().__call__(frames)
-        self.calls.append((np.array(frames), k18.copy(), list(self.last_people)))
-        return k18
+        people = self.estimator(frames)
+        self.calls.append((np.array(frames), list(people)))
+        return people
 
 
 def _shard(ds_dir):
@@ -197,7 +198,7 @@ def _high_freq(patches):
 
 @pytest.fixture(scope="module")
 def recorded_builds(tmp_path_factory):
-    """`ward dataset build --videos` with and without --no-face-blur, plus a library build with a recording tracker."""
+    """`ward dataset build --videos` with and without --no-face-blur, plus a library build with a recording pose estimator."""
     import typer
     from typer.testing import CliRunner
 
@@ -224,7 +225,7 @@ def recorded_builds(tmp_path_factory):
         res = CliRunner().invoke(app, [*args, "--out", str(tmp / name), *extra])
         assert res.exit_code == 0, res.output
         out[name] = (res, *_shard(tmp / name))
-    tracker = _RecordingTracker(PoseEstimator.from_checkpoint(str(_POSE_WEIGHTS)))
+    tracker = _RecordingPose(PoseEstimator.from_checkpoint(str(_POSE_WEIGHTS)))
     build_dataset(collect_annotated(tmp / "videos", ann), tmp / "lib", pose_fn=tracker)
     out["lib"] = (tracker, *_shard(tmp / "lib"))
     return out
@@ -262,8 +263,9 @@ def test_stored_patches_are_those_of_the_blurred_frame_and_opt_out_stores_raw(re
     _, _, p_raw, k_raw = recorded_builds["raw"]
     assert np.array_equal(k_lib, k_raw)
     frames = np.concatenate([c[0] for c in tracker.calls])[:30]
-    k18 = np.concatenate([c[1] for c in tracker.calls])[:30]
-    people = [p for c in tracker.calls for p in c[2]][:30]
+    people = [p for c in tracker.calls for p in c[1]][:30]
+    # the patient the builder's pipeline selected among them (no bed region; sampled at 6 fps from t = 0)
+    k18 = BedPipeline().push(frames, np.arange(30) / 6.0, people=people).keypoints
     assert any(len(p) for p in people)
 
     def cut(f):

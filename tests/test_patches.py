@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ward.keypoints import OPENPOSE_INDEX, OPENPOSE_TO_VSVIG, VSVIG_15, VSVIG_INDEX
+from ward.core.keypoints import OPENPOSE_INDEX, OPENPOSE_TO_VSVIG, VSVIG_15, VSVIG_INDEX
 from ward.vision.patches import (
     extract_patches,
     extract_patches_reference,

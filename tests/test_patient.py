@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ward.keypoints import OPENPOSE_INDEX
+from ward.core.keypoints import OPENPOSE_INDEX
 from ward.vision.patient import OneEuroFilter, PatientSelector
 
 FRAME = (640, 480)

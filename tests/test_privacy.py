@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ward.keypoints import OPENPOSE_INDEX
+from ward.core.keypoints import OPENPOSE_INDEX
 from ward.privacy import blur_faces, blur_faces_clip, face_box, face_boxes
 
 

@@ -22,7 +22,8 @@ import pytest
 
 from serve_support import free_port, sim_bed, wait_for, ward_args
 from test_rtsp import port  # noqa: F401 (fixture: a free port, or a clear failure without GStreamer)
-from ward.serve.sources import SourceError, open_source, redact_source_text, redact_uri, redact_uris, source_kind
+from ward.camera.sources import SourceError, open_source, redact_source_text, redact_uri, redact_uris, source_kind
+from ward.core.messages import CameraReport
 
 SECRET = "S3cret-pw"
 TOKEN = "T0kenValue9"
@@ -140,7 +141,7 @@ def test_source_errors_never_quote_credentials(monkeypatch: pytest.MonkeyPatch) 
 
 def test_native_debug_output_is_warned_about(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """OpenCV's own debug switch prints the full URI to stderr (no Python redaction reaches it): warn."""
-    import ward.serve.sources as sources
+    import ward.camera.sources as sources
 
     monkeypatch.setattr(sources, "_warned_native_debug", False)
     monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "48")  # (not opening anything: OpenCV may cache the level)
@@ -175,7 +176,7 @@ def _wait(pred: Any, timeout: float) -> bool:
 
 
 def test_reader_status_is_redacted_but_the_opener_gets_the_full_uri() -> None:
-    from ward.serve.ingest import CameraReader
+    from ward.camera.reader import CameraReader
 
     port = free_port()
     uri = f"rtsp://nurse:{SECRET}@127.0.0.1:{port}/bed?token={TOKEN}"
@@ -200,7 +201,7 @@ def test_reader_status_is_redacted_but_the_opener_gets_the_full_uri() -> None:
 
 def test_reader_scrubs_errors_that_quote_the_uri() -> None:
     """A decoder error quoting the URI, or just the password (percent-decoded), is masked too."""
-    from ward.serve.ingest import CameraReader
+    from ward.camera.reader import CameraReader
 
     uri = f"rtsp://nurse:{SECRET}%21@10.0.0.5/bed"
 
@@ -267,12 +268,12 @@ def test_coordinator_stores_and_shows_only_redacted_text(tmp_path: Path) -> None
     assert [c["source"] for _, c in store.camera_config_history("bed-c")] == [
         "rtsp://***@10.0.0.5:554/bed?token=***"]
     # a camera actor (another process, maybe older code) reports a reason quoting the URI
-    core.report_status({"bed-c": {"state": "offline", "reason": f"open failed: could not open {uri!r}",
-                                  "since_wall": clock.t}})
+    core.report_status({"bed-c": CameraReport(state="offline", reason=f"open failed: could not open {uri!r}",
+                                  since_wall=clock.t)})
     clock.t += 10
     core.flush()
-    core.report_status({"bed-c": {"state": "offline", "reason": f"reconnecting; last problem: {SECRET}",
-                                  "since_wall": clock.t - 10}})
+    core.report_status({"bed-c": CameraReport(state="offline", reason=f"reconnecting; last problem: {SECRET}",
+                                  since_wall=clock.t - 10)})
     clock.t += 1
     core.flush()
     snap = core.snapshot()[0]
@@ -322,7 +323,7 @@ def camera_with_login(port: int) -> Iterator[str]:
 @pytest.mark.timeout(120)
 def test_rtsp_camera_with_login(camera_with_login: str) -> None:
     """The reader opens the full URI (the camera answers 401 without the password); only text is redacted."""
-    from ward.serve.ingest import CameraReader
+    from ward.camera.reader import CameraReader
 
     where = camera_with_login
     kw: dict[str, Any] = dict(model_fps=6, no_frame_timeout_s=3.0, backoff_initial_s=0.2, backoff_max_s=1.0,

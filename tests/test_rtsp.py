@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ward.serve.ingest import CameraReader, FrameSampler
+from ward.camera.reader import CameraReader, FrameSampler
 
 pytestmark = pytest.mark.rtsp
 

@@ -22,6 +22,7 @@ from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and Postgr
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
 from ward.alarms.rule import BedRule
 from ward.config import LIVE_RULE_FIELDS, RuleConfig, RuleError, RuleOverride, effective_rule
+from ward.core.messages import ClipScore
 from ward.store import Store
 from ward.store.models import BedRuleOverride
 from ward.store.records import StoreError, UnknownBedError
@@ -229,7 +230,7 @@ def _feed(core: Any, clock: Clock, n: int, p: float) -> list[str]:
     kinds = []
     for _ in range(n):
         clock.t += 1.0
-        kinds += [e["kind"] for e in core.push({"bed_id": "bed-1", "t": clock.t, "probability": p})
+        kinds += [e["kind"] for e in core.push(ClipScore(bed_id="bed-1", t=clock.t, probability=p))
                   if e["tier"] == "alarm"]  # (p = 0.9 also opens a review item, under any of these rules)
     return kinds
 

@@ -174,7 +174,7 @@ def test_pose_batch_groups_sizes_and_vsvig_batch(tmp_path):
 
 
 def test_assign_beds():
-    from ward.serve.camera import assign_beds
+    from ward.serve.camera_actor import assign_beds
 
     assert assign_beds(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
     with pytest.raises(ValueError):

@@ -27,10 +27,10 @@ def test_simulator_keypoints_need_a_sim_source():
 
 
 def test_pipeline_uses_ground_truth_scaled_to_the_working_frame():
-    from ward.serve.camera import BedPipeline
+    from ward.serve.camera_actor import CameraBed
 
     cfg = _cfg()
-    p = BedPipeline(cfg.beds[0], cfg)
+    p = CameraBed(cfg.beds[0], cfg)
     try:
         deadline = time.monotonic() + 20
         frame = None
@@ -49,6 +49,6 @@ def test_pipeline_uses_ground_truth_scaled_to_the_working_frame():
         assert (got[~vis] == -1).all()
         p.on_pose(frame, img, people)
         assert p.last_keypoints is not None and (p.last_keypoints[:, 2] > 0).sum() >= 5
-        assert p.status()["keypoints_source"] == "simulator"
+        assert p.status().keypoints_source == "simulator"
     finally:
         p.reader.stop()

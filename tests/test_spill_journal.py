@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from test_store import _pg_base_url, _pg_ctl, _reset_pg
 
+from ward.core.messages import CameraReport, ClipScore
 from ward.store.records import Sample, StoreError
 from ward.store.repository import Store
 from ward.store.spill import SpillingWriter
@@ -270,8 +271,8 @@ def test_coordinator_runs_rules_through_outage_and_stores_alarm_once(backend: Ba
     def feed(bed: str, n: int, p: float) -> None:
         for _ in range(n):  # camera actors report every tick; only changes become health events
             clock.t += 1
-            core.report_status({b: {"state": s, "reason": s, "since_wall": clock.t} for b, s in camera.items()})
-            events.extend(core.push({"bed_id": bed, "t": clock.t, "probability": p, "capture_wall": clock.t}))
+            core.report_status({b: CameraReport(state=s, reason=s, since_wall=clock.t) for b, s in camera.items()})
+            events.extend(core.push(ClipScore(bed_id=bed, t=clock.t, probability=p, capture_wall=clock.t)))
 
     feed("bed-1", 3, 0.05)
     feed("bed-2", 12, 0.95)  # bed-2's alarm is opened while the database is up ...
@@ -333,7 +334,7 @@ def test_recover_replays_a_leftover_journal_first(tmp_path: Path) -> None:
     try:
         for _ in range(12):
             clock.t += 1
-            core.push({"bed_id": "bed-1", "t": clock.t, "probability": 0.95})
+            core.push(ClipScore(bed_id="bed-1", t=clock.t, probability=0.95))
         core.flush()
         key = core.snapshot()[0]["alarm_key"]
         assert key and core.writer.pending_ops >= 1

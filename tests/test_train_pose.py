@@ -1,4 +1,4 @@
-"""Pose training targets agree with the decoder; a tiny training run checkpoints; the builder's pose path."""
+"""Pose training targets agree with the decoder; a tiny training run checkpoints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from ward.dataset.build import PoseTracker
 from ward.train.pose import PoseTrainConfig, make_targets, pose_accuracy, train_pose
 from ward.vision.openpose import build_openpose, load_openpose
 from ward.vision.pose import PoseEstimator
@@ -76,32 +75,3 @@ def test_pose_accuracy_counts_hits_misses_and_detection_rate():
     assert m["detection_rate"] == 1.0
     none = pose_accuracy(lambda f: [[] for _ in f], np.zeros((2, 8, 8, 3), np.uint8), [[gt]] * 2)
     assert none["pck@0.1"] == 0.0 and none["detection_rate"] == 0.0
-
-
-def test_pose_tracker_selects_the_patient_and_resets_per_video():
-    patient = _person(60, 60)
-    nurse = _person(150, 60)
-    nurse[:, 2] = 0.9
-    calls = []
-
-    def fake(frames):
-        calls.append(len(frames))
-        return [[nurse, patient] for _ in frames]
-
-    tr = PoseTracker(fake, fps=6.0, bed_roi=(0.0, 0.0, 0.5, 1.0))
-    out = tr(np.zeros((3, 200, 200, 3), np.uint8))
-    assert out.shape == (3, 18, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out[0, :, :2], patient[:, :2], atol=1e-3)
-    tr(np.zeros((2, 200, 200, 3), np.uint8))  # continues in time (no ordering error)
-    tr.reset()
-    tr(np.zeros((1, 200, 200, 3), np.uint8))  # a new video starts at t = 0 again
-    assert calls == [3, 2, 1]
-    with pytest.raises(ValueError, match="returned 0 results"):
-        PoseTracker(lambda f: [], fps=6.0)(np.zeros((2, 10, 10, 3), np.uint8))
-
-
-def test_pose_tracker_with_a_tiny_real_network():
-    torch.manual_seed(0)
-    est = PoseEstimator(build_openpose("small").eval(), height=64)
-    out = PoseTracker(est)(np.full((2, 72, 128, 3), 120, np.uint8))
-    assert out.shape == (2, 18, 3) and np.isfinite(out).all()

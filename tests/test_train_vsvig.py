@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ward.keypoints import VSVIG_15
+from ward.core.keypoints import VSVIG_15
 from ward.train.vsvig import (VSViGTrainConfig, augment, epoch_indices, load_split, manifest_hash, train_vsvig)
 from ward.vision.vsvig import build_vsvig, load_vsvig
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ward.keypoints import VSVIG_15
+from ward.core.keypoints import VSVIG_15
 from ward.vision.partition_order import (
     OFFICIAL_SEEDS,
     generate_partition_orders,

@@ -18,7 +18,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ward.keypoints import HEAD_JOINTS, OPENPOSE_18, OPENPOSE_INDEX
+from ward.core.keypoints import HEAD_JOINTS, OPENPOSE_18, OPENPOSE_INDEX
 from ward.vision.patient import _as_people  # the pose decoder's people -> (N, 18, 3), with clear errors
 
 _HEAD_IDX = np.array([OPENPOSE_INDEX[n] for n in HEAD_JOINTS])

@@ -10,7 +10,7 @@ nurses' station shares one address) limits password spraying over many names.
 
 :func:`redact` scrubs secrets from text: passwords (``password=...``, ``"password": "..."``),
 bearer and basic ``Authorization`` values, ward API tokens (``wt_...``) and URL credentials
-(``postgresql://user:secret@host``, ``rtsp://...?token=``; via :func:`ward.serve.sources.redact_uris`).
+(``postgresql://user:secret@host``, ``rtsp://...?token=``; via :func:`ward.camera.sources.redact_uris`).
 :class:`RedactingFilter` applies it to log records (also their exception text) and replaces array /
 bytes arguments by a short summary so frames never reach a log.
 :func:`install_log_redaction` makes every record created in the process pass through it (a record
@@ -210,11 +210,11 @@ def redact(text: str) -> str:
     """``text`` with passwords, tokens, Authorization values and URL credentials replaced by ``***``.
 
     URIs (``scheme://user:pass@host``, ``?token=``) go through the camera-source module's
-    :func:`~ward.serve.sources.redact_uris`, the same function that redacts camera sources in status
+    :func:`~ward.camera.sources.redact_uris`, the same function that redacts camera sources in status
     reasons, events and the stored config, so the log net and the source redaction cannot diverge."""
     if not text:
         return text
-    from ward.serve.sources import redact_uris  # noqa: PLC0415 (ward.serve imports this module)
+    from ward.camera.sources import redact_uris  # noqa: PLC0415 (ward.serve imports this module)
 
     text = redact_uris(text)
     for pattern, repl in _PATTERNS:

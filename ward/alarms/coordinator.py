@@ -43,15 +43,16 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ward.alarms.rule import BedRule, RuleEvent
+from ward.camera.health import CameraHealth
+from ward.camera.sources import redact_source_text, redact_uri
 from ward.config import RuleOverride, WardConfig, effective_rule
-from ward.serve.sources import redact_source_text, redact_uri
+from ward.core.messages import CameraReport, ClipScore
 
 log = logging.getLogger("ward.serve")
 
 __all__ = ["LATENCY_BUCKETS", "RECOVER_WINDOW_S", "RULE_POLL_S", "BedLive", "Episode", "WardCoordinator"]
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-STATUS_STALE_S = 15.0    # no status from a bed's camera actor this long -> offline
 RECOVER_WINDOW_S = 900.0  # stored samples replayed into the rule after a restart
 RULE_POLL_S = 2.0          # dashboard rule overrides are read this often (off the sample path)
 
@@ -98,7 +99,7 @@ class BedLive:
     since: float = field(default_factory=time.time)
     recorded_state: str | None = None
     last_status_at: float | None = None
-    camera: dict[str, Any] = field(default_factory=dict)
+    camera: CameraReport | None = None                # the camera actor's last report
     episodes: dict[str, Episode] = field(default_factory=dict)  # open episode per tier
     samples_stored: int = 0
     clips_received: int = 0
@@ -256,25 +257,24 @@ class WardCoordinator:
         return report
 
     # ------------------------------------------------------------------------------ inputs
-    def push(self, result: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """One clip probability: ``bed_id, t (clip end, epoch s), probability, capture_wall,
-        pose_quality``. Returns the rule events it caused (as dicts)."""
+    def push(self, result: ClipScore) -> list[dict[str, Any]]:
+        """One clip probability from a camera actor. Returns the rule events it caused (as dicts)."""
         from ward.store import Sample  # noqa: PLC0415
 
-        bed = self.beds.get(str(result["bed_id"]))
+        bed = self.beds.get(result.bed_id)
         if bed is None:
-            raise ValueError(f"unknown bed {result['bed_id']!r}; configured: {list(self.beds)}")
-        t, p = float(result["t"]), float(result["probability"])
+            raise ValueError(f"unknown bed {result.bed_id!r}; configured: {list(self.beds)}")
+        t, p = float(result.t), float(result.probability)
         with self._lock:
             bed.clips_received += 1
             if bed.rule.last_t is not None and t <= bed.rule.last_t:
                 return []  # stale or duplicate clip (the rule would ignore it as well)
             events = bed.rule.update(t, p)
             bed.probability, bed.accumulator, bed.updated_at = p, bed.rule.accumulator, t
-            q = result.get("pose_quality")
+            q = result.pose_quality
             self._samples.append(Sample(bed.bed_id, _dt(t), p, bed.rule.accumulator,
                                         None if q is None else float(q), self.model_version))
-            self._capture.append(float(result.get("capture_wall", t)))
+            self._capture.append(float(t if result.capture_wall is None else result.capture_wall))
             for ev in events:
                 self._apply_event(bed, ev)
             for ev in bed.rule.open_episodes():  # the stored peak follows every sample, not only update events
@@ -304,7 +304,7 @@ class WardCoordinator:
                     ep.reason = ev.reason
                 self._closed.append((bed.bed_id, ep))
 
-    def report_status(self, statuses: Mapping[str, Mapping[str, Any]]) -> None:
+    def report_status(self, statuses: Mapping[str, CameraReport]) -> None:
         """Camera state per bed from a camera actor (state, reason, since_wall and counters).
 
         The reason is scrubbed of the bed's camera credentials here too: everything the API, the
@@ -315,10 +315,10 @@ class WardCoordinator:
                 bed = self.beds.get(bed_id)
                 if bed is None:
                     continue
-                reason = redact_source_text(str(st.get("reason", "")), self.cfg.bed(bed_id).source)
+                reason = redact_source_text(st.reason, self.cfg.bed(bed_id).source)
                 bed.last_status_at = now
-                bed.camera = {**st, "reason": reason}
-                self._set_state(bed, str(st["state"]), reason, float(st.get("since_wall", now)))
+                bed.camera = st.with_reason(reason)
+                self._set_state(bed, st.state, reason, now if st.since_wall is None else float(st.since_wall))
 
     def report_batches(self, kind: str, replica: str, snapshot: Mapping[str, Any]) -> None:
         with self._lock:
@@ -338,12 +338,11 @@ class WardCoordinator:
         with self._lock:
             for bed in self.beds.values():
                 silent_since = bed.last_status_at if bed.last_status_at is not None else bed.since
-                if bed.state != "offline" and now - silent_since > STATUS_STALE_S:
-                    self._set_state(bed, "offline", f"no status from the camera actor for {now - silent_since:.0f} s",
-                                    silent_since)
+                silent = CameraHealth.silence(bed.state, silent_since, now)
+                if silent is not None:
+                    self._set_state(bed, "offline", silent, silent_since)
                 tech = bed.episodes.get("technical")
-                offline_for = now - bed.since
-                if bed.state == "offline" and offline_for > bed.offline_alarm_after_s and tech is None:
+                if CameraHealth.offline_too_long(bed.state, now - bed.since, bed.offline_alarm_after_s) and tech is None:
                     bed.episodes["technical"] = Episode("technical", bed.since, 0.0,
                                                         f"camera offline > {bed.offline_alarm_after_s:g} s: {bed.reason}")
                 elif bed.state != "offline" and tech is not None:
@@ -463,7 +462,7 @@ class WardCoordinator:
         with self._lock:
             out = []
             for b in self.beds.values():
-                cam = b.camera
+                cam = b.camera or CameraReport("offline")
                 alarm = b.episodes.get("alarm")
                 out.append({
                     "bed_id": b.bed_id, "label": b.label, "state": b.state, "reason": b.reason,
@@ -472,9 +471,9 @@ class WardCoordinator:
                     "alarm_id": alarm.db_id if alarm else None, "alarm_key": alarm.key if alarm else None,
                     "review_active": b.rule.review_active,
                     "technical_alarm": "technical" in b.episodes,
-                    "fps": cam.get("fps_sampled"), "camera_fps": cam.get("fps_measured"),
-                    "clips_scored": cam.get("clips_scored", 0), "samples_stored": b.samples_stored,
-                    "keypoints_source": cam.get("keypoints_source"),
+                    "fps": cam.fps_sampled, "camera_fps": cam.fps_measured,
+                    "clips_scored": cam.clips_scored, "samples_stored": b.samples_stored,
+                    "keypoints_source": cam.keypoints_source,
                     "rule": b.rule.config.model_dump(), "rule_source": b.rule_source,
                     "rule_sources": dict(b.rule_sources), "rule_override": b.override_info,
                     "rule_error": b.rule_error,
@@ -485,7 +484,7 @@ class WardCoordinator:
         """Everything /metrics renders (counters are cumulative)."""
         with self._lock:
             return {
-                "beds": {b.bed_id: {**b.camera, "state": b.state, "samples_stored": b.samples_stored,
+                "beds": {b.bed_id: {**(b.camera.as_dict() if b.camera else {}), "state": b.state, "samples_stored": b.samples_stored,
                                     "clips_received": b.clips_received, "probability": b.probability,
                                     "accumulator": b.accumulator} for b in self.beds.values()},
                 "batches": {k: {r: dict(s) for r, s in v.items()} for k, v in self.batches.items()},

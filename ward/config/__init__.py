@@ -11,14 +11,14 @@ from ward.config.loader import load_ward_config
 from ward.config.rules import (LAYER_NAMES, LIVE_RULE_FIELDS, MAX_MIN_DURATION_S, RULE_LAYERS, EffectiveRule,
                                RuleConfig, RuleError, RuleLayer, RuleOverride, RulePatch, RuleSet, effective_rule,
                                validate_rule_overrides)
-from ward.config.schema import (CLINICAL_RETENTION_FLOOR_DAYS, CLIP_LENGTH, ApiConfig, BatchConfig, BatchingConfig,
+from ward.config.schema import (CLINICAL_RETENTION_FLOOR_DAYS, ApiConfig, BatchConfig, BatchingConfig,
                                 BedConfig, CameraActorResources, ClipConfig, DashboardConfig, DatabaseConfig,
                                 DeploymentResources, IngestConfig, ModelsConfig, PoseModelConfig, ResolvedBed,
                                 ResourcesConfig, RetentionConfig, RetentionPolicy, VSViGModelConfig, WardConfig,
                                 WatchdogConfig, is_loopback, read_secret_file)
 
 __all__ = [
-    "CLINICAL_RETENTION_FLOOR_DAYS", "CLIP_LENGTH", "LAYER_NAMES", "LIVE_RULE_FIELDS", "MAX_MIN_DURATION_S",
+    "CLINICAL_RETENTION_FLOOR_DAYS", "LAYER_NAMES", "LIVE_RULE_FIELDS", "MAX_MIN_DURATION_S",
     "RULE_LAYERS", "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
     "ConfigError", "DashboardConfig", "DatabaseConfig", "DeploymentResources", "EffectiveRule", "IngestConfig",
     "ModelsConfig", "PoseModelConfig", "ResolvedBed", "ResourcesConfig", "RetentionConfig", "RetentionPolicy",

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from ward.config.errors import ConfigError, NestedError
 from ward.config.rules import EffectiveRule, RulePatch, effective_rule, validate_rule_overrides
-from ward.serve.sources import redact_uri, source_kind
+from ward.camera.sources import redact_uri, source_kind
+from ward.core.clip import CLIP_FRAMES, CLIP_STRIDE_S, MODEL_FPS, stride_frames
 
 __all__ = [
     "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",
@@ -38,7 +39,6 @@ __all__ = [
     "VSViGModelConfig", "WardConfig", "WatchdogConfig", "is_loopback", "read_secret_file",
 ]
 
-CLIP_LENGTH = 30  # VSViG is trained on 30-frame clips; other lengths are not a configuration choice
 CLINICAL_RETENTION_FLOOR_DAYS = 6 * 365  # alarms / audit kept shorter only with allow_short_clinical_retention
 
 log = logging.getLogger("ward.config")
@@ -73,7 +73,7 @@ class BedConfig(_Strict):
                         description="unique, URL-safe (used in API paths)")
     source: str = Field(min_length=1, description="file path, rtsp://, http(s):// (MJPEG), device:N, /dev/videoN, sim://")
     label: Optional[str] = None
-    fps: float = Field(6.0, gt=0, le=60, description="model sampling rate; 30 frames = one clip")
+    fps: float = Field(MODEL_FPS, gt=0, le=60, description="model sampling rate; 30 frames = one clip")
     height: int = Field(360, ge=64, le=2160, description="working resolution: frames are resized once to this height")
     bed_roi: tuple[float, float, float, float] = Field(
         (0.0, 0.0, 1.0, 1.0), description="normalised x0, y0, x1, y1 of the bed in the image")
@@ -411,8 +411,8 @@ class DashboardConfig(_Listener):
 
 
 class ClipConfig(_Strict):
-    length: Literal[30] = Field(CLIP_LENGTH, description="fixed: VSViG needs 30 frames")
-    stride_s: float = Field(1.0, gt=0, le=30, description="a new clip every stride_s seconds")
+    length: Literal[30] = Field(CLIP_FRAMES, description="fixed: VSViG needs 30 frames")
+    stride_s: float = Field(CLIP_STRIDE_S, gt=0, le=30, description="a new clip every stride_s seconds")
 
 
 class IngestConfig(_Strict):
@@ -532,7 +532,7 @@ class WardConfig(_Strict):
         if problems:
             raise NestedError(problems)
         self._resolved = {b.bed_id: ResolvedBed(b, b.watchdog or self.watchdog,
-                                                max(1, round(self.clip.stride_s * b.fps)),
+                                                stride_frames(self.clip.stride_s, b.fps),
                                                 effective_rule(self.rules, b.rules)) for b in self.beds}
         return self
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ward.config import LAYER_NAMES, LIVE_RULE_FIELDS, EffectiveRule, RuleConfig
-from ward.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
+from ward.core.keypoints import OPENPOSE_18, OPENPOSE_INDEX, OPENPOSE_LIMBS
 
 if TYPE_CHECKING:  # the record type only: this module stays free of database code
     from ward.store.queries import UnackedAlarms

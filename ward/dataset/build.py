@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -29,14 +28,14 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from ward.core.clip import CLIP_FRAMES, CLIP_STRIDE_S, MODEL_FPS, stride_frames
+from ward.core.keypoints import VSVIG_15
 from ward.dataset.annotations import Annotation, load_annotations
-from ward.keypoints import VSVIG_15
+from ward.pipeline import BedPipeline, NormFn, PatchFn, PoseFn
 from ward.privacy import blur_faces_clip, face_boxes
-from ward.sim.labels import CLIP_FPS, CLIP_FRAMES, LABEL_FORMULA, target
+from ward.sim.labels import LABEL_FORMULA, target
 
-PatchFn = Callable[[np.ndarray, np.ndarray], np.ndarray]      # (N,H,W,3) uint8, (N,18,3) -> (N,15,3,32,32)
-NormFn = Callable[[np.ndarray, tuple[int, int]], np.ndarray]  # (N,18,3), (H, W) -> (N,15,3)
-PoseFn = Callable[[np.ndarray], np.ndarray]                   # (N,H,W,3) uint8 -> (N,18,3)
+BedRoi = tuple[float, float, float, float]
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov")
 log = logging.getLogger("ward.dataset")
 
@@ -154,53 +153,55 @@ def _sampled_frames(path: Path, step_frames: float) -> Iterator[tuple[int, np.nd
         cap.release()
 
 
-def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_fn: PoseFn | None = None,
-                     stride_s: float = 1.0, block: int = 32,
-                     blur: BlurCounts | None = None) -> Iterator[dict[str, object]]:
-    """Yield clips of one video: dict(patches (30,15,3,32,32) uint8, kpts (30,15,3) f32, label, t_end, seizure_type).
+def clips_from_video(item: VideoItem, pose_fn: PoseFn | None = None, stride_s: float = CLIP_STRIDE_S,
+                     block: int = 32, blur: BlurCounts | None = None, *, bed_roi: BedRoi | None = None,
+                     patch_fn: PatchFn | None = None, norm_fn: NormFn | None = None) -> Iterator[dict[str, object]]:
+    """Yield clips of one video through the bed pipeline (``ward.pipeline``, as in the ward):
+    dict(patches (30,15,3,32,32) uint8, kpts (30,15,3) f32, label, t_end, seizure_type).
 
-    ``blur``: face-blur each frame (after pose, before patches; counted there); other people are
-    taken from ``pose_fn.last_people`` when the pose function keeps them (``PoseTracker`` does).
+    ``pose_fn``: a pose estimator (frames -> people per frame); the pipeline selects the patient
+    (in ``bed_roi`` when given). None: the simulator's ground-truth keypoints. ``blur``: face-blur
+    each frame (after pose, before patches; counted there), the other people found by pose too.
     """
     cap = cv2.VideoCapture(str(item.path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     cap.release()
-    step = fps / CLIP_FPS
-    stride = max(1, int(round(stride_s * CLIP_FPS)))
+    step = fps / MODEL_FPS
     cam = None
-    if pose_fn is not None and callable(getattr(pose_fn, "reset", None)):
-        pose_fn.reset()  # type: ignore[attr-defined]  # a new video: new patient track
     if pose_fn is None:
         if item.scenario is None:
             raise ValueError(f"{item.path}: ground-truth keypoints need simulator output; give a pose estimator")
         from ward.sim.render import SimCamera
 
         cam = SimCamera(item.scenario)  # type: ignore[arg-type]
-    ring: deque = deque(maxlen=CLIP_FRAMES)
-    n_seen = 0
+
+    def redact(frames: np.ndarray, k18: np.ndarray, people: Sequence | None) -> np.ndarray:
+        frames = blur_faces_clip(frames, k18, people)
+        blur.add(k18, frames.shape[1:3])  # type: ignore[union-attr]
+        return frames
+
+    # one pipeline per video: a new patient track, times from 0
+    pipeline = BedPipeline(bed_roi, stride_frames=stride_frames(stride_s), patch_fn=patch_fn, norm_fn=norm_fn,
+                           redact=redact if blur is not None else None)
 
     def process(batch):
-        nonlocal n_seen
         idx = np.array([i for i, _ in batch])
         frames = np.stack([f for _, f in batch])
-        k18 = np.stack([cam.keypoints(int(i)) for i in idx]) if cam is not None else pose_fn(frames)  # type: ignore[misc]
-        if blur is not None:
-            frames = blur_faces_clip(frames, k18, getattr(pose_fn, "last_people", None))
-            blur.add(k18, frames.shape[1:3])
-        patches = np.clip(np.rint(np.asarray(patch_fn(frames, k18))), 0, 255).astype(np.uint8)
-        k15 = np.asarray(norm_fn(k18, frames.shape[1:3]), dtype=np.float32)
-        for r, i in enumerate(idx):
-            ring.append((i / fps, patches[r], k15[r]))
-            n_seen += 1
-            if len(ring) == CLIP_FRAMES and (n_seen - CLIP_FRAMES) % stride == 0:
-                t_end = ring[-1][0]
-                st = "none"
-                for s in item.seizures:
-                    if s.eeg_onset is not None and s.eeg_onset <= t_end < s.end:  # type: ignore[operator]
-                        st = s.seizure_type
-                yield {"patches": np.stack([x[1] for x in ring]), "kpts": np.stack([x[2] for x in ring]),
-                       "label": float(target(t_end, [s for s in item.seizures if s.has_seizure])),
-                       "t_end": float(t_end), "seizure_type": st}
+        t = idx / fps
+        if cam is not None:
+            posed = pipeline.push(frames, t, patient=np.stack([cam.keypoints(int(i)) for i in idx]))
+        else:
+            posed = pipeline.push(frames, t, pose=pose_fn)
+        for clip in posed.clips:
+            patches, kpts = pipeline.vsvig_inputs(clip)
+            t_end = clip.t_end
+            st = "none"
+            for s in item.seizures:
+                if s.eeg_onset is not None and s.eeg_onset <= t_end < s.end:  # type: ignore[operator]
+                    st = s.seizure_type
+            yield {"patches": patches, "kpts": kpts,
+                   "label": float(target(t_end, [s for s in item.seizures if s.has_seizure])),
+                   "t_end": float(t_end), "seizure_type": st}
 
     batch = []
     for i, img in _sampled_frames(item.path, step):
@@ -212,72 +213,24 @@ def clips_from_video(item: VideoItem, patch_fn: PatchFn, norm_fn: NormFn, pose_f
         yield from process(batch)
 
 
-class PoseTracker:
-    """PoseFn for the builder's pose path: PoseEstimator (people per frame) + PatientSelector (one patient).
-
-    The builder calls it block by block through one video, in frame order; ``reset()`` starts a new
-    video (fresh selector, time 0). Frames are assumed to be sampled at ``fps`` (the builder's 6 fps).
-    ``estimator``: callable (N, H, W, 3) uint8 -> list (per frame) of lists of (18, 3) people, e.g.
-    ``ward.vision.pose.PoseEstimator``. ``bed_roi``: normalised (x0, y0, x1, y1) or None.
-    """
-
-    def __init__(self, estimator: Callable[[np.ndarray], list], fps: float = CLIP_FPS,
-                 bed_roi: tuple[float, float, float, float] | None = None) -> None:
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
-        self.estimator = estimator
-        self.fps = float(fps)
-        self.bed_roi = bed_roi
-        self.reset()
-
-    def reset(self) -> None:
-        self._selector = None
-        self._n = 0
-        self.last_people: list = []  # the estimator's people per frame of the last call (face blur)
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        from ward.vision.patient import PatientSelector
-
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be (N, H, W, 3) uint8, got shape {frames.shape}")
-        if self._selector is None:
-            h, w = frames.shape[1:3]
-            self._selector = PatientSelector(self.bed_roi, frame_size=(w, h) if self.bed_roi else None)
-        people = self.estimator(frames)
-        if len(people) != len(frames):
-            raise ValueError(f"pose estimator returned {len(people)} results for {len(frames)} frames")
-        self.last_people = list(people)
-        out = np.zeros((len(frames), 18, 3), np.float32)
-        for r, ppl in enumerate(people):  # the selector is sequential by design (tracking)
-            out[r] = self._selector.update(ppl, self._n / self.fps)
-            self._n += 1
-        return out
-
-
-def _default_fns() -> tuple[PatchFn, NormFn]:
-    from ward.vision.patches import extract_patches, normalise_keypoints  # written by the vision concern
-
-    return extract_patches, normalise_keypoints
-
-
 def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: PoseFn | None = None,
-                  patch_fn: PatchFn | None = None, norm_fn: NormFn | None = None, stride_s: float = 1.0,
+                  bed_roi: BedRoi | None = None, patch_fn: PatchFn | None = None, norm_fn: NormFn | None = None,
+                  stride_s: float = CLIP_STRIDE_S,
                   shard_size: int = 64, seed: int = 0, source: str = "", face_blur: bool = True,
                   progress: Callable[[str], None] | None = None) -> Path:
     """Write shards + manifest.json to out_dir; return the manifest path.
 
     ``face_blur``: blur faces in recorded videos' frames before cutting patches (default; see the
     module docstring). Off, the shards hold patients' unblurred faces: a warning is logged.
+    ``pose_fn``: a pose estimator (frames -> people per frame; None: ground-truth keypoints of
+    simulator output), the patient selected in ``bed_roi`` (normalised; None: the most complete person).
+    ``patch_fn``/``norm_fn`` replace the real patch extractor/normaliser (tests).
     """
     if not items:
         raise ValueError("no videos to build a dataset from")
     n_recorded = sum(it.scenario is None for it in items)
     if not face_blur and n_recorded:
         log.warning("face blur is OFF: patches of %d recorded video(s) keep patients' faces unblurred", n_recorded)
-    if patch_fn is None or norm_fn is None:
-        p, nf = _default_fns()
-        patch_fn, norm_fn = patch_fn or p, norm_fn or nf
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits = split_patients([it.patient for it in items], seed)
@@ -306,7 +259,8 @@ def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: P
         split = splits[it.patient]
         vname = str(it.path.parent.name + "/" + it.path.name) if it.scenario is not None else it.path.name
         blur = blurred if face_blur and it.scenario is None else None
-        for clip in clips_from_video(it, patch_fn, norm_fn, pose_fn, stride_s, blur=blur):
+        for clip in clips_from_video(it, pose_fn, stride_s, blur=blur, bed_roi=bed_roi, patch_fn=patch_fn,
+                                     norm_fn=norm_fn):
             clip["video"], clip["patient"] = vname, it.patient
             buffers[split].append(clip)
             n_clips[split] += 1
@@ -317,7 +271,7 @@ def build_dataset(items: Sequence[VideoItem], out_dir: str | Path, *, pose_fn: P
     for s in buffers:
         flush(s)
     manifest = {
-        "format": "ward.clips/1", "clip_length": CLIP_FRAMES, "fps": int(CLIP_FPS), "joint_layout": list(VSVIG_15),
+        "format": "ward.clips/1", "clip_length": CLIP_FRAMES, "fps": int(MODEL_FPS), "joint_layout": list(VSVIG_15),
         "splits": shards, "patients": splits, "label_formula": LABEL_FORMULA,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": source,
         "keypoints": "ground_truth" if pose_fn is None else "pose_estimator", "stride_s": stride_s,

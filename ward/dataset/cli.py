@@ -48,18 +48,17 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--keypoints must be gt or pose")
             pose_fn = None
             if keypoints == "pose":
-                from ward.dataset.build import PoseTracker
                 from ward.vision.pose import PoseEstimator
 
                 if not pose_weights.is_file():
                     raise ValueError(f"--pose-weights {pose_weights} not found (train with `ward train pose`)")
-                pose_fn = PoseTracker(PoseEstimator.from_checkpoint(str(pose_weights)), bed_roi=bed_roi)
+                pose_fn = PoseEstimator.from_checkpoint(str(pose_weights))
             if not face_blur and videos:
                 typer.echo("WARNING: --no-face-blur: the shards will hold UNBLURRED face patches of the patients in "
                            f"{videos}; keep them only under the dataset's own ethics approval (manifest: "
                            "face_blur: false)", err=True)
             src = ", ".join([*(str(s) for s in sim or []), *([f"{videos} + {annotations}"] if videos else [])])
-            path = build_dataset(items, out, pose_fn=pose_fn, stride_s=stride_s, shard_size=shard_size, seed=seed,
+            path = build_dataset(items, out, pose_fn=pose_fn, bed_roi=bed_roi, stride_s=stride_s, shard_size=shard_size, seed=seed,
                                  source=src, face_blur=face_blur, progress=typer.echo)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None

@@ -1,14 +1,15 @@
 """`ward eval`: the seizure-detection benchmark on held-out simulated scenarios.
 
-Pipeline per scenario (frames sampled at 6 fps, one clip per second, 30 frames = 5 s per clip):
+Pipeline per scenario (the ward's own bed pipeline, ``ward.pipeline.BedPipeline``, with the clip
+contract of ``ward.core.clip``: frames sampled at 6 fps, one clip per second, 30 frames = 5 s per clip):
 
 * fast path: simulator ground-truth keypoints + realistic pose noise (`noisy_keypoints`: jitter,
   dropped joints, occasional left/right swaps) -> rendered frames -> joint patches -> VSViG -> rule;
 * full path: rendered frames -> PoseEstimator -> PatientSelector (bed region from the scenario) ->
   patches -> VSViG -> rule.
 
-Each frame is rendered and its patches extracted once; overlapping clips index into the per-frame
-patch array (no frame is processed 30 times). The motion baseline (`ward.evaluation.baseline`) scores
+Each frame is rendered and its patches extracted once (a chunk of frames at a time); clips are
+gathered from the pipeline's ring and scored in batches of ``batch`` clips. The motion baseline (`ward.evaluation.baseline`) scores
 the same rendered frames on the same clip grid and goes through the same `BedRule`; its threshold is
 the highest one whose sensitivity reaches VSViG's (on this footage: it is a reference point, not a
 tuned detector). Metrics come from `ward.evaluation.metrics.evaluate`.
@@ -32,14 +33,15 @@ import torch
 
 from ward.alarms.rule import run_rule
 from ward.config import RuleConfig
+from ward.core.clip import MODEL_FPS, clip_ends
+from ward.core.numerics import flush_denormals
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
 from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_times
-from ward.numerics import flush_denormals
+from ward.pipeline import BedPipeline, ClipScorer
 
 EVAL_SEED = 900_000
 TRAIN_SEEDS = "1000-2999 (VSViG clips), 3000-3999 (pose frames)"
-CLIP_FRAMES = 30
-FPS = 6.0
+FPS = MODEL_FPS
 TAIL_S = {"focal_clonic": 90, "tonic": 40, "tonic_clonic": 120, "hypermotor": 60, "myoclonic": 25}
 """Longest clinical phase per type (s): seizure scenarios last until it has certainly ended + 30 s."""
 
@@ -131,66 +133,58 @@ def bed_roi_from_track(k18: np.ndarray, width: int, height: int, margin: float =
 
 # ------------------------------------------------------------------------------------------ scoring
 
-def clip_ends(n_frames: int, stride: int = int(FPS)) -> np.ndarray:
-    """Frame index of each clip's last frame (same grid as the dataset builder: 29, 35, 41, ...)."""
-    return np.arange(CLIP_FRAMES - 1, n_frames, stride)
+def vsvig_score_fn(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], np.ndarray]:
+    """A local VSViG as the pipeline's score function: uint8 patches and keypoints -> probabilities."""
+    @torch.no_grad()
+    def score(patches: torch.Tensor, k15: torch.Tensor) -> np.ndarray:
+        return model(patches.float(), k15).float().numpy()
 
-
-@torch.no_grad()
-def score_clips(model: torch.nn.Module, patches: torch.Tensor, k15: torch.Tensor, ends: np.ndarray,
-                batch: int = 64) -> np.ndarray:
-    """VSViG probabilities of the clips ending at `ends` from per-frame patches (M,15,3,32,32) uint8 and
-    keypoints (M,15,3); each clip gathers its 30 frames by index (frames are shared, not recomputed)."""
-    offs = torch.arange(-(CLIP_FRAMES - 1), 1)
-    out = []
-    for i in range(0, len(ends), batch):
-        idx = torch.as_tensor(ends[i:i + batch])[:, None] + offs  # (B, 30)
-        out.append(model(patches[idx].float(), k15[idx]).float().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return score
 
 
 def score_scenario(sc: Any, model: torch.nn.Module, cfg: EvalConfig, rng: np.random.Generator,
                    pose: Any = None, chunk_frames: int = 360) -> dict[str, np.ndarray]:
-    """One scenario through the pipeline: t_end, VSViG p, target, baseline score (per clip), keypoints used."""
+    """One scenario through the bed pipeline (``ward.pipeline``, as in the ward): t_end, VSViG p,
+    target, baseline score (per clip), keypoints used. Frames are rendered and posed in chunks."""
     from ward.sim.labels import target
     from ward.sim.render import SimCamera
-    from ward.vision.patches import extract_patches, normalise_keypoints
 
     cam = SimCamera(sc)
     if abs(cam.fps - FPS) > 1e-6:
         raise ValueError(f"evaluation scenarios must be rendered at {FPS} fps, got {cam.fps}")
     n = cam.n_frames
     tr = cam.track()
-    selector = None
     if pose is None:
         k18_all = noisy_keypoints(tr["kpts"], rng, cfg.noise)
+        pipeline = BedPipeline()
     else:
-        from ward.vision.patient import PatientSelector
-
         k18_all = np.zeros((n, 18, 3), np.float32)
-        selector = PatientSelector(bed_roi_from_track(tr["kpts"], cam.width, cam.height),
-                                   frame_size=(cam.width, cam.height))
-    patches = torch.zeros((n, 15, 3, 32, 32), dtype=torch.uint8)
-    k15 = torch.zeros((n, 15, 3), dtype=torch.float32)
+        pipeline = BedPipeline(bed_roi_from_track(tr["kpts"], cam.width, cam.height))
+    scorer = ClipScorer(vsvig_score_fn(model), cfg.batch)
     pooled: list[np.ndarray] = []
     buf = np.empty((min(n, chunk_frames), cam.height, cam.width, 3), np.uint8)  # reused: no page faults per chunk
+    t_clips: list[float] = []
     for a in range(0, n, chunk_frames):
         b = min(n, a + chunk_frames)
         frames = buf[:b - a]
         for r, i in enumerate(range(a, b)):
             frames[r] = cam.frame(i)[0]
-        if pose is not None:
-            people = pose(frames)
-            for r, i in enumerate(range(a, b)):
-                k18_all[i] = selector.update(people[r], i / FPS)  # type: ignore[union-attr]
-        kk = k18_all[a:b]
-        patches[a:b] = extract_patches(frames, kk, out_dtype=torch.uint8)
-        k15[a:b] = normalise_keypoints(kk, frames.shape[1:3])
+        t = np.arange(a, b) / FPS
+        if pose is None:
+            posed = pipeline.push(frames, t, patient=k18_all[a:b])
+        else:
+            posed = pipeline.push(frames, t, pose=pose)
+            k18_all[a:b] = posed.keypoints
+        for clip in posed.clips:
+            scorer.add(pipeline.vsvig_inputs(clip))
+            t_clips.append(clip.t_end)
         gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
         pooled.append(pool_frames(gray, cfg.baseline.grid_px))
     ends = clip_ends(n)
-    p = score_clips(model, patches, k15, ends, cfg.batch)
+    p = scorer.finish()
     t_end = ends / FPS
+    if not np.array_equal(np.asarray(t_clips), t_end):
+        raise AssertionError("the bed pipeline's clips are off the clip grid")
     _, bscore = scores_from_frames(np.concatenate(pooled), FPS, cfg.baseline, hop=1)
     # scores_from_frames returns windows ending at frames n_w-1, n_w, ...; pick the clip ends
     n_w = int(round(cfg.baseline.window_s * FPS))

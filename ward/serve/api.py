@@ -221,7 +221,7 @@ class WardAPI:
     def _start_cameras(self) -> None:
         import ray  # noqa: PLC0415
 
-        from ward.serve.camera import CameraActor, assign_beds  # noqa: PLC0415
+        from ward.serve.camera_actor import CameraActor, assign_beds  # noqa: PLC0415
 
         res = self.cfg.resources.camera_actors
         remote = ray.remote(CameraActor)

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from ward.alarms.coordinator import RULE_POLL_S, WardCoordinator
 from ward.alarms.retention import RetentionRunner
 from ward.config import load_ward_config
+from ward.core.messages import CameraReport, ClipScore
 
 log = logging.getLogger("ward.serve")
 
@@ -65,10 +66,10 @@ if serve is not None:
             while not self._stop.wait(RULE_POLL_S):
                 self.core.poll_rules()
 
-        async def push(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        async def push(self, result: ClipScore) -> list[dict[str, Any]]:
             return self.core.push(result)
 
-        async def report_status(self, statuses: dict[str, dict[str, Any]]) -> None:
+        async def report_status(self, statuses: dict[str, CameraReport]) -> None:
             self.core.report_status(statuses)
 
         async def report_batches(self, kind: str, replica: str, snapshot: dict[str, Any]) -> None:

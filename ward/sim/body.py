@@ -19,7 +19,7 @@ from typing import Final
 
 import numpy as np
 
-from ward.keypoints import OPENPOSE_18
+from ward.core.keypoints import OPENPOSE_18
 
 # Internal joints: the 18 OpenPose joints plus the pelvis (root) and the head centre.
 JOINTS: Final[tuple[str, ...]] = OPENPOSE_18 + ("pelvis", "head_c")

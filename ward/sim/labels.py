@@ -23,8 +23,6 @@ import numpy as np
 
 TAU_FRACTION: Final[float] = 1.0 / 3.0
 END_MARGIN_S: Final[float] = 5.0
-CLIP_FRAMES: Final[int] = 30
-CLIP_FPS: Final[float] = 6.0
 
 LABEL_FORMULA: Final[str] = (
     "p=0 for t<t_eeg; p=(1-exp(-(t-t_eeg)/tau))/(1-exp(-(t_clin-t_eeg)/tau)) with tau=(t_clin-t_eeg)/3 for "

@@ -10,7 +10,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ward.keypoints import OPENPOSE_18
+from ward.core.keypoints import OPENPOSE_18
 from ward.sim.labels import LABEL_FORMULA
 from ward.sim.render import SimCamera
 from ward.sim.scenario import Scenario

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ward.keypoints import OPENPOSE_18
+from ward.core.keypoints import OPENPOSE_18
 from ward.sim.behaviours import behaviour_pose, breathing, caregiver_joints
 from ward.sim.body import FACE_IDX, JI, LEG_JOINTS, BodyShape, forward_kinematics
 from ward.sim.camera import FLOOR_Z, Camera, make_camera

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ward.numerics import flush_denormals
+from ward.core.numerics import flush_denormals
 from ward.vision.pose_decode import LIMB_JOINTS, LIMB_PAFS
 
 TRAIN_SEED_BASE = 3000   # pose training scenarios: 3000 + 100 * seed + k

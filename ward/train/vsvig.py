@@ -32,8 +32,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ward.keypoints import VSVIG_15
-from ward.numerics import flush_denormals
+from ward.core.keypoints import VSVIG_15
+from ward.core.numerics import flush_denormals
 
 TRAINED_ON = "simulated data (ward.sim), not for clinical use"
 CLIP_FORMAT = "ward.clips/1"
@@ -70,7 +70,7 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     if man.get("format") != CLIP_FORMAT:
         raise ValueError(f"{path}: format {man.get('format')!r}, expected {CLIP_FORMAT!r}; rebuild the dataset")
     if list(man.get("joint_layout", VSVIG_15)) != list(VSVIG_15):
-        raise ValueError(f"{path}: joint layout differs from ward.keypoints.VSVIG_15; rebuild the dataset")
+        raise ValueError(f"{path}: joint layout differs from ward.core.keypoints.VSVIG_15; rebuild the dataset")
     return man
 
 

@@ -18,7 +18,7 @@ from typing import Final, Sequence
 
 import torch
 
-from ward.keypoints import JOINTS_PER_PART, NUM_PARTS
+from ward.core.keypoints import JOINTS_PER_PART, NUM_PARTS
 
 NUM_JOINTS: Final[int] = NUM_PARTS * JOINTS_PER_PART
 

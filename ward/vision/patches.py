@@ -34,7 +34,8 @@ from typing import NamedTuple, Union
 import numpy as np
 import torch
 
-from ward.keypoints import OPENPOSE_18, OPENPOSE_TO_VSVIG, VSVIG_15
+from ward.core.clip import PATCH_SIZE
+from ward.core.keypoints import OPENPOSE_18, OPENPOSE_TO_VSVIG, VSVIG_15
 
 REFERENCE_HEIGHT = 1080
 """Frame height the official window size is defined for."""
@@ -42,8 +43,6 @@ REFERENCE_WINDOW = 128
 """Official window (kernel) size in pixels at 1080 rows."""
 SIGMA_FRACTION = 0.3
 """Gaussian sigma as a fraction of the window size (official ``kernel_sigma``)."""
-PATCH_SIZE = 32
-"""Output patch side (official scale 1/4 of 128)."""
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 

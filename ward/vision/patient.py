@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ward.keypoints import OPENPOSE_18
+from ward.core.keypoints import OPENPOSE_18
 
 NUM_JOINTS = len(OPENPOSE_18)
 

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ward.keypoints import JOINTS_PER_PART, NUM_PARTS, VSVIG_15
+from ward.core.clip import CLIP_FRAMES, PATCH_SIZE
+from ward.core.keypoints import JOINTS_PER_PART, NUM_PARTS, VSVIG_15
 from ward.vision.partition_order import (
     OFFICIAL_SEEDS,
     generate_partition_orders,
@@ -50,9 +51,8 @@ Variant = Literal["light", "base"]
 GraphMode = Literal["official", "paper"]
 
 CHECKPOINT_FORMAT: Final[str] = "ward.vsvig/1"
-NUM_FRAMES: Final[int] = 30
+NUM_FRAMES: Final[int] = CLIP_FRAMES
 NUM_JOINTS: Final[int] = NUM_PARTS * JOINTS_PER_PART
-PATCH_SIZE: Final[int] = 32
 VARIANTS: Final[dict[str, tuple[int, ...]]] = {"light": (12, 24, 48, 96), "base": (24, 48, 96, 192)}
 LAYERS: Final[tuple[int, ...]] = (2, 2, 6, 2)
 EXPANSION: Final[int] = 2
@@ -583,7 +583,7 @@ def load_vsvig(source: str | Path | Mapping[str, Any], *, variant: Variant | Non
             raise VSViGLoadError("ward checkpoint has no 'state_dict' mapping")
         layout = meta.get("joint_layout")
         if layout is None or list(layout) != list(VSVIG_15):
-            raise VSViGLoadError(f"checkpoint joint_layout {layout!r} differs from ward.keypoints.VSVIG_15 "
+            raise VSViGLoadError(f"checkpoint joint_layout {layout!r} differs from ward.core.keypoints.VSVIG_15 "
                                  f"{list(VSVIG_15)}; re-export the model in the canonical layout")
         v = variant or meta.get("variant") or _infer_variant(sd)
         if meta.get("variant") not in (None, v):
@@ -622,7 +622,7 @@ def save_vsvig_checkpoint(model: VSViG, path: str | Path, **metadata: Any) -> Pa
         if key in metadata and metadata[key] != getattr(model, key):
             raise ValueError(f"metadata {key}={metadata[key]!r} contradicts the model's {getattr(model, key)!r}")
     if "joint_layout" in metadata and list(metadata["joint_layout"]) != list(VSVIG_15):
-        raise ValueError("joint_layout must equal ward.keypoints.VSVIG_15")
+        raise ValueError("joint_layout must equal ward.core.keypoints.VSVIG_15")
     meta: dict[str, Any] = {"trained_on": None, "notes": ""}
     meta.update({k: v for k, v in model.metadata.items() if k not in ("source",)})
     meta.update(metadata)

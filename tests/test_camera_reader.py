@@ -1,4 +1,4 @@
-"""Camera ingest on real video files: reading, reconnecting, watchdog, sampling and clip assembly."""
+"""Camera reading on real video files: reading, reconnecting, watchdog, health and sampling."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ward.serve.ingest import (CameraReader, ClipAssembler, FrameSampler, SourceError, backoff_delay, open_source,
-                               reader_from_config, resize_to_height)
-from ward.serve.sources import source_kind
+from ward.camera.reader import (CameraReader, FrameSampler, SourceError, backoff_delay, open_source, reader_from_config,
+                               resize_to_height)
+from ward.camera.sources import source_kind
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
@@ -327,53 +327,3 @@ def test_resize_to_height() -> None:
     assert resize_to_height(np.zeros((100, 300), np.uint8), 200).shape == (200, 600)
     with pytest.raises(ValueError, match="HxW"):
         resize_to_height(np.zeros((0, 5, 3), np.uint8), 10)
-
-
-# ------------------------------------------------------------------------------------- clips
-
-def _frame(i: int) -> tuple[np.ndarray, np.ndarray]:
-    kp = np.full((18, 3), i, np.float32)
-    patches = np.full((15, 3, 32, 32), i % 256, np.uint8)
-    return kp, patches
-
-
-def test_clip_assembler_emits_first_at_30_then_every_stride() -> None:
-    a = ClipAssembler(30, 6)
-    emitted = []
-    for i in range(60):
-        kp, p = _frame(i)
-        clip = a.push(kp, p, i / 6)
-        if clip is not None:
-            emitted.append((i, clip))
-    assert [i for i, _ in emitted] == [29, 35, 41, 47, 53, 59]
-    for i, clip in emitted:
-        assert clip.keypoints.shape == (30, 18, 3) and clip.patches.shape == (30, 15, 3, 32, 32)
-        np.testing.assert_array_equal(clip.keypoints[:, 0, 0], np.arange(i - 29, i + 1))
-        np.testing.assert_array_equal(clip.patches[:, 0, 0, 0, 0], np.arange(i - 29, i + 1) % 256)
-        assert clip.t_end == pytest.approx(i / 6) and clip.valid_fraction == 1.0
-    assert [c.index for _, c in emitted] == list(range(6))
-    # clips own their data: later pushes do not change an emitted clip
-    first = emitted[0][1]
-    assert first.keypoints[0, 0, 0] == 0 and first.patches[0, 0, 0, 0, 0] == 0
-    assert not np.shares_memory(first.keypoints, a._kp) and not np.shares_memory(first.patches, a._patches)
-
-
-def test_clip_assembler_missing_patches_and_gaps() -> None:
-    a = ClipAssembler(30, 6, max_gap_s=1.0)
-    clip = None
-    for i in range(30):
-        kp, p = _frame(i + 1)
-        clip = a.push(kp, None if i % 3 == 0 else p, i / 6)
-    assert clip is not None
-    assert clip.patch_valid.sum() == 20 and np.all(clip.patches[~clip.patch_valid] == 0)
-    assert np.all(clip.patches[clip.patch_valid] > 0)
-    # a 10 s outage: the next clip needs 30 fresh frames, never spanning the gap
-    out = [a.push(*_frame(1), 20 + i / 6) for i in range(30)]
-    assert all(c is None for c in out[:29]) and out[29] is not None and a.resets == 1
-    assert out[29].t_start == 20.0
-    with pytest.raises(ValueError, match=r"keypoints must have shape \(18, 3\)"):
-        a.push(np.zeros((17, 3)), None, 30)
-    with pytest.raises(ValueError, match="patches must be uint8"):
-        a.push(np.zeros((18, 3)), np.zeros((15, 3, 32, 32), np.float32), 30)
-    with pytest.raises(ValueError, match="must not go backwards"):
-        a.push(np.zeros((18, 3)), None, 1.0)

@@ -1,17 +1,20 @@
-"""Camera actors: read beds, sample at the model rate, call Pose, assemble clips, call VSViG.
+"""Camera actors: the Ray side of the live clip path, and nothing else.
 
 One :class:`CameraActor` (a plain Ray actor, restarted by Ray if it dies) serves
-``beds_per_actor`` beds. Each bed is a :class:`BedPipeline` (no Ray in it):
+``beds_per_actor`` beds. Each bed is a :class:`CameraBed`: a :class:`ward.camera.reader.CameraReader`
+and :class:`~ward.camera.reader.FrameSampler` feeding the one bed pipeline (:mod:`ward.pipeline`);
+this module only adapts them to the Ray Serve deployments:
 
     CameraReader (thread, latest-frame slot) -> FrameSampler (model fps) -> resize once
-      -> Pose (at most ``max_inflight_per_bed`` requests in flight; extra frames are dropped and counted)
-      -> PatientSelector -> joint patches -> ClipAssembler (30 frames, stride) -> VSViG -> Coordinator
+      -> Pose deployment (at most ``max_inflight_per_bed`` requests in flight; extra frames are dropped
+         and counted) -> ward.pipeline.BedPipeline (patient, patches, clip) -> VSViG deployment
+      -> Coordinator (:class:`ward.core.messages.ClipScore`)
 
 Every bed runs its own coroutine on the actor's event loop (in a background thread started by the
 constructor, so a restarted actor resumes by itself): a slow or dead camera only stalls its own
 bed, and nothing waits for all cameras at start. Pose results are consumed in submission order so
 the patient tracker and the clip ring always see frames in time order. Camera state, reason and
-counters go to the Coordinator every second.
+counters go to the Coordinator every second (:class:`ward.core.messages.CameraReport`).
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ import logging
 import threading
 import time
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ward.camera.reader import CameraReader, Frame, FrameSampler, reader_from_config, resize_to_height
 from ward.config import BedConfig, WardConfig, load_ward_config
-from ward.serve.ingest import CameraReader, Clip, ClipAssembler, Frame, FrameSampler, resize_to_height
+from ward.core.clip import Clip
+from ward.core.messages import CameraReport, ClipScore
+from ward.pipeline import BedPipeline
 
 log = logging.getLogger("ward.serve")
 
-__all__ = ["BedPipeline", "CameraActor", "assign_beds"]
+__all__ = ["CameraActor", "CameraBed", "assign_beds"]
 
 STATUS_PERIOD_S = 1.0
 CALL_TIMEOUT_S = 30.0
@@ -44,26 +51,19 @@ def assign_beds(bed_ids: list[str], per_actor: int) -> list[list[str]]:
     return [bed_ids[i:i + per_actor] for i in range(0, len(bed_ids), per_actor)]
 
 
-class BedPipeline:
-    """One bed's ingest state and per-frame processing (pure Python + OpenCV/torch, no Ray)."""
+class CameraBed:
+    """One bed inside a camera actor: its reader, sampler, pipeline and counters (no Ray)."""
 
     def __init__(self, bed: BedConfig, cfg: WardConfig, *,
-                 reader_factory: Callable[..., CameraReader] = CameraReader) -> None:
-        resolved = cfg.resolved_bed(bed.bed_id)
-        wd = resolved.watchdog
+                 reader_factory: Callable[..., CameraReader] = reader_from_config) -> None:
         self.bed = bed
         self.cfg = cfg
         self.max_inflight = cfg.ingest.max_inflight_per_bed
-        self.reader = reader_factory(
-            bed.source, name=bed.bed_id, model_fps=bed.fps, no_frame_timeout_s=wd.no_frame_timeout_s,
-            backoff_initial_s=wd.backoff_initial_s, backoff_max_s=wd.backoff_max_s, jitter=wd.jitter,
-            loop=bed.loop, degraded_fps_ratio=cfg.ingest.degraded_fps_ratio,
-            patient_lost_after_s=cfg.ingest.patient_lost_after_s)
+        self.reader = reader_factory(cfg, bed.bed_id)
         self.sampler = FrameSampler(bed.fps)
         # a clip never spans a hole longer than a few sampled frames (camera gap, pose outage)
-        self.assembler = ClipAssembler(cfg.clip.length, resolved.stride_frames, max_gap_s=max(1.0, 4.0 / bed.fps))
-        self.selector: Any = None
-        self.size: tuple[int, int] | None = None  # (w, h) of working frames
+        self.pipeline = BedPipeline(bed.bed_roi, stride_frames=cfg.resolved_bed(bed.bed_id).stride_frames,
+                                    max_gap_s=max(1.0, 4.0 / bed.fps))
         self.wall_offset = 0.0                    # wall - reader clock, for clip times
         self.inflight = 0
         self.vsvig_inflight = 0
@@ -71,7 +71,10 @@ class BedPipeline:
                          "clips_emitted": 0, "clips_scored": 0, "clips_dropped": 0, "clips_failed": 0,
                          "push_errors": 0}
         self._pose_times: deque[float] = deque(maxlen=256)
-        self.last_keypoints: np.ndarray | None = None
+
+    @property
+    def last_keypoints(self) -> np.ndarray | None:
+        return self.pipeline.last_keypoints
 
     # -- per frame -----------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> np.ndarray:
@@ -92,42 +95,21 @@ class BedPipeline:
         return [person]
 
     def on_pose(self, frame: Frame, img: np.ndarray, people: np.ndarray) -> Clip | None:
-        """Patient selection, patches and clip assembly for one posed frame (in time order)."""
-        import torch  # noqa: PLC0415
-
-        from ward.vision.patches import extract_patches  # noqa: PLC0415
-        from ward.vision.patient import PatientSelector  # noqa: PLC0415
-
-        h, w = img.shape[:2]
-        if self.size != (w, h):  # first frame, or the camera changed resolution: start over
-            self.size = (w, h)
-            self.selector = PatientSelector(self.bed.bed_roi, frame_size=(w, h))
-            self.assembler.reset()
+        """One posed frame (in time order) through the bed pipeline; the clip when one is due."""
         self.counters["pose_done"] += 1
         self._pose_times.append(time.monotonic())
-        kp = self.selector.update(people, frame.t)
-        found = bool(self.selector.found or self.selector.has_identity)
-        self.reader.set_patient_found(found)
-        self.last_keypoints = kp
-        patches = None
-        if found and bool((kp[:, 2] > 0).any()):
-            patches = extract_patches(img[None], kp[None], out_dtype=torch.uint8)[0].numpy()
-        clip = self.assembler.push(kp, patches, frame.t)
-        if clip is not None:
-            self.counters["clips_emitted"] += 1
-        return clip
+        posed = self.pipeline.push(img[None], [frame.t], people=[people])
+        self.reader.set_patient_found(bool(posed.found[0]))
+        self.counters["clips_emitted"] += len(posed.clips)
+        return posed.clips[-1] if posed.clips else None
 
-    def clip_request(self, clip: Clip) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """VSViG inputs (patches uint8, normalised keypoints) and the metadata for the Coordinator."""
-        from ward.vision.patches import normalise_keypoints  # noqa: PLC0415
-
-        assert self.size is not None
-        w, h = self.size
-        kpts = normalise_keypoints(clip.keypoints, (h, w)).numpy()
+    def clip_request(self, clip: Clip) -> tuple[np.ndarray, np.ndarray, Callable[[float], ClipScore]]:
+        """VSViG inputs (patches uint8, normalised keypoints) and the clip's ClipScore given its probability."""
+        patches, kpts = self.pipeline.vsvig_inputs(clip)
         t_end = clip.t_end + self.wall_offset
-        meta = {"bed_id": self.bed.bed_id, "t": t_end, "capture_wall": t_end, "clip_index": clip.index,
-                "pose_quality": clip.valid_fraction}
-        return clip.patches, kpts, meta
+        score = partial(ClipScore, self.bed.bed_id, t_end, capture_wall=t_end, clip_index=clip.index,
+                        pose_quality=clip.valid_fraction)
+        return patches, kpts, lambda p: score(probability=float(p))
 
     # -- status --------------------------------------------------------------------------------
     def pose_fps(self, window_s: float = 5.0) -> float:
@@ -135,27 +117,25 @@ class BedPipeline:
         recent = [t for t in self._pose_times if now - t <= window_s]
         return len(recent) / window_s if recent else 0.0
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> CameraReport:
         """Reader state, with 'degraded' when pose cannot keep up with the model rate."""
         st = self.reader.status()
         state, reason, since_wall = st.state, st.reason, st.since_wall
         fps = self.pose_fps()
-        need = self.cfg.ingest.degraded_fps_ratio * self.bed.fps
-        warm = st.state == "online" and st.duration_s > 6.0
-        if warm and fps < need:
-            state, reason = "degraded", f"pose keeps up with {fps:.1f} fps, the model needs >= {need:.1f}"
-            since_wall = time.time()
-        return {"state": state, "reason": reason, "since_wall": since_wall, "fps_measured": st.fps_measured,
-                "fps_sampled": fps, "frames_in": st.frames_in, "frames_dropped": st.frames_dropped,
-                "frames_corrupt": st.frames_corrupt, "reconnects": st.reconnects,
-                "inflight": self.inflight, "vsvig_inflight": self.vsvig_inflight,
-                "keypoints_source": self.bed.keypoints, **self.counters}
+        slow = self.reader.health.pose_verdict(st.state, st.duration_s, fps)
+        if slow is not None:
+            (state, reason), since_wall = slow, time.time()
+        return CameraReport(state=state, reason=reason, since_wall=since_wall, fps_measured=st.fps_measured,
+                            fps_sampled=fps, frames_in=st.frames_in, frames_dropped=st.frames_dropped,
+                            frames_corrupt=st.frames_corrupt, reconnects=st.reconnects, inflight=self.inflight,
+                            vsvig_inflight=self.vsvig_inflight, keypoints_source=self.bed.keypoints,
+                            **self.counters)
 
 
 class _Loop:
     """The actor's asyncio loop on a background thread: one coroutine per bed plus status reports."""
 
-    def __init__(self, cfg: WardConfig, pipelines: dict[str, BedPipeline], app_name: str) -> None:
+    def __init__(self, cfg: WardConfig, pipelines: dict[str, CameraBed], app_name: str) -> None:
         self.cfg = cfg
         self.pipelines = pipelines
         self.app_name = app_name
@@ -184,7 +164,7 @@ class _Loop:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _bed(self, p: BedPipeline) -> None:
+    async def _bed(self, p: CameraBed) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         consumer = asyncio.create_task(self._consume(p, queue))
@@ -211,7 +191,7 @@ class _Loop:
     async def _pose(self, img: np.ndarray) -> np.ndarray:
         return await asyncio.wait_for(self._handle("Pose").estimate.remote(img), CALL_TIMEOUT_S)
 
-    async def _consume(self, p: BedPipeline, queue: asyncio.Queue) -> None:
+    async def _consume(self, p: CameraBed, queue: asyncio.Queue) -> None:
         while True:
             frame, img, fut = await queue.get()
             try:
@@ -237,9 +217,9 @@ class _Loop:
             p.vsvig_inflight += 1
             asyncio.ensure_future(self._score(p, clip))
 
-    async def _score(self, p: BedPipeline, clip: Clip) -> None:
+    async def _score(self, p: CameraBed, clip: Clip) -> None:
         try:
-            patches, kpts, meta = p.clip_request(clip)
+            patches, kpts, clip_score = p.clip_request(clip)
             prob = await asyncio.wait_for(self._handle("VSViG").score.remote(patches, kpts), CALL_TIMEOUT_S)
             p.counters["clips_scored"] += 1
         except Exception as exc:  # noqa: BLE001
@@ -249,7 +229,7 @@ class _Loop:
         finally:
             p.vsvig_inflight -= 1
         try:
-            await asyncio.wait_for(self._handle("Coordinator").push.remote({**meta, "probability": prob}),
+            await asyncio.wait_for(self._handle("Coordinator").push.remote(clip_score(prob)),
                                    CALL_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001
             p.counters["push_errors"] += 1
@@ -275,10 +255,10 @@ class CameraActor:
 
         torch.set_num_threads(1)
         cfg = load_ward_config(config, validate_paths=False)
-        self.pipelines = {b: BedPipeline(cfg.bed(b), cfg) for b in bed_ids}
+        self.pipelines = {b: CameraBed(cfg.bed(b), cfg) for b in bed_ids}
         self.loop = _Loop(cfg, self.pipelines, app_name)
 
-    def status(self) -> dict[str, dict[str, Any]]:
+    def status(self) -> dict[str, CameraReport]:
         return {b: p.status() for b, p in self.pipelines.items()}
 
     def node_id(self) -> str:

@@ -1,40 +1,39 @@
-"""Camera ingest core: resilient readers, model-rate sampling and 30-frame clip assembly.
+"""Reading cameras: resilient readers and model-rate sampling.
 
-Pure Python + threads + OpenCV (no Ray), so a Ray camera actor can wrap several of these per process.
+A ward must keep watching when a camera drops, stalls or delivers garbage, and must say so; this is
+the only place that talks to a camera. Pure Python + threads + OpenCV (no Ray), so a Ray camera
+actor can wrap several of these per process.
 
 * :class:`CameraReader` reads one source on its own thread into a latest-frame slot (drop-oldest:
   freshness beats completeness for alarms), reconnects with exponential backoff and jitter, reopens
   a stream that stops delivering (no-frame watchdog), and reports online / degraded / offline with a
-  reason and since-when. Nothing needs the camera to be reachable at start.
+  reason and since-when (decided by :class:`ward.camera.health.CameraHealth`). Nothing needs the
+  camera to be reachable at start.
 * :class:`FrameSampler` picks frames at the model rate (default 6 fps) by capture timestamp.
 * :func:`resize_to_height` resizes once to the working resolution.
-* :class:`ClipAssembler` keeps a ring buffer of per-frame keypoints and joint patches and emits a
-  30-frame clip every ``stride_frames`` new frames.
+
+Clips are assembled from the sampled, posed frames by :mod:`ward.pipeline` (contract: :mod:`ward.core.clip`).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from ward.serve.sources import Capture, SourceError, open_source, redact_source_text, redact_uri, source_kind
+from ward.camera.health import CAMERA_WARMUP_S, CameraHealth, State
+from ward.camera.sources import Capture, SourceError, open_source, redact_source_text, redact_uri, source_kind
 
 __all__ = [
-    "CameraReader", "CameraStatus", "Clip", "ClipAssembler", "Frame", "FrameSampler", "SourceError",
+    "CameraReader", "CameraStatus", "Frame", "FrameSampler", "SourceError",
     "backoff_delay", "open_source", "reader_from_config", "resize_to_height",
 ]
 
-State = Literal["online", "degraded", "offline"]
-N_JOINTS = 18
-N_PATCHES = 15
-PATCH = 32
 
 
 # ------------------------------------------------------------------------------------------- frames
@@ -68,7 +67,7 @@ class CameraStatus:
 
     def offline_longer_than(self, seconds: float) -> bool:
         """True when a technical alarm is due (offline for more than ``seconds``)."""
-        return self.state == "offline" and self.duration_s > seconds
+        return CameraHealth.offline_too_long(self.state, self.duration_s, seconds)
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float, jitter: float, rng: random.Random) -> float:
@@ -144,10 +143,8 @@ class CameraReader:
         self._offline_reason = "starting"
         self._patient_found = True
         self._patient_lost_since: float | None = None
-        self._state: State = "offline"
-        self._reason = "starting"
-        self._since = clock()
-        self._since_wall = time.time()
+        self.health = CameraHealth(model_fps, degraded_fps_ratio, patient_lost_after_s, now=clock(),
+                                   now_wall=time.time())
         self.open_attempts: deque[float] = deque(maxlen=64)  # clock time of each open attempt (diagnostics)
         self._thread = threading.Thread(target=self._supervise, name=f"cam-{self.name}", daemon=True)
         if start:
@@ -197,7 +194,8 @@ class CameraReader:
         with self._lock:
             now = self._clock()
             self._update_state_locked(now)
-            return CameraStatus(self._state, self._reason, self._since, self._since_wall, now - self._since,
+            h = self.health
+            return CameraStatus(h.state, h.reason, h.since, h.since_wall, now - h.since,
                                 self._fps_locked(now) if self._connected else 0.0, self._frames_in, self._frames_dropped, self._frames_corrupt,
                                 self._reconnects, self._last_frame_at)
 
@@ -247,25 +245,12 @@ class CameraReader:
         return (len(recent) - 1) / (recent[-1] - recent[0])
 
     def _update_state_locked(self, now: float) -> None:
-        if not self._connected or self._last_frame_at is None:
-            state: State = "offline"
-            reason = self._offline_reason
-        else:
-            fps = self._fps_locked(now)
-            first = self._first_frame_at
-            warm = first is not None and now - first >= min(self.fps_window_s, 2.0)
-            need = self.degraded_fps_ratio * self.model_fps
-            if warm and fps < need:
-                state, reason = "degraded", f"camera delivers {fps:.1f} fps, the model needs >= {need:.1f}"
-            elif (self._patient_lost_since is not None
-                  and now - self._patient_lost_since >= self.patient_lost_after_s):
-                state = "degraded"
-                reason = f"patient not found for {now - self._patient_lost_since:.0f} s"
-            else:
-                state, reason = "online", "receiving frames"
-        if state != self._state:
-            self._state, self._since, self._since_wall = state, now, time.time()
-        self._reason = reason
+        receiving = self._connected and self._last_frame_at is not None
+        first = self._first_frame_at
+        self.health.observe(now, time.time(), receiving=receiving, offline_reason=self._offline_reason,
+                            fps=self._fps_locked(now) if receiving else 0.0,
+                            warm=first is not None and now - first >= min(self.fps_window_s, CAMERA_WARMUP_S),
+                            patient_lost_since=self._patient_lost_since)
 
     def _scrub(self, text: str) -> str:
         """A reason safe to report: the source's credentials masked (errors may quote the URI)."""
@@ -511,107 +496,3 @@ def resize_to_height(frame: np.ndarray, height: int) -> np.ndarray:
     width = max(1, round(w * height / h))
     interp = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
     return cv2.resize(frame, (width, height), interpolation=interp)
-
-
-# ------------------------------------------------------------------------------------------- clips
-
-@dataclass(frozen=True)
-class Clip:
-    """30 consecutive sampled frames of one bed, ready for VSViG (arrays are owned copies)."""
-
-    keypoints: np.ndarray      # (L, 18, 3) float32: x, y, confidence
-    patches: np.ndarray        # (L, 15, 3, 32, 32) uint8; zeros where patch_valid is False
-    patch_valid: np.ndarray    # (L,) bool
-    t: np.ndarray              # (L,) float64 capture times
-    index: int                 # 0, 1, 2, ... per assembler
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def t_start(self) -> float:
-        return float(self.t[0])
-
-    @property
-    def t_end(self) -> float:
-        return float(self.t[-1])
-
-    @property
-    def valid_fraction(self) -> float:
-        return float(self.patch_valid.mean())
-
-
-class ClipAssembler:
-    """Ring buffer of per-frame pose results; emits a clip every ``stride_frames`` once ``length`` exist.
-
-    Each frame is copied once into preallocated rings; a clip is one gather (copy) of the last
-    ``length`` slots. ``max_gap_s`` restarts the buffer after a time gap so a clip never spans an
-    outage.
-    """
-
-    def __init__(self, length: int = 30, stride_frames: int = 6, max_gap_s: float | None = None) -> None:
-        if length < 1 or stride_frames < 1:
-            raise ValueError(f"length and stride_frames must be >= 1 (got {length}, {stride_frames})")
-        if max_gap_s is not None and max_gap_s <= 0:
-            raise ValueError(f"max_gap_s must be > 0 or None (got {max_gap_s})")
-        self.length = length
-        self.stride = stride_frames
-        self.max_gap_s = max_gap_s
-        self._kp = np.zeros((length, N_JOINTS, 3), np.float32)
-        self._patches = np.zeros((length, N_PATCHES, 3, PATCH, PATCH), np.uint8)
-        self._valid = np.zeros(length, bool)
-        self._t = np.zeros(length, np.float64)
-        self._head = 0        # next write position
-        self._count = 0       # frames in the ring (<= length)
-        self._since_emit = 0  # frames pushed since the last clip
-        self._emitted = 0
-        self.resets = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def reset(self) -> None:
-        """Forget buffered frames (e.g. after a camera gap); the next clip needs ``length`` new frames."""
-        if self._count:
-            self.resets += 1
-        self._count = 0
-        self._since_emit = 0
-
-    def push(self, keypoints: np.ndarray, patches: np.ndarray | None, t: float) -> Clip | None:
-        """Add one sampled frame; returns a clip when one is due."""
-        kp = np.asarray(keypoints)
-        if kp.shape != (N_JOINTS, 3):
-            raise ValueError(f"keypoints must have shape ({N_JOINTS}, 3), got {kp.shape}")
-        if patches is not None:
-            if not isinstance(patches, np.ndarray) or patches.shape != (N_PATCHES, 3, PATCH, PATCH) \
-                    or patches.dtype != np.uint8:
-                raise ValueError(f"patches must be uint8 ({N_PATCHES}, 3, {PATCH}, {PATCH}) or None, got "
-                                 f"{getattr(patches, 'dtype', type(patches))} {getattr(patches, 'shape', '')}")
-        if not math.isfinite(t):
-            raise ValueError(f"t must be finite (got {t})")
-        if self._count:
-            last_t = self._t[(self._head - 1) % self.length]
-            if t < last_t:
-                raise ValueError(f"frame times must not go backwards ({t} < {last_t})")
-            if self.max_gap_s is not None and t - last_t > self.max_gap_s:
-                self.reset()
-        i = self._head
-        self._kp[i] = kp
-        if patches is not None:
-            self._patches[i] = patches
-            self._valid[i] = True
-        else:
-            self._valid[i] = False  # stale patch data stays in the slot; zeroed only in the emitted copy
-        self._t[i] = t
-        self._head = (i + 1) % self.length
-        self._count = min(self._count + 1, self.length)
-        self._since_emit += 1
-        if self._count < self.length or (self._emitted and self._since_emit < self.stride):
-            return None
-        idx = (self._head + np.arange(self.length)) % self.length  # oldest .. newest
-        valid = self._valid[idx]
-        patches_out = self._patches[idx]
-        if not valid.all():
-            patches_out[~valid] = 0
-        clip = Clip(self._kp[idx], patches_out, valid, self._t[idx], self._emitted)
-        self._emitted += 1
-        self._since_emit = 0
-        return clip
