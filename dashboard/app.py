@@ -22,7 +22,7 @@ if str(_ROOT) not in sys.path:  # running from a source checkout without `pip in
     sys.path.insert(0, str(_ROOT))
 
 from ward.dashboard import auth  # noqa: E402
-from ward.dashboard.ui import (FLASH_KEY, current_session, footer, get_store, log_out, login_limiter,  # noqa: E402
+from ward.dashboard.ui import (FLASH_KEY, current_session, footer, get_store, log_out, login_flow,  # noqa: E402
                                session_user, settings, start_session, write_session_cookie)
 from ward.security import install_log_redaction  # noqa: E402
 from ward.store.records import UserRecord  # noqa: E402
@@ -51,7 +51,7 @@ def login_page() -> None:
     if submitted:
         address = st.context.ip_address
         address = address if isinstance(address, str) else None  # None when run headless (AppTest)
-        outcome = auth.password_login(store, login_limiter(), username, password, address, kiosk=kiosk,
+        outcome = auth.password_login(login_flow(), username, password, address, kiosk=kiosk,
                                       limits=cfg.session_limits())
         if outcome.token is None:
             st.error(outcome.error)

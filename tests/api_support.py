@@ -1,8 +1,9 @@
 """The ward's real FastAPI app without Ray: for fast request-level tests (bad input, auth, properties).
 
 Serve's ingress turns each endpoint's ``self`` into a FastAPI dependency that fetches the replica's
-object from the replica context. Here that dependency is overridden with a WardAPI built by its own
-``__init__`` (camera actors and dashboard not started) on a temporary SQLite store, and the
+object from the replica context (and so does the auth dependency, ``ward.serve.auth.current_api``).
+Here both are overridden with a WardAPI built by its own
+``__init__`` (its supervisor not started: no camera actors, no dashboard) on a temporary SQLite store, and the
 coordinator is a stand-in that answers ``snapshot`` / ``metrics`` like the real one. Everything else
 (routing, validation, auth, rate limiting, the body-size middleware, the store queries) is the
 production code. The same requests against the real Serve deployment are in test_serve_ward.py and
@@ -55,6 +56,8 @@ def api_client(tmp_path: Any, monkeypatch: Any, beds: tuple[str, ...] = ("bed-1"
     from fastapi.testclient import TestClient
 
     from ward.serve import api
+    from ward.serve.auth import current_api
+    from ward.serve.supervisor import Supervisor
     from ward.store import Store
 
     args = {"beds": [sim_bed(b, i) for i, b in enumerate(beds)],
@@ -64,18 +67,19 @@ def api_client(tmp_path: Any, monkeypatch: Any, beds: tuple[str, ...] = ("bed-1"
     store = Store(args["database"]["url"])
     store.create_user("viewer1", "viewer-pass")
     store.create_user("nurse1", "nurse-pass", role="clinician")
-    orig = next(c for c in api.WardAPI.func_or_class.__mro__ if "_auth" in c.__dict__)
-    monkeypatch.setattr(orig, "_start_cameras", lambda self: None)
-    monkeypatch.setattr(orig, "_start_dashboard", lambda self: None)
+    orig = next(c for c in api.WardAPI.func_or_class.__mro__ if "_bed_or_404" in c.__dict__)
+    monkeypatch.setattr(Supervisor, "start", lambda self: None)
     monkeypatch.setattr(orig, "__del__", lambda self: None)
     inst = object.__new__(orig)
     orig.__init__(inst, args, FakeCoordinator(list(beds)), None, None)
-    dep = _self_dependency(api.fastapi_app)
-    api.fastapi_app.dependency_overrides[dep] = lambda: inst
+    deps = (_self_dependency(api.fastapi_app), current_api)
+    for dep in deps:
+        api.fastapi_app.dependency_overrides[dep] = lambda: inst
     try:
         with TestClient(api.fastapi_app, raise_server_exceptions=False) as client:
             yield client, inst, store
     finally:
-        api.fastapi_app.dependency_overrides.pop(dep, None)
+        for dep in deps:
+            api.fastapi_app.dependency_overrides.pop(dep, None)
         inst.store.close()
         store.close()

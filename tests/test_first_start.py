@@ -140,7 +140,7 @@ def test_ward_run_checks_config_and_admin_environment_before_starting(tmp_path):
 
 _FAKE_REPLICA = """
 import sys, time
-from ward.serve.dashboard_proc import DashboardProcess
+from ward.serve.supervisor import DashboardProcess
 d = DashboardProcess([sys.executable, "-c", "import time; time.sleep(600)"])
 d.start()
 print(d.pid, flush=True)
@@ -173,7 +173,7 @@ def _group_of(pid: int) -> int | None:
 
 
 def test_dashboard_stop_ends_the_whole_group():
-    from ward.serve.dashboard_proc import DashboardProcess
+    from ward.serve.supervisor import DashboardProcess
 
     d = DashboardProcess([sys.executable, "-c", "import time; time.sleep(600)"])
     d.start()
@@ -229,15 +229,18 @@ class _Ward:
 
     def login(self, username: str, password: str) -> None:
         """The same credentials work for the API (HTTP Basic) and the dashboard (Chromium)."""
+        self.api_beds(username, password)
+        _dashboard_login(self.dash, username, password)
+
+    def api_beds(self, username: str, password: str) -> None:
         r = httpx.get(f"{self.api}/api/beds", auth=(username, password), timeout=30)
         assert r.status_code == 200, r.text
         assert {b["bed_id"] for b in r.json()} == {"bed-1", "bed-2", "bed-3", "bed-4"}
-        _dashboard_login(self.dash, username, password)
 
     def stop(self, sig: int) -> int:
         """Send ``sig``; the command must exit within a generous 180 s and leave nothing running."""
         self.tree = descendants(self.proc.pid)
-        assert any("ward.serve.dashboard_proc" in cmdline(p) for p in self.tree), "no dashboard process found"
+        assert any("ward.serve.supervisor" in cmdline(p) for p in self.tree), "no dashboard process found"
         self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=180)
@@ -305,7 +308,14 @@ def test_first_start_one_time_password_via_serve_run_then_sigterm(tmp_path):
     with _running_ward(tmp_path, [str(Path(sys.executable).parent / "serve"), "run"], {}) as ward:
         found = ONE_TIME.findall(ward.log())
         assert len(found) == 1, "the one-time password must be printed exactly once"
-        ward.login("admin", found[0])
+        # a temporary password: the API refuses it and sends the user to the dashboard, which opens
+        r = httpx.get(f"{ward.api}/api/beds", auth=("admin", found[0]), timeout=30)
+        assert r.status_code == 403 and "temporary" in r.json()["detail"] and "dashboard" in r.json()["detail"], r.text
+        _dashboard_login(ward.dash, "admin", found[0])
+        store = Store(ward.app["database"]["url"])
+        store.change_password("admin", found[0], "admin-own-password", source="dashboard")  # as its page does
+        store.close()
+        ward.api_beds("admin", "admin-own-password")
         assert "Traceback" not in ward.log(), ward.log()
         # Plain `serve run` ends through Ray's own SIGTERM path (exit status 1, a native trace that the
         # ward cannot prevent there); what the ward guarantees is that nothing of it survives, the

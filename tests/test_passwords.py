@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from test_store_cli import run
 
-import ward.security as security
+import ward.security.passwords as hashing
 from ward.dashboard.auth import bootstrap_admin
 from ward.security import (LEGACY_SCRYPT, OWASP_SCRYPT, TEST_SCRYPT, PasswordHasher, PasswordPolicyError,
                            ScryptParams, check_password_policy, password_hasher, use_test_password_params)
@@ -51,13 +51,13 @@ def owasp() -> Iterator[None]:
 def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[ScryptParams]:
     """Every scrypt computation of this process from now on, as its parameters."""
     calls: list[ScryptParams] = []
-    real = security._scrypt
+    real = hashing._scrypt
 
     def counting(password: str, salt: bytes, params: ScryptParams, dklen: int) -> bytes:
         calls.append(params)
         return real(password, salt, params, dklen)
 
-    monkeypatch.setattr(security, "_scrypt", counting)
+    monkeypatch.setattr(hashing, "_scrypt", counting)
     return calls
 
 

@@ -268,7 +268,7 @@ def test_authorization_header_never_5xx(api, header):
     from ward.security import LoginLimiter
 
     client, _store, _aid, inst = api
-    inst._limiter = LoginLimiter()
+    inst.auth.flow.limiter = LoginLimiter()
     r = client.get("/api/beds", headers={"Authorization": header})
     _ok(r, 401)
     assert r.headers.get("www-authenticate"), r.headers  # a challenge (FastAPI's HTTPBasic says only "Basic"

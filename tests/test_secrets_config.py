@@ -27,7 +27,7 @@ import pytest
 from serve_support import free_port, sim_bed, wait_for, ward_args
 from ward.config import ConfigError, WardConfig, load_ward_config
 from ward.serve.app import check_http_options
-from ward.serve.dashboard_proc import dashboard_command, dashboard_env
+from ward.serve.supervisor import dashboard_command, dashboard_env
 
 BASE: dict[str, Any] = {"beds": [{"bed_id": "b1", "source": "sim://?seed=1"}],
                         "models": {"pose": {"path": "p.pth"}, "vsvig": {"path": "v.pth"}}}

@@ -1,4 +1,4 @@
-"""Login rate limiting and log redaction (ward.security): semantics, thread safety, wiring."""
+"""Login rate limiting, the one login flow and log redaction (ward.security): semantics, thread safety, wiring."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from ward.security import LoginLimiter, RedactingFilter, install_log_redaction, redact
+from ward.security import LoginFlow, LoginLimiter, RedactingFilter, install_log_redaction, redact
 
 
 class Clock:
@@ -107,6 +107,80 @@ def test_thread_safe_counting():
     for t in threads:
         t.join()
     assert lim.failures("shared") == 4000
+
+
+# -------------------------------------------------------------------------------------- login flow
+
+class FakeUser:
+    def __init__(self, username: str, must_change_password: bool = False) -> None:
+        self.username, self.must_change_password, self.role = username, must_change_password, "viewer"
+
+
+class FakeLoginStore:
+    """The LoginStore protocol over a dict of name -> (password, temporary); counts password checks."""
+
+    def __init__(self, users: dict[str, tuple[str, bool]]) -> None:
+        self.users, self.audits, self.checks = users, [], 0
+
+    def password_login(self, username, password):
+        self.checks += 1
+        pw, temporary = self.users.get(username, (None, False))
+        if pw is None or pw != password:
+            return None
+        return type("Login", (), {"user": FakeUser(username, temporary), "credential": "fp-" + pw})()
+
+    def current_login(self, username, credential):
+        pw, temporary = self.users.get(username, (None, False))
+        return FakeUser(username, temporary) if pw is not None and credential == "fp-" + pw else None
+
+    def check_token(self, token):
+        known = {"good": ("alice", None), "old": ("alice", "revoked")}
+        owner, refusal = known.get(token, (None, "unknown"))
+        return type("Check", (), {"user": FakeUser(owner) if owner and not refusal else None, "refusal": refusal,
+                                  "owner": owner, "token_id": 7 if owner else None, "expires_at": None})()
+
+    def audit(self, action, *, user, detail, source):
+        self.audits.append((action, user, detail.get("reason"), source))
+
+
+def test_login_flow_locks_before_checking_and_audits_each_lockout_once():
+    c = Clock()
+    store = FakeLoginStore({"alice": ("right-password", False)})
+    flow = LoginFlow(store, "api", LoginLimiter(max_failures=3, window_s=60, lockout_s=60, clock=c), clock=c)
+    for _ in range(3):
+        assert flow.login("alice", "wrong", "10.0.0.1", temporary_ok=True).refusal == "invalid"
+    checks = store.checks
+    for _ in range(4):
+        r = flow.login(" alice ", "right-password", "10.0.0.1", temporary_ok=True)
+        assert r.refusal == "rate limited" and r.retry_after_s == 60 and not r
+    assert store.checks == checks  # no password check while locked
+    assert [a[0] for a in store.audits] == ["login.failed"] * 3 + ["login.refused"]  # once per lockout
+    c.t += 61
+    r = flow.login("alice", "right-password", "10.0.0.1", temporary_ok=True, detail={"wall_display": False})
+    assert r and r.user.username == "alice" and r.credential == "fp-right-password"
+    assert store.audits[-1] == ("login", "alice", None, "api")
+
+
+def test_login_flow_refuses_a_temporary_password_where_it_is_not_enough():
+    store = FakeLoginStore({"bob": ("temp-pass", True)})
+    flow = LoginFlow(store, "api")
+    r = flow.password("bob", "temp-pass", None, temporary_ok=False)
+    assert r.refusal == "temporary password" and not r and "dashboard" in r.message
+    assert store.audits == [("login.refused", "bob", "temporary password", "api")]
+    assert flow.limiter.failures("bob") == 0  # the right password: no step towards a lockout
+    assert flow.password("bob", "temp-pass", None, temporary_ok=True)  # the dashboard: choose your own
+
+
+def test_login_flow_tokens_and_unreadable_credentials():
+    store = FakeLoginStore({})
+    flow = LoginFlow(store, "api")
+    assert flow.token("good", "h", audit_success=False).user.username == "alice"
+    r = flow.token("old", "h")
+    assert r.refusal == "token revoked" and "ward users token" in r.message
+    assert flow.token("nonsense", "h").refusal == "invalid"
+    assert flow.failed("", "h").message == "invalid credentials"
+    assert [a[0] for a in store.audits] == ["token.refused", "login.failed", "login.failed"]
+    assert flow.limiter.failures(None, "h") == 3
 
 
 # ---------------------------------------------------------------------------------------- redaction

@@ -50,7 +50,7 @@ def test_serve_run_default_config(tmp_path):
                         + ("(shipped weights)" if shipped else "(tiny untrained weights: shipped ones missing)"))
         assert all(0.0 <= b["probability"] <= 1.0 for b in beds)
         tree = descendants(proc.pid)
-        assert any("ward.serve.dashboard_proc" in cmdline(p) for p in tree), "the dashboard is not running"
+        assert any("ward.serve.supervisor" in cmdline(p) for p in tree), "the dashboard is not running"
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=90)
         assert rc == 0, (tmp_path / "serve.log").read_text()[-3000:]

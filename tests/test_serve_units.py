@@ -182,7 +182,7 @@ def test_assign_beds():
 
 
 def test_dashboard_process_stops_its_group(tmp_path):
-    from ward.serve.dashboard_proc import DashboardProcess, dashboard_command
+    from ward.serve.supervisor import DashboardProcess, dashboard_command
 
     marker = tmp_path / "child.pid"
     code = f"import os,subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); open({str(marker)!r},'w').write(str(p.pid)); time.sleep(60)"

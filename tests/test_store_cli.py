@@ -106,6 +106,19 @@ def test_users_add_list_disable(app: typer.Typer, db: str) -> None:
     assert code == 2 and "bad role" in out
 
 
+def test_users_add_sets_a_temporary_password_unless_permanent(app: typer.Typer, db: str) -> None:
+    code, out = run(app, "users", "add", "nurse2", "--db", db, input="temp-pass\ntemp-pass\n")
+    assert code == 0 and "temporary password" in out, out
+    assert Store(db).get_user("nurse2").must_change_password
+    code, out = run(app, "users", "add", "nurse3", "--permanent", "--db", db, input="short-pw\nshort-pw\n")
+    assert code == 2 and "at least 12" in out, out
+    assert Store(db).get_user("nurse3") is None
+    code, out = run(app, "users", "add", "nurse3", "--permanent", "--db", db,
+                    input="a-long-own-password\na-long-own-password\n")
+    assert code == 0 and "temporary" not in out, out
+    assert not Store(db).get_user("nurse3").must_change_password
+
+
 def test_db_upgrade_and_current(app: typer.Typer, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     code, out = run(app, "db", "current", "--db", url)

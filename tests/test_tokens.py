@@ -237,6 +237,28 @@ def test_api_applies_role_and_password_changes_on_the_next_request(api) -> None:
     assert client.get("/api/beds", auth=("viewer1", "a-new-password-1")).status_code == 200
 
 
+def test_api_refuses_a_temporary_password_until_it_is_changed(api) -> None:
+    """A temporary password (first start, `ward users add`, an admin's reset) opens only the dashboard's
+    "choose your password" page: HTTP Basic with it gets a 403 saying so (audited), even after the
+    same user's earlier permanent password was accepted; the user's own password then works."""
+    client, _inst, store = api
+    nurse = ("nurse1", "nurse-pass")
+    assert client.get("/api/beds", auth=nurse).status_code == 200
+    store.set_password("nurse1", "temp-pass-1", temporary=True, actor="admin1", source="cli")
+    for _ in range(2):
+        r = client.get("/api/beds", auth=("nurse1", "temp-pass-1"))
+        assert r.status_code == 403, r.text
+        assert "temporary" in r.json()["detail"] and "dashboard" in r.json()["detail"], r.text
+    refused = store.audit_log(action=AuditAction.LOGIN_REFUSED)
+    assert [(a.username, a.source, a.detail["reason"]) for a in refused][0] == ("nurse1", "api", "temporary password")
+    assert client.get("/api/beds", auth=nurse).status_code == 401  # the old password is gone
+    store.change_password("nurse1", "temp-pass-1", "nurse-own-password", source="dashboard")
+    assert client.get("/api/beds", auth=("nurse1", "nurse-own-password")).status_code == 200
+    assert client.get("/api/beds", auth=("nurse1", "nurse-own-password")).status_code == 200  # (cached)
+    token = store.create_token("nurse1")  # tokens are not passwords: unaffected
+    assert client.get("/api/beds", headers=_bearer(token)).status_code == 200
+
+
 def test_api_keeps_recent_credentials_while_the_database_is_unreachable(api, tmp_path) -> None:
     """The live view must survive a database outage: a credential verified within AUTH_CACHE_S still
     opens /api/beds; a credential never seen gets 503 (nothing can vouch for it)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ward.dashboard.ui import SOURCE, current_session, get_store, login_limiter, require_user
+from ward.dashboard.ui import SOURCE, current_session, get_store, login_flow, require_user
 from ward.security import MIN_PASSWORD_CHARS
 from ward.store.records import StoreError
 
@@ -30,7 +30,7 @@ def change() -> str | None:
     """Change the password; the error to show, or None when it was changed."""
     if new != again:
         return "The two new passwords differ: type the same new password twice."
-    limiter = login_limiter()
+    limiter = login_flow().limiter
     if not (decision := limiter.check(user.username)):
         return f"Too many wrong passwords. Try again in {int(decision.retry_after_s + 0.999)} s."
     try:

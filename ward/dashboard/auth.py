@@ -6,8 +6,9 @@ the log is a generated one-time admin password, once, on the first start against
 no person has an account yet (the ward's own service accounts don't count). That account must choose
 its own password at its first dashboard login (``must_change_password``).
 
-:func:`password_login` is the dashboard's login (rate limit, one password check, audit, a new
-server-side session); :func:`effective_user` is what a session may do (a wall display is read-only).
+:func:`password_login` is the dashboard's login: the one login flow of :mod:`ward.security.login`
+(rate limit, one password check, temporary passwords, audit, shared with the API), then a new
+server-side session; :func:`effective_user` is what a session may do (a wall display is read-only).
 :func:`clock` is the time sessions are judged by; tests replace it to move time.
 """
 
@@ -20,7 +21,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Mapping
 
-from ward.security import LoginLimiter
+from ward.security import LoginFlow
 from ward.store.records import StoreError, UserRecord
 from ward.store.repository import Store
 from ward.store.users import check_new_user
@@ -117,28 +118,21 @@ class LoginOutcome:
     error: str | None = None
 
 
-def password_login(store: Store, limiter: LoginLimiter, username: str, password: str, address: str | None, *,
+def password_login(flow: LoginFlow, username: str, password: str, address: str | None, *,
                    kiosk: bool, limits: SessionLimits) -> LoginOutcome:
-    """The dashboard's login: refused while the name or address is locked (before any password check),
-    one password check, every outcome audited, and on success a new server-side session."""
-    name = username.strip()
-    decision = limiter.check(name or None, address)
-    if not decision:
-        store.audit("login.refused", user=name[:64] or None, source=SOURCE,
-                    detail={"reason": "rate limited", "address": address})
-        return LoginOutcome(error=f"Too many failed logins. Try again in {int(decision.retry_after_s + 0.999)} s.")
-    user = store.authenticate(name, password)
-    if user is None:
-        limiter.failure(name or None, address)
-        store.audit("login.failed", user=name[:64] or None, source=SOURCE, detail={"address": address})
-        return LoginOutcome(error="Unknown user or wrong password.")
-    limiter.success(user.username, address)
-    if kiosk and user.must_change_password:
+    """The dashboard's login: the one login flow (:class:`ward.security.LoginFlow`: refused while the
+    name or address is locked, one password check, every outcome audited), and on success a new
+    server-side session. A temporary password opens only the "choose your password" page, so a wall
+    display (which never shows that page) refuses it."""
+    result = flow.login(username, password, address, temporary_ok=not kiosk, detail={"wall_display": kiosk})
+    if result.refusal == "rate limited":
+        return LoginOutcome(error=f"Too many failed logins. Try again in {result.retry_after_s} s.")
+    if result.refusal == "temporary password":
         return LoginOutcome(error="Your password is a temporary one: log in without \"Wall display\" and choose "
                                   "your own password first.")
-    token = open_session(store, user, kiosk=kiosk, limits=limits)
-    store.audit("login", user=user.username, source=SOURCE, detail={"address": address, "wall_display": kiosk})
-    return LoginOutcome(user, token)
+    if not result:
+        return LoginOutcome(error="Unknown user or wrong password.")
+    return LoginOutcome(result.user, open_session(flow.store, result.user, kiosk=kiosk, limits=limits))
 
 
 def open_session(store: Store, user: UserRecord, *, kiosk: bool = False, limits: SessionLimits | None = None) -> str:

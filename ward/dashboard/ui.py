@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ward.dashboard import auth
 from ward.dashboard.auth import SOURCE
 from ward.dashboard.settings import DashboardSettings, load_settings
-from ward.security import LoginLimiter
+from ward.security import LoginFlow
 from ward.dashboard.view import provenance_label
 from ward.store.queries import model_versions
 from ward.store.records import UserRecord
@@ -31,7 +31,7 @@ from ward.store.repository import Store
 from ward.store.sessions import SessionCheck, SessionRecord, check_session, end_session
 
 __all__ = ["SOURCE", "current_user", "require_user", "session_user", "current_session", "log_out", "get_store",
-           "login_limiter", "settings"]
+           "login_flow", "settings"]
 log = logging.getLogger("ward.dashboard")
 COOKIE = "ward_session"       # the browser's copy of the session token
 TOKEN_KEY = "ward_session"    # st.session_state: this tab's session token
@@ -51,10 +51,16 @@ def _store(url: str) -> Store:
 
 
 @st.cache_resource(show_spinner=False)
-def login_limiter() -> LoginLimiter:
-    """One per dashboard process: 5 failures per user name (20 per address) in 5 min lock for 5 min.
-    Wrong current passwords on the password page count as failures too."""
-    return LoginLimiter()
+def _login_flow(url: str) -> LoginFlow:
+    return LoginFlow(_store(url), SOURCE)
+
+
+def login_flow() -> LoginFlow:
+    """The dashboard process's login flow (ward.security.login, the API's too) over the process-wide
+    Store. Its limiter: 5 failures per user name (20 per address) in 5 min lock for 5 min; wrong
+    current passwords on the password page count as failures too."""
+    get_store()  # the database banner, when it cannot be opened
+    return _login_flow(settings().db_url)
 
 
 def get_store() -> Store:

@@ -4,9 +4,13 @@
 starts: unknown keys, wrong types, unreadable weights or duplicate bed ids raise one
 :class:`~ward.config.ConfigError` naming every bad key. It then binds
 
-    WardAPI(config, Coordinator(config), Pose(model), VSViG(model))
+    coordinator = Coordinator(config)
+    WardAPI(config, coordinator, Pose(model, coordinator), VSViG(model, coordinator))
 
 with resources, replicas and batching taken from the ward config (``resources``, ``batching``).
+Deployments reach each other only through these bound handles, never by looking a name up: the
+model replicas report their batch statistics to ``coordinator``, and the WardAPI's
+:class:`~ward.serve.supervisor.Supervisor` hands all three handles to every camera actor.
 Batching lives in ``user_config`` so ``serve deploy`` with new values retunes it without restarts.
 
 Note: a ``deployments:`` section in the Serve YAML overrides these options, and its
@@ -139,7 +143,7 @@ def build_app(args: Mapping[str, Any] | WardConfig) -> Application:
     config = cfg.model_dump(mode="json")  # the database URL's reference only, never the resolved URL
     opts = deployment_options(cfg)
     pose_model, vsvig_model = _model_args(cfg)
-    pose = Pose.options(**opts["Pose"]).bind(pose_model)
-    vsvig = VSViG.options(**opts["VSViG"]).bind(vsvig_model)
     coordinator = Coordinator.bind(config)
+    pose = Pose.options(**opts["Pose"]).bind(pose_model, coordinator)
+    vsvig = VSViG.options(**opts["VSViG"]).bind(vsvig_model, coordinator)
     return WardAPI.bind(config, coordinator, pose, vsvig)

@@ -135,21 +135,16 @@ class CameraBed:
 class _Loop:
     """The actor's asyncio loop on a background thread: one coroutine per bed plus status reports."""
 
-    def __init__(self, cfg: WardConfig, pipelines: dict[str, CameraBed], app_name: str) -> None:
+    def __init__(self, cfg: WardConfig, pipelines: dict[str, CameraBed], handles: Mapping[str, Any]) -> None:
         self.cfg = cfg
         self.pipelines = pipelines
-        self.app_name = app_name
+        self.handles = dict(handles)  # "Pose", "VSViG", "Coordinator": the handles build_app bound
         self.stop = threading.Event()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(pipelines) + 2, thread_name_prefix="ward-wait")
         self.thread = threading.Thread(target=self._run, name="ward-camera-loop", daemon=True)
-        self.handles: dict[str, Any] = {}
         self.thread.start()
 
     def _handle(self, name: str) -> Any:
-        if name not in self.handles:
-            from ray import serve  # noqa: PLC0415
-
-            self.handles[name] = serve.get_deployment_handle(name, app_name=self.app_name)
         return self.handles[name]
 
     def _run(self) -> None:
@@ -250,13 +245,13 @@ class _Loop:
 class CameraActor:
     """Reads ``bed_ids`` of the ward; everything runs on a background loop started here."""
 
-    def __init__(self, config: Mapping[str, Any], bed_ids: list[str], app_name: str) -> None:
+    def __init__(self, config: Mapping[str, Any], bed_ids: list[str], handles: Mapping[str, Any]) -> None:
         import torch  # noqa: PLC0415
 
         torch.set_num_threads(1)
         cfg = load_ward_config(config, validate_paths=False)
         self.pipelines = {b: CameraBed(cfg.bed(b), cfg) for b in bed_ids}
-        self.loop = _Loop(cfg, self.pipelines, app_name)
+        self.loop = _Loop(cfg, self.pipelines, handles)
 
     def status(self) -> dict[str, CameraReport]:
         return {b: p.status() for b, p in self.pipelines.items()}

@@ -3,7 +3,8 @@
 Both collect requests from many camera actors with ``@serve.batch`` (batch size and wait come from
 ``user_config`` through :meth:`reconfigure`, so they change without a restart), run the blocking
 torch work in a thread (``asyncio.to_thread``) so the replica keeps accepting requests while the
-model runs, and report batch-size histograms to the Coordinator about every 2 s for ``/metrics``.
+model runs, and report batch-size histograms to the Coordinator about every 2 s for ``/metrics``
+(through the Coordinator's handle that ``build_app`` binds to them).
 
 The pure parts (:func:`pose_batch`, :func:`vsvig_batch`, :class:`BatchStats`) are plain functions
 over a model, testable without Ray.
@@ -107,15 +108,14 @@ def _torch_threads(num_cpus: float) -> int:
 class _Reporter:
     """Sends a replica's batch stats to the Coordinator every STATS_PERIOD_S (fire and forget)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, coordinator: Any) -> None:
         self.kind = kind
         self.stats = BatchStats()
         self.ongoing = 0
         self._last = 0.0
-        self._coord: Any = None
+        self._coord = coordinator  # the Coordinator's handle, bound by build_app
         ctx = serve.get_replica_context()
         self.replica = ctx.replica_tag if hasattr(ctx, "replica_tag") else str(ctx.replica_id)
-        self.app = ctx.app_name
 
     def maybe_report(self) -> None:
         now = time.monotonic()
@@ -123,8 +123,6 @@ class _Reporter:
             return
         self._last = now
         try:
-            if self._coord is None:
-                self._coord = serve.get_deployment_handle("Coordinator", app_name=self.app)
             snap = self.stats.snapshot()
             snap["ongoing"] = self.ongoing
             self._coord.report_batches.remote(self.kind, self.replica, snap)
@@ -152,7 +150,7 @@ class _ReplicaInfo:
 class Pose(_ReplicaInfo):
     """Lightweight OpenPose over frames from all beds, batched across beds."""
 
-    def __init__(self, model: Mapping[str, Any]) -> None:
+    def __init__(self, model: Mapping[str, Any], coordinator: Any) -> None:
         from ward.vision.pose import PoseEstimator  # noqa: PLC0415
 
         device = str(model.get("device", "cpu"))
@@ -161,7 +159,7 @@ class Pose(_ReplicaInfo):
         self.estimator = PoseEstimator.from_checkpoint(model["path"], model.get("config"),
                                                        model.get("refinement_stages"),
                                                        height=int(model.get("input_height", 256)), device=device)
-        self.reporter = _Reporter("pose")
+        self.reporter = _Reporter("pose", coordinator)
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         apply_batch_config(self._estimate_batch, user_config)
@@ -190,7 +188,7 @@ class Pose(_ReplicaInfo):
 class VSViG(_ReplicaInfo):
     """VSViG over 30-frame clips from all beds, batched across beds."""
 
-    def __init__(self, model: Mapping[str, Any]) -> None:
+    def __init__(self, model: Mapping[str, Any], coordinator: Any) -> None:
         from ward.vision.vsvig import load_vsvig  # noqa: PLC0415
 
         device = torch.device(str(model.get("device", "cpu")))
@@ -200,7 +198,7 @@ class VSViG(_ReplicaInfo):
                          partition_order=model.get("partition_order"), device=device)
         self.model = net.fuse_for_inference(channels_last=device.type == "cpu")
         self.device = device
-        self.reporter = _Reporter("vsvig")
+        self.reporter = _Reporter("vsvig", coordinator)
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         apply_batch_config(self._score_batch, user_config)

@@ -174,14 +174,25 @@ def register(app: typer.Typer) -> None:
     def users_add(username: str, role: str = typer.Option("viewer", help="viewer, clinician or admin."),
                   password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
                                                help="Prompted when omitted (keep it out of shell history)."),
+                  permanent: bool = typer.Option(
+                      False, "--permanent",
+                      help="The password is the user's own (at least 12 characters, e.g. they typed it "
+                           "themselves): no change asked at their first login."),
                   actor: Optional[str] = ActorOpt, db: Optional[str] = DbOpt) -> None:
-        """Create a user (audited)."""
+        """Create a user (audited). The password is a temporary one (at least 8 characters) unless
+        --permanent: the user chooses their own at their first dashboard login, and the API refuses it
+        until then."""
+        from ward.security import check_password_policy
+
         store = open_store(db, actor)
         try:
-            u = store.create_user(username, password, role)
-        except ValueError as exc:  # StoreError and bad times
+            if permanent:
+                check_password_policy(username, password)
+            u = store.create_user(username, password, role, must_change_password=not permanent)
+        except ValueError as exc:  # StoreError, PasswordPolicyError
             fail(str(exc))
-        typer.echo(f"created user {u.username} ({u.role})")
+        typer.echo(f"created user {u.username} ({u.role})" + ("" if permanent else ": temporary password, they choose "
+                                                                                  "their own at their first dashboard login"))
 
     @users.command("list")
     def users_list(fmt: str = typer.Option("table", "--format"), db: Optional[str] = DbOpt) -> None:
