@@ -1,6 +1,6 @@
 import numpy as np
 
-from ward import keypoints as K
+from ward.core import keypoints as K
 
 
 def test_vsvig_layout_is_five_parts_of_three():
