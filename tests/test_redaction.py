@@ -22,7 +22,8 @@ import pytest
 
 from serve_support import free_port, sim_bed, wait_for, ward_args
 from test_rtsp import port  # noqa: F401 (fixture: a free port, or a clear failure without GStreamer)
-from ward.camera.sources import SourceError, open_source, redact_source_text, redact_uri, redact_uris, source_kind
+from ward.camera.sources import SourceError, open_source, source_kind
+from ward.core.uris import redact_source_text, redact_uri, redact_uris
 from ward.core.messages import CameraReport
 
 SECRET = "S3cret-pw"

@@ -44,9 +44,9 @@ import numpy as np
 
 from ward.alarms.rule import BedRule, RuleEvent
 from ward.camera.health import CameraHealth
-from ward.camera.sources import redact_source_text, redact_uri
 from ward.config import RuleOverride, WardConfig, effective_rule
 from ward.core.messages import CameraReport, ClipScore
+from ward.core.uris import redact_source_text, redact_uri
 
 log = logging.getLogger("ward.serve")
 

@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ward.camera.health import CAMERA_WARMUP_S, CameraHealth, State
-from ward.camera.sources import Capture, SourceError, open_source, redact_source_text, redact_uri, source_kind
+from ward.camera.sources import Capture, SourceError, open_source, source_kind
+from ward.core.uris import redact_source_text, redact_uri
 
 __all__ = [
     "CameraReader", "CameraStatus", "Frame", "FrameSampler", "SourceError",

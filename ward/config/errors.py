@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence, Union
 
 from pydantic import BaseModel, ValidationError
 
-from ward.camera.sources import redact_uris
+from ward.core.uris import redact_uris
 
 __all__ = ["ConfigError", "NestedError", "dotted", "error_message", "format_validation_error", "unknown_key_message"]
 

@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from ward.config.errors import ConfigError, NestedError
 from ward.config.rules import EffectiveRule, RulePatch, effective_rule, validate_rule_overrides
-from ward.camera.sources import redact_uri, source_kind
+from ward.camera.sources import source_kind
 from ward.core.clip import CLIP_FRAMES, CLIP_STRIDE_S, MODEL_FPS, stride_frames
+from ward.core.uris import redact_uri
 
 __all__ = [
     "ApiConfig", "BatchConfig", "BatchingConfig", "BedConfig", "CameraActorResources", "ClipConfig",

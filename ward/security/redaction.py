@@ -2,7 +2,7 @@
 
 :func:`redact` scrubs secrets from text: passwords (``password=...``, ``"password": "..."``),
 bearer and basic ``Authorization`` values, ward API tokens (``wt_...``) and URL credentials
-(``postgresql://user:secret@host``, ``rtsp://...?token=``; via :func:`ward.camera.sources.redact_uris`).
+(``postgresql://user:secret@host``, ``rtsp://...?token=``; via :func:`ward.core.uris.redact_uris`).
 :class:`RedactingFilter` applies it to log records (also their exception text) and replaces array /
 bytes arguments by a short summary so frames never reach a log.
 :func:`install_log_redaction` makes every record created in the process pass through it (a record
@@ -17,6 +17,8 @@ import re
 import threading
 import traceback
 from typing import Any, Callable, Iterable
+
+from ward.core.uris import redact_uris
 
 __all__ = ["MASK", "RedactingFilter", "install_log_redaction", "redact"]
 
@@ -59,13 +61,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
 def redact(text: str) -> str:
     """``text`` with passwords, tokens, Authorization values and URL credentials replaced by ``***``.
 
-    URIs (``scheme://user:pass@host``, ``?token=``) go through the camera-source module's
-    :func:`~ward.camera.sources.redact_uris`, the same function that redacts camera sources in status
-    reasons, events and the stored config, so the log net and the source redaction cannot diverge."""
+    URIs (``scheme://user:pass@host``, ``?token=``) go through :func:`ward.core.uris.redact_uris`, the
+    same function that redacts camera sources in status reasons, events and the stored config, so the
+    log net and the source redaction cannot diverge."""
     if not text:
         return text
-    from ward.camera.sources import redact_uris  # noqa: PLC0415 (ward.serve imports this module)
-
     text = redact_uris(text)
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)  # type: ignore[arg-type]

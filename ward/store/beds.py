@@ -24,7 +24,7 @@ def _redact_camera(camera: Mapping[str, Any]) -> dict[str, Any]:
 
     The ward config (or its secret store) keeps the real URI; viewers of the config history, the
     dashboard and database dumps only ever see ``rtsp://***@host/...``."""
-    from ward.camera.sources import redact_uri, redact_uris  # noqa: PLC0415 (ward.store does not import ward.serve)
+    from ward.core.uris import redact_uri, redact_uris  # noqa: PLC0415
 
     out = {k: redact_uris(v) if isinstance(v, str) else v for k, v in camera.items()}  # any URL-valued key
     if isinstance(out.get("source"), str):
