@@ -1,12 +1,12 @@
-"""Face-blur throughput (frames/s) at 640x360: ``ward.privacy.blur_faces_clip`` on rendered patients.
+"""Face-blur throughput (frames/s) at 640x360: ``ward.vision.privacy.blur_faces_clip`` on rendered patients.
 
 Two cases, because they cost very differently: the patient's face is located from its keypoints
 (only the face box is anonymised), and no head joint is confident (the whole frame is anonymised).
 The dataset builder blurs every sampled frame of a recorded video, so this bounds its overhead.
 Frames are a simulated patient (``ward.sim``) rendered at 640x360 with ground-truth keypoints.
 
-``--compare FILE`` also times another version of ``ward/privacy.py`` (e.g. the one before a change:
-``git show REV:ward/privacy.py > /tmp/privacy_old.py``), interleaved with the current one so both
+``--compare FILE`` also times another version of ``ward/vision/privacy.py`` (e.g. the one before a change:
+``git show REV:ward/vision/privacy.py > /tmp/privacy_old.py``), interleaved with the current one so both
 see the same machine load.
 
     .venv/bin/python benchmarks/bench_privacy.py [--frames 32] [--repeats 7] [--threads 1] [--compare FILE]
@@ -41,7 +41,7 @@ def rendered_clip(n: int, width: int = 640, height: int = 360) -> tuple[np.ndarr
 
 
 def load_version(path: Path) -> ModuleType:
-    """Another version of ward/privacy.py, imported from a file under its own name."""
+    """Another version of ward/vision/privacy.py, imported from a file under its own name."""
     spec = importlib.util.spec_from_file_location("privacy_compared", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"--compare {path}: not a Python file")
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32, help="frames per call")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (1 is steadier on a shared machine)")
-    ap.add_argument("--compare", type=Path, default=None, metavar="FILE", help="another version of ward/privacy.py")
+    ap.add_argument("--compare", type=Path, default=None, metavar="FILE", help="another version of ward/vision/privacy.py")
     add_json_option(ap, "bench_privacy")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)

@@ -11,7 +11,11 @@ source scripts/services.sh
 start_test_services
 trap stop_test_services EXIT
 set +e
+# The layer rules first (seconds): a module importing upwards fails the run (docs/architecture.md#layers).
+.venv/bin/lint-imports --no-cache
+lint_rc=$?
 .venv/bin/python -m pytest "$@"
 rc=$?
+[ $rc -eq 0 ] && rc=$lint_rc
 set -e
 exit $rc

@@ -13,7 +13,7 @@ from ward.core.keypoints import OPENPOSE_TO_VSVIG, VSVIG_15
 from ward.dataset.annotations import load_annotations, parse_time
 from ward.dataset.build import build_dataset, collect_annotated, collect_sim, split_patients
 from ward.pipeline import BedPipeline
-from ward.privacy import blur_faces_clip
+from ward.vision.privacy import blur_faces_clip
 from ward.sim.labels import seizure_target
 from ward.sim.output import render_to_files
 from ward.sim.scenario import Scenario, SeizureSpec

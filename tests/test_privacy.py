@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ward.core.keypoints import OPENPOSE_INDEX
-from ward.privacy import blur_faces, blur_faces_clip, face_box, face_boxes
+from ward.vision.privacy import blur_faces, blur_faces_clip, face_box, face_boxes
 
 
 def _frame(h=360, w=640, seed=0):

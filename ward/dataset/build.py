@@ -7,7 +7,7 @@ ward.sim.labels), t_end float32 (N,) (time of the clip's last frame in its video
 patient (N,) str, seizure_type (N,) str ("none" outside seizures). Frames are sampled at 6 fps and a
 clip starts every `stride_s` seconds. Patients, never clips, are split into train/val/test.
 
-Privacy: frames of recorded videos (real patients) are face-blurred (``ward.privacy.blur_faces_clip``:
+Privacy: frames of recorded videos (real patients) are face-blurred (``ward.vision.privacy.blur_faces_clip``:
 the patient's face box from its keypoints, other detected people's too, the whole frame when the
 patient's head is not found) AFTER pose estimation and BEFORE the patches are cut, so the stored
 head-joint patches (nose, eyes) never hold a recognisable face. ``face_blur=False`` (CLI
@@ -32,7 +32,7 @@ from ward.core.clip import CLIP_FRAMES, CLIP_STRIDE_S, MODEL_FPS, stride_frames
 from ward.core.keypoints import VSVIG_15
 from ward.dataset.annotations import Annotation, load_annotations
 from ward.pipeline import BedPipeline, NormFn, PatchFn, PoseFn
-from ward.privacy import blur_faces_clip, face_boxes
+from ward.vision.privacy import blur_faces_clip, face_boxes
 from ward.sim.labels import LABEL_FORMULA, target
 
 BedRoi = tuple[float, float, float, float]
