@@ -57,7 +57,7 @@ def run_ward(n_beds: int, seconds: float, pose_cfg: str, input_height: int, weig
     import ray
     from ray import serve
 
-    from serve_support import make_weights, sim_bed, ward_args
+    from support.serve import make_weights, sim_bed, ward_args
     from ward.serve.app import build_app
 
     beds = [sim_bed(f"bed-{i}", i) for i in range(1, n_beds + 1)]

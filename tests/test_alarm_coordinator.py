@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_support import sim_bed, ward_args
+from support.serve import sim_bed, ward_args
 
 from ward.core.messages import CameraReport, ClipScore
 

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture()
 def api(tmp_path, monkeypatch):
-    from api_support import api_client
+    from support.api import api_client
 
     yield from api_client(tmp_path, monkeypatch)
 

@@ -1,7 +1,7 @@
 """History reads are paged and bounded: ``GET /api/beds/{bed}/probabilities`` and ``GET /api/alarms``
 return at most ``limit`` rows plus a cursor, and following the cursors yields every row exactly once.
 
-The API is the production FastAPI app driven without Ray (tests/api_support.py); the store's own
+The API is the production FastAPI app driven without Ray (tests/support/api.py); the store's own
 bound (a LIMIT in the SQL, not a slice in Python) is checked on SQLite and PostgreSQL.
 """
 
@@ -27,7 +27,7 @@ STEPS = {"1s": timedelta(seconds=1), "1m": timedelta(minutes=1), "1h": timedelta
 
 @pytest.fixture()
 def api(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, Store]]:
-    from api_support import api_client
+    from support.api import api_client
 
     yield from api_client(tmp_path, monkeypatch)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from serve_support import make_weights
+from support.serve import make_weights
 from ward.config import ConfigError, load_ward_config
 
 # ----------------------------------------------------------------------------------------- config
@@ -277,7 +277,7 @@ def test_store_rejects_sql_looking_and_bad_values_without_side_effects(tmp_path)
 
 @pytest.fixture()
 def api(tmp_path, monkeypatch):
-    from api_support import api_client
+    from support.api import api_client
 
     yield from api_client(tmp_path, monkeypatch)
 

@@ -20,7 +20,7 @@ must lose nothing (every sample the coordinator accepted is in the database afte
 replayed, with no gap across the outage) and be counted as failed flushes.
 
 About alarms, honestly: the weights are untrained, and VSViG is a constant model
-(serve_support.make_weights with logit -12: p = 6e-6 for every clip): nothing here responds to seizure motion, so no simulated seizure is
+(support.serve.make_weights with logit -12: p = 6e-6 for every clip): nothing here responds to seizure motion, so no simulated seizure is
 scheduled. Instead bed-1 and bed-late get a deliberately sensitive rule (p_floor 0, alarm_threshold
 1e-9: "alarm whenever the model produces output", as in test_faults_pg_rtsp.py) and bed-2 keeps the
 default rule (never alarms). That exercises what must survive the faults, the path model output ->
@@ -46,7 +46,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_support import free_port, sim_bed, wait_for, ward_args
+from support.serve import free_port, sim_bed, wait_for, ward_args
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 

@@ -6,7 +6,7 @@ database of the throwaway server that scripts/services.sh starts (other tests' d
 interfere; the database is dropped at the end). Four beds:
 
 - ``bed-1``, ``bed-2``: simulated patients (sim://), scored all the time;
-- ``bed-cam``: a live H.264 RTSP camera, tests/rtsp_server.py run with Debian's /usr/bin/python3 on
+- ``bed-cam``: a live H.264 RTSP camera, tests/support/rtsp_server.py run with Debian's /usr/bin/python3 on
   a free loopback port. It serves vtest.avi (opencv-doc) repeated into one 20-minute file: the
   server ends the stream at the end of its file (the client sees "stream ended" and reconnects,
   3-4 s offline every 80 s with the bare 80 s clip), which would mix unplanned outages into the
@@ -33,7 +33,7 @@ loaded machine does not. The measured times are printed at the end and written a
 named by ``$WARD_FAULT_TIMES`` when set (``benchmarks/bench_faults.py`` compares them with the targets).
 
 About alarms, honestly: the weights are untrained, and VSViG is a constant model
-(serve_support.make_weights with logit -12: p = 6e-6 for every clip). Nothing here responds to seizure motion, so no seizure is
+(support.serve.make_weights with logit -12: p = 6e-6 for every clip). Nothing here responds to seizure motion, so no seizure is
 simulated. Instead the alarming beds get a deliberately sensitive rule, ANY_OUTPUT (p_floor 0,
 alarm threshold 1e-9, no minimum duration): "alarm on any model output", an alarm opens at a bed's
 second score. bed-cam's variant also ends an episode after an 8 s gap in its scores, which the
@@ -67,9 +67,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from serve_support import free_port, sim_bed, wait_for, ward_args
+from support.serve import free_port, sim_bed, wait_for, ward_args
 from test_faults import LIMIT_FACTOR, record_recovery, write_fault_times
-from test_rtsp import SERVER, SYSTEM_PYTHON, VIDEO, _stop
+from support.rtsp import SERVER, SYSTEM_PYTHON, VIDEO, stop_server
 from test_store import _pg_base_url, _pg_ctl
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.rtsp, pytest.mark.timeout(1200)]
@@ -145,7 +145,7 @@ def _long_video(dst: Path, seconds: float = LONG_VIDEO_S) -> Path:
 
 
 def _start_rtsp(port: int, video: Path, log: Path, timeout: float = 20.0) -> subprocess.Popen[str]:
-    """tests/rtsp_server.py on ``port`` (retried while the port is still held by the killed one)."""
+    """tests/support/rtsp_server.py on ``port`` (retried while the port is still held by the killed one)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -157,7 +157,7 @@ def _start_rtsp(port: int, video: Path, log: Path, timeout: float = 20.0) -> sub
         line = proc.stdout.readline() if ready else ""
         if line.startswith("READY"):
             return proc
-        _stop(proc)
+        stop_server(proc)
         last = line or f"exit code {proc.returncode}"
         time.sleep(0.5)
     pytest.fail(f"RTSP test server did not start on port {port} within {timeout:g} s ({last!r}); see {log}")
@@ -215,7 +215,7 @@ def ward(tmp_path_factory):
                 serve.shutdown()
         finally:
             ray.shutdown()
-            _stop(w["rtsp"])
+            stop_server(w["rtsp"])
             store.close()
             if not _pg_up():  # a failed outage test must not leave the server down for the next modules
                 _pg_ctl("start")

@@ -29,9 +29,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from process_support import (NATIVE_TRACE, ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline,
+from support.process import (NATIVE_TRACE, ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline,
                              default_config_copy, descendants, kill_leftovers, still_alive)
-from serve_support import sim_bed, wait_for, ward_args
+from support.serve import sim_bed, wait_for, ward_args
 from ward.dashboard.auth import BootstrapError, bootstrap_admin
 from ward.store.engine import current_revision, head_revision
 from ward.store.repository import Store

@@ -160,7 +160,7 @@ VERDICTS = ("true", "false", "unsure")
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """(TestClient, Store, id of the one stored alarm, the WardAPI instance) shared by the module."""
-    from api_support import api_client
+    from support.api import api_client
 
     with pytest.MonkeyPatch.context() as mp:
         gen = api_client(tmp_path_factory.mktemp("api"), mp, beds=BEDS)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_support import free_port, wait_for
+from support.serve import free_port, wait_for
 from ward.serve.launcher import RayAuthError, ensure_ray_token, ray_token_path, setup_ray_auth
 
 RAY = str(Path(sys.executable).parent / "ray")

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from serve_support import free_port, sim_bed, wait_for, ward_args
+from support.serve import free_port, sim_bed, wait_for, ward_args
 from test_rtsp import port  # noqa: F401 (fixture: a free port, or a clear failure without GStreamer)
 from ward.camera.sources import SourceError, open_source, source_kind
 from ward.core.uris import redact_source_text, redact_uri, redact_uris

@@ -288,7 +288,7 @@ def test_cli_short_clinical_retention_with_the_flag(app: Any, tmp_path: Path) ->
 
 def test_coordinator_applies_retention_at_start(tmp_path: Path) -> None:
     """The Serve deployment's own class, built without Ray: its retention thread runs at start."""
-    from serve_support import wait_for
+    from support.serve import wait_for
     from ward.serve.coordinator import Coordinator
 
     url = f"sqlite:///{tmp_path / 'ward.db'}"

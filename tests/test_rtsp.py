@@ -13,13 +13,11 @@ from typing import Callable, Iterator
 
 import pytest
 
+from support.rtsp import SERVER, SYSTEM_PYTHON, VIDEO, stop_server
 from ward.camera.reader import CameraReader, FrameSampler
 
 pytestmark = pytest.mark.rtsp
 
-SERVER = Path(__file__).with_name("rtsp_server.py")
-VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def _free_port() -> int:
@@ -38,17 +36,6 @@ def _start_server(port: int, *extra: str) -> subprocess.Popen[str]:
         err = proc.stderr.read() if proc.stderr else ""
         pytest.fail(f"RTSP test server did not start ({line!r}): {err[-500:]}")
     return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # the RTSP reconnect target is 15 s; the test fails only past 3x, so a loaded machine does not fail it
@@ -97,7 +84,7 @@ def test_rtsp_camera_stall_outage_and_return(port: int) -> None:
         assert reader.status().reconnects > reconnects_before
 
         # 3. the camera goes away entirely, then comes back on the same address
-        _stop(server)
+        stop_server(server)
         assert _wait(lambda: reader.status().state == "offline", 6) is not None, reader.status()
         n_before = reader.status().frames_in
         time.sleep(1.0)
@@ -110,5 +97,5 @@ def test_rtsp_camera_stall_outage_and_return(port: int) -> None:
         assert st.frames_corrupt == 0 and st.last_frame_at is not None
     finally:
         reader.stop()
-        _stop(server)
+        stop_server(server)
     print(f"reconnected {back:.1f} s after the server returned", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 import sqlalchemy as sa
 
-from serve_support import sim_bed, ward_args
+from support.serve import sim_bed, ward_args
 from test_alarm_coordinator import Clock
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
@@ -341,7 +341,7 @@ def test_configured_rule_layers_are_recorded_with_the_bed(tmp_path: Any) -> None
 @pytest.mark.ray
 def test_real_ward_applies_a_dashboard_override_live(tmp_path: Any) -> None:
     """End to end on a small real Ray: the model here answers p = 0.98 for every clip (constant
-    weights, serve_support.make_weights), and the bed's configured alarm threshold 0.99 is out of its
+    weights, support.serve.make_weights), and the bed's configured alarm threshold 0.99 is out of its
     reach (evidence (0.98 - 0.4) / 0.6 = 0.967), so nothing alarms until an admin's override (alarm
     threshold 0.9), written to the database as the dashboard does, reaches the running coordinator
     through its poll: /api/beds then reports it and an alarm is stored."""
@@ -351,7 +351,7 @@ def test_real_ward_applies_a_dashboard_override_live(tmp_path: Any) -> None:
     import ray
     from ray import serve
 
-    from serve_support import free_port, wait_for
+    from support.serve import free_port, wait_for
     from ward.serve.app import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serve_support import free_port, sim_bed, wait_for, ward_args
+from support.serve import free_port, sim_bed, wait_for, ward_args
 from ward.config import ConfigError, WardConfig, load_ward_config
 from ward.serve.app import check_http_options
 from ward.serve.supervisor import dashboard_command, dashboard_env

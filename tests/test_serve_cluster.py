@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_support import sim_bed, wait_for, ward_args
+from support.serve import sim_bed, wait_for, ward_args
 
 pytestmark = pytest.mark.ray
 

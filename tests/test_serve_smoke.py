@@ -1,6 +1,6 @@
 """CI smoke test: `serve run` on a temp copy of serve_configs/ward.yaml, probabilities via the API, SIGINT.
 
-The copy changes only what must differ in CI (tests/process_support.py): database and spill in a temp
+The copy changes only what must differ in CI (tests/support/process.py): database and spill in a temp
 dir, free API and dashboard ports, and, while the shipped weights under models/ do not exist yet, tiny
 untrained weights (said in the assertion message when used). The dashboard stays enabled, as in the
 default config, so the Ctrl-C ending also shows that it goes with the ward: after SIGINT `serve run`
@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from process_support import (ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline, default_config_copy, descendants,
+from support.process import (ROOT, WARD_TEST_ENV, assert_nothing_left, cmdline, default_config_copy, descendants,
                              kill_leftovers)
-from serve_support import wait_for
+from support.serve import wait_for
 
 pytestmark = pytest.mark.ray
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_support import make_weights, sim_bed, ward_args
+from support.serve import make_weights, sim_bed, ward_args
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ One module-scoped ward (about 30-60 s on 2 busy cores): probabilities reach the 
 an alarm is raised and stored, the dead camera stays offline with a reason (and a technical alarm)
 while the other beds work, and the API enforces authentication and roles.
 
-About the alarm: the VSViG weights here are a constant model (serve_support.make_weights with
+About the alarm: the VSViG weights here are a constant model (support.serve.make_weights with
 logit +3.9) that answers p = 0.98 for every clip. The test therefore shows the path model output -> per-bed rule ->
 alarm stored -> API (and that a per-bed threshold override applies: bed-2 never alarms), not that
 an untrained model detects the simulated seizure.
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from serve_support import free_port, sim_bed, wait_for, ward_args
+from support.serve import free_port, sim_bed, wait_for, ward_args
 
 pytestmark = pytest.mark.ray
 

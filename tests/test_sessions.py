@@ -21,7 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
-from serve_support import free_port, wait_for
+from support.serve import free_port, wait_for
 from test_dashboard_browser import ARGS, CHROMIUM
 from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 

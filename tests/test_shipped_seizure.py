@@ -43,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from serve_support import SHIPPED_SIZE, free_port, shipped_settings, shipped_ward_args, sim_bed, wait_for
+from support.serve import SHIPPED_SIZE, free_port, shipped_settings, shipped_ward_args, sim_bed, wait_for
 
 pytestmark = pytest.mark.ray
 

@@ -237,7 +237,7 @@ def test_old_sample_only_spill_and_torn_line_are_read(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ coordinator level
 def _ward_cfg(tmp: Path, beds: list[str], url: str | None = None):
     """A ward config without model weights (the coordinator never loads them)."""
-    from serve_support import sim_bed
+    from support.serve import sim_bed
 
     from ward.config import load_ward_config
 

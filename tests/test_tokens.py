@@ -2,7 +2,7 @@
 disabled user, or a changed role or password on the very next request (no 60 s cache window).
 
 Store tests run on SQLite and PostgreSQL (``bash scripts/test.sh tests/test_tokens.py``); the API
-tests drive the real FastAPI app (tests/api_support.py, no Ray); the CLI tests use typer's runner.
+tests drive the real FastAPI app (tests/support/api.py, no Ray); the CLI tests use typer's runner.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _legacy_time(engine: Any, t: datetime) -> Any:
 # -------------------------------------------------------------------------------------------- API
 @pytest.fixture()
 def api(tmp_path, monkeypatch):
-    from api_support import api_client
+    from support.api import api_client
 
     yield from api_client(tmp_path, monkeypatch)
 

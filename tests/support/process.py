@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from serve_support import free_port, make_weights
+from support.serve import free_port, make_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (tests/support/this file)
 # The environment of a ward under test (Ray's token settings come from conftest). RAY_ADDRESS=local:
 # a Ray of its own even when a cluster started with `ray start` (another test, another user) runs on
 # this machine; `serve run` and `ward run` would join that one otherwise, and their shutdown would

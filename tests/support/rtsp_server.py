@@ -3,7 +3,7 @@
 
 Run with Debian's /usr/bin/python3 (python3-gi + gir1.2-gst-rtsp-server-1.0), not the project venv:
 
-    /usr/bin/python3 tests/rtsp_server.py FILE --port 8554 --mount /bed1 [--auth USER:PASSWORD]
+    /usr/bin/python3 tests/support/rtsp_server.py FILE --port 8554 --mount /bed1 [--auth USER:PASSWORD]
 
 The file is decoded, re-encoded to H.264 (zero-latency) and looped, like a real IP camera. Prints
 ``READY rtsp://127.0.0.1:PORT/MOUNT`` on stdout once listening; exits cleanly on SIGTERM/SIGINT.

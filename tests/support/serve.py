@@ -89,7 +89,7 @@ def sim_bed(bed_id: str, seed: int, seizure_at: float | None = None, fps: float 
 
 # ------------------------------------------------------------------------------ the shipped ward
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (tests/support/this file)
 SHIPPED_CONFIG = ROOT / "serve_configs" / "ward.yaml"
 SHIPPED_SIZE = (640, 360)
 """Frame size of the shipped default ward's simulated beds (and of the shipped models' training data)."""

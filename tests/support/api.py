@@ -16,7 +16,7 @@ import inspect
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from serve_support import sim_bed
+from support.serve import sim_bed
 
 
 class _Remote:
