@@ -311,7 +311,8 @@ def test_store_never_keeps_a_credentialed_camera_source(tmp_path: Path) -> None:
 @pytest.fixture()
 def camera_with_login(port: int) -> Iterator[str]:
     """A real RTSP camera on loopback that needs ``nurse:S3cret-pw`` (GStreamer's RTSP server)."""
-    from test_rtsp import _start_server, _stop
+    from support.rtsp import stop_server as _stop
+    from test_rtsp import _start_server
 
     proc = _start_server(port, "--auth", f"nurse:{SECRET}")
     try:
