@@ -108,6 +108,25 @@ def server(tmp_path):
         store.close()
 
 
+def _settled(locator, timeout_s: float = 60.0, quiet_s: float = 1.0) -> None:
+    """Wait until ``locator`` matches exactly one element and keeps doing so for ``quiet_s``.
+
+    A Streamlit rerun (a widget click, the page's periodic refresh) briefly shows the old and the new
+    copy of a widget side by side; acting in that moment is a strict-mode violation in Playwright.
+    """
+    deadline = time.monotonic() + timeout_s
+    since = None
+    while time.monotonic() < deadline:
+        if locator.count() == 1:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= quiet_s:
+                return
+        else:
+            since = None
+        time.sleep(0.1)
+    pytest.fail(f"{locator} did not settle on one element within {timeout_s:g} s")
+
+
 def _acknowledge(page, alarm_id: int, note: str) -> None:
     """On the Alarms page: choose "true seizure", write a note, press Acknowledge, see the confirmation.
     Widgets are found by their Streamlit key (class ``st-key-<key>``), so the right alarm's controls
@@ -116,7 +135,7 @@ def _acknowledge(page, alarm_id: int, note: str) -> None:
 
     page.locator(f".st-key-verdict_{alarm_id}").get_by_text("true seizure").click()
     box = page.locator(f".st-key-note_{alarm_id}").get_by_label("Note")
-    expect(box).to_have_count(1)  # the radio click reruns the page: wait until its elements settle
+    _settled(box)  # the radio click reruns the page: wait until its elements settle
     box.fill(note)
     box.press("Enter")
     page.locator(f".st-key-ack_{alarm_id}").get_by_role("button", name="Acknowledge").click()
