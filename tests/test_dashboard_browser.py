@@ -135,9 +135,14 @@ def _acknowledge(page, alarm_id: int, note: str) -> None:
 
     page.locator(f".st-key-verdict_{alarm_id}").get_by_text("true seizure").click()
     box = page.locator(f".st-key-note_{alarm_id}").get_by_label("Note")
-    _settled(box)  # the radio click reruns the page: wait until its elements settle
-    box.fill(note)
-    box.press("Enter")
+    for _ in range(5):  # a rerun may replace the box while it is filled: fill until the value stays
+        _settled(box)  # the radio click (and Enter) rerun the page: wait until its elements settle
+        box.fill(note)
+        box.press("Enter")
+        _settled(box)
+        if box.input_value() == note:
+            break
+    expect(box).to_have_value(note)
     page.locator(f".st-key-ack_{alarm_id}").get_by_role("button", name="Acknowledge").click()
     expect(page.get_by_text(f"Alarm #{alarm_id} acknowledged as true seizure")).to_be_visible()
 
