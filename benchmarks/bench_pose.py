@@ -1,10 +1,27 @@
-"""Pose stage throughput: network only vs preprocess + network + decode + patient selection.
+"""Pose stage speed per backend and precision, side by side in one run, against today's torch fp32.
 
-Also times the vectorised decoder against a straightforward loop re-implementation of the
-original post-processing (ward.vision.pose_decode.reference_decode_poses) on the reference
-fixture (3 people, 128x228 upsampled maps), side by side in the same run.
+For each pose config (official, small) and batch size, every engine this machine can run
+(torch fp32 = the reference, torch bf16 autocast where the CPU has native bf16, OpenVINO fp32,
+bf16 where native, int8 where ``ward.vision.quantize`` exists and the model passes its gate) is
+timed on the same frames, in turn (A, B, C, A, B, C...: load swings on a shared machine hit all
+alike), as
 
-Usage: .venv/bin/python benchmarks/bench_pose.py [--batches 1 4 8 16] [--configs official small] [--reps 3]
+* ``stage_ms``: the whole pose stage per frame, what a bed costs: preprocess + network + decode +
+  patient selection (one :class:`PatientSelector` per bed, as ``ward.pipeline`` runs it);
+* ``net_ms``: the network alone per frame (the same input tensor, no pre/post-processing);
+* ``stage3_ms``: the stage with the 3-person reference maps decoded instead of the network's
+  output (untrained weights find few people; this shows decoding at a realistic load);
+
+with ``*_x`` = torch fp32's time / this engine's (the speed-up) and the largest heatmap/PAF
+difference to torch fp32 on the same batch. Weights: ``models/official/pose.pth`` and
+``models/ward-pose-small.pt`` where present, else random init (seed 0; speed does not depend on the
+values). Frames: simulated beds at 640x360 (the ward's cameras), network input 256x456.
+
+Also times the vectorised decoder against the loop re-implementation of the original
+post-processing (``reference_decode_poses``) on the reference fixture.
+
+    .venv/bin/python benchmarks/bench_pose.py [--batches 1 4 8] [--configs official small] [--reps 5]
+        [--engines torch:fp32 openvino:bf16 ...] [--device cpu|cuda] [--json PATH]
 """
 
 from __future__ import annotations
@@ -15,48 +32,38 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
-import cv2
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp (see bench_vsvig)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import add_json_option, report  # noqa: E402
+from _util import (add_engine_options, add_json_option, engine_plan, label, pose_checkpoint,  # noqa: E402
+                   report, speedups)
 
-from ward.vision.openpose import build_openpose, fuse_for_inference  # noqa: E402
+from ward.vision.engines import OpenVINORunner  # noqa: E402
+from ward.vision.patient import PatientSelector  # noqa: E402
 from ward.vision.pose import PoseEstimator, preprocess  # noqa: E402
 from ward.vision.pose_decode import decode_poses, decode_poses_batch, reference_decode_poses  # noqa: E402
 
-try:
-    from ward.vision.patient import PatientSelector
-except ImportError:  # written by another helper; the benchmark still runs without it
-    PatientSelector = None
-
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "lwop_postproc.npz"
-VIDEO_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
-def load_frames(n: int) -> tuple[np.ndarray, str]:
-    """n real frames (vtest.avi / Megamind.avi from opencv-doc) or synthetic 576x768 ones."""
-    for name in ("vtest.avi", "Megamind.avi"):
-        cap = cv2.VideoCapture(str(VIDEO_DIR / name))
-        frames = []
-        while len(frames) < n:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-        cap.release()
-        if len(frames) == n:
-            return np.stack(frames), name
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (n, 576, 768, 3), dtype=np.uint8), "synthetic 576x768"
+def sim_frames(n: int, width: int = 640, height: int = 360) -> np.ndarray:
+    """n frames of n simulated beds (seeds 1..n, frame 30: a patient in bed), BGR uint8."""
+    from ward.sim import SimCamera, parse_sim_uri
+
+    return np.stack([SimCamera(parse_sim_uri(f"sim://?seed={s}&duration=10&fps=6&width={width}&height={height}"))
+                     .frame(30)[0] for s in range(1, n + 1)])
 
 
-def timed(fn, reps: int) -> float:
+def timed(fn: Callable[[], Any], reps: int) -> float:
     """Median wall time of fn() over reps runs (after one warm-up)."""
     fn()
     times = []
@@ -83,72 +90,138 @@ def bench_decoder(reps: int) -> dict:
     hm16, pf16 = np.repeat(hm8[None], 16, 0), np.repeat(pf8[None], 16, 0)
     t_b16 = timed(lambda: decode_poses_batch(hm16, pf16), max(reps, 5)) / 16
     return {"reference_ms": t_ref * 1e3, "vectorised_ms": t_vec * 1e3, "vectorised_batch16_ms_per_frame": t_b16 * 1e3,
-            "speedup": t_ref / t_vec, "speedup_vs_11ms": 11.0 / (t_vec * 1e3)}
+            "speedup": t_ref / t_vec}
 
 
-def bench_stage(config: str, batch: int, frames: np.ndarray, reps: int, fixture_maps: tuple) -> dict:
-    model = fuse_for_inference(build_openpose(config, 1).eval(), channels_last=True)
-    est = PoseEstimator(model, height=256)
+def load_estimator(ckpt: Path, config: str, height: int, backend: str, precision: str, threads: int,
+                   device: str) -> PoseEstimator:
+    """The estimator the ward would build for this engine (``PoseEstimator.from_checkpoint``)."""
+    return PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device, backend=backend,
+                                         precision=precision, num_threads=threads)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def network_only(est: PoseEstimator, x: torch.Tensor, ckpt: Path, config: str, height: int, backend: str,
+                 precision: str, threads: int, device: str) -> Callable[[], Any]:
+    """A call of the network alone on the preprocessed batch ``x``, as the engine runs it."""
+    if backend == "openvino":
+        from ward.vision.export import pose_model_file
+
+        runner = OpenVINORunner(pose_model_file(ckpt, config=config, precision=precision, height=height),
+                                precision, num_threads=threads)  # type: ignore[arg-type]
+        xn = x.numpy()
+        return lambda: runner(xn)
+    model = est.model
+    xd = x.to(device)
+    if getattr(est, "channels_last", False):
+        xd = xd.contiguous(memory_format=torch.channels_last)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(est.engine.precision)
+    dev_type = torch.device(device).type
+
+    def run() -> None:
+        with torch.inference_mode(), torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            model(xd)
+        sync(device)
+
+    return run
+
+
+def max_diffs(est: PoseEstimator, ref: tuple[np.ndarray, np.ndarray] | None, clip: np.ndarray) -> tuple[float, float]:
+    """Largest |heatmap| and |PAF| difference to the reference engine's on the same frames."""
+    hm, pf = (np.asarray(torch.as_tensor(t).float().cpu()) for t in est.infer(clip)[:2])
+    if ref is None:
+        return 0.0, 0.0
+    return float(np.abs(hm - ref[0]).max()), float(np.abs(pf - ref[1]).max())
+
+
+def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engines: list[tuple[str, str]],
+                 args: argparse.Namespace, fixture_maps: tuple[np.ndarray, np.ndarray]) -> list[dict]:
     clip = frames[:batch]
-    x, _, _ = preprocess(clip)
-    x = x.contiguous(memory_format=torch.channels_last)
-    selectors = [PatientSelector() for _ in range(batch)] if PatientSelector is not None else None
+    x, _, _ = preprocess(clip, args.height)
     hm3 = np.repeat(fixture_maps[0][None], batch, 0)
     pf3 = np.repeat(fixture_maps[1][None], batch, 0)
-    clock = [0.0]
+    runs: dict[str, dict[str, Any]] = {}
+    ref_maps = None
+    for backend, precision in engines:
+        est = load_estimator(ckpt, config, args.height, backend, precision, args.threads, args.device)
+        selectors = [PatientSelector() for _ in range(batch)]  # one per bed, sequential as in the pipeline
+        clock = [0.0]
 
-    def select(people_per_frame: list) -> None:
-        clock[0] += 0.1
-        if selectors is not None:
-            for sel, people in zip(selectors, people_per_frame):  # one selector per bed
+        def select(people_per_frame: list, selectors: list = selectors, clock: list = clock) -> None:
+            clock[0] += 1 / 6
+            for sel, people in zip(selectors, people_per_frame):
                 sel.update(people, clock[0])
 
-    def network_only() -> None:
-        with torch.inference_mode():
-            model(x)
+        hm_d, pf_d = max_diffs(est, ref_maps, clip)
+        if ref_maps is None:
+            ref_maps = tuple(np.asarray(torch.as_tensor(t).float().cpu()) for t in est.infer(clip)[:2])
+        runs[label(backend, precision)] = {
+            "fns": {"net": network_only(est, x, ckpt, config, args.height, backend, precision, args.threads,
+                                        args.device),
+                    "stage": lambda est=est, select=select: select(est(clip)),
+                    "stage3": lambda est=est, select=select: (est.infer(clip), select(decode_poses_batch(hm3, pf3)))},
+            "times": {"net": [], "stage": [], "stage3": []}, "engine": str(est.engine),
+            "hm_maxdiff": hm_d, "paf_maxdiff": pf_d}
+        for fn in runs[label(backend, precision)]["fns"].values():
+            fn()  # warm-up (compilation, primitive caches) before any timing
+    for _ in range(args.reps):  # in turn, so load swings hit every engine alike
+        for run in runs.values():
+            for k, fn in run["fns"].items():
+                t0 = time.perf_counter()
+                fn()
+                run["times"][k].append(time.perf_counter() - t0)
+    rows = []
+    for name, run in runs.items():
+        med = {k: statistics.median(v) * 1e3 / batch for k, v in run["times"].items()}
+        rows.append({"config": config, "batch": batch, "engine": name, "stage_ms": round(med["stage"], 2),
+                     "net_ms": round(med["net"], 2), "stage3_ms": round(med["stage3"], 2),
+                     "stage_fps": round(1e3 / med["stage"], 1), "hm_maxdiff": run["hm_maxdiff"],
+                     "paf_maxdiff": run["paf_maxdiff"], "resolved": run["engine"],
+                     "loadavg_1m": round(os.getloadavg()[0], 1)})
+    return rows
 
-    def full() -> None:
-        select(est(clip))
 
-    def full_3_people() -> None:
-        # same work, but decode the 3-person reference maps instead of the (random-weight) outputs,
-        # so decoding cost reflects people actually being in view
-        est.infer(clip)
-        select(decode_poses_batch(hm3, pf3))
-
-    t_net, t_full, t_full3 = [], [], []
-    for _ in range(reps):  # interleaved so machine load hits all three alike
-        t_net.append(timed(network_only, 1))
-        t_full.append(timed(full, 1))
-        t_full3.append(timed(full_3_people, 1))
-    net, ful, ful3 = (statistics.median(t) for t in (t_net, t_full, t_full3))
-    return {"config": config, "batch": batch, "net_fps": batch / net, "full_fps": batch / ful,
-            "full_ratio": net / ful, "full_3people_fps": batch / ful3, "full_3people_ratio": net / ful3,
-            "loadavg_1m": os.getloadavg()[0]}
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--configs", nargs="+", default=["official", "small"])
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--height", type=int, default=256, help="network input height (the ward's input_height)")
+    ap.add_argument("--reps", type=int, default=5, help="timed rounds per engine (median reported)")
+    ap.add_argument("--threads", type=int, default=2, help="torch / OpenVINO threads")
+    ap.add_argument("--weights", type=Path, default=ROOT / "models",
+                    help="folder with official/pose.pth and ward-pose-<config>.pt (else random init)")
+    ap.add_argument("--no-decoder", action="store_true", help="skip the decoder-vs-reference timing")
+    add_engine_options(ap)
     add_json_option(ap, "bench_pose")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    engines, skipped = engine_plan(args.engines, args.device)
 
-    decoder = bench_decoder(args.reps)
-    print("decoder (3 people, 128x228 upsampled):", {k: round(v, 3) for k, v in decoder.items()})
-
-    frames, source = load_frames(max(args.batches))
+    decoder = None if args.no_decoder else bench_decoder(args.reps)
+    if decoder:
+        print("decoder (3 people, 128x228 upsampled):", {k: round(v, 3) for k, v in decoder.items()}, flush=True)
+    frames = sim_frames(max(args.batches))
     z = np.load(FIXTURE)
-    rows = [bench_stage(c, b, frames, args.reps, (z["heatmaps_stride8"], z["pafs_stride8"]))
-            for c in args.configs for b in args.batches]
-    report("bench_pose", rows, extra={
-        "decoder": decoder, "frames": f"{source} {frames.shape[1]}x{frames.shape[2]}", "height": 256,
-        "patient_selector": PatientSelector is not None, "fused_bn": True, "channels_last": True,
-        "note": "random weights: network outputs hold few/no people, hence full_3people (fixture maps decoded)"},
+    rows, weights = [], {}
+    for config in args.configs:
+        ckpt, weights[config] = pose_checkpoint(config, args.weights)
+        for b in args.batches:
+            new = bench_config(config, ckpt, b, frames, engines, args, (z["heatmaps_stride8"], z["pafs_stride8"]))
+            for r in new:
+                print({k: r[k] for k in ("config", "batch", "engine", "stage_ms", "net_ms")}, flush=True)
+            rows += new
+    for value in ("stage_ms", "net_ms"):
+        speedups(rows, ("config", "batch"), value)
+    return report("bench_pose", rows, extra={
+        "decoder": decoder, "frames": f"simulated beds {frames.shape[2]}x{frames.shape[1]}", "height": args.height,
+        "threads": args.threads, "device": args.device, "weights": weights, "skipped_engines": skipped,
+        "note": "times per frame (ms), median of --reps rounds taken in turn; *_x = torch:fp32 time / this "
+                "engine's, same config, batch and run; stage = preprocess + network + decode + patient selection"},
         json_path=args.json)
 
 

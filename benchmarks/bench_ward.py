@@ -1,21 +1,31 @@
-"""The whole ward on this machine: N simulated beds for a fixed time, per-bed and pipeline figures.
+"""The whole ward on this machine: N simulated beds through the pose model, per-bed and pipeline figures.
 
-    .venv/bin/python benchmarks/bench_ward.py [--beds 1,2,4] [--seconds 40] [--pose small,official]
-                                              [--input-height 256] [--weights DIR]
+    .venv/bin/python benchmarks/bench_ward.py [--beds 2,4,8] [--duration 60] [--pose official,small]
+        [--input-height 256] [--backend auto|torch|openvino] [--precision auto|fp32|bf16|int8]
+        [--device cpu|cuda] [--weights DIR] [--json PATH]
 
-For each pose model and N it reports per-bed sampled (posed) fps, frames dropped (latest-frame slot
-and in-flight cap), clips scored, end-to-end latency (frame captured -> probability stored) p50/p95,
-the Pose batch-size distribution, CPU and memory of the Ray processes; "sustained" means every bed
-was posed at >= 90 % of the model rate (6 fps) with p95 < 2 s. The largest sustained N per model is
-printed. Then the ward's Pose throughput (posed frames/s while saturated) is compared with the pose
-network's own throughput at the same (mean) batch size, measured in this process with the same
-thread count as the Pose replica. Untrained weights unless --weights has ward-pose-{small,official}.pt
-and ward-vsvig-light.pt (timing does not depend on the values, decoding a little does).
+For each pose config and N, a ward runs N simulated 640x360 beds (every bed through the Pose
+deployment, sampled at 6 fps) with the shipped ward's batching and resources
+(serve_configs/ward.yaml; the Pose batch may grow to N). After the warm-up (every bed posed, then
+``--warmup`` s) it measures ``--duration`` s of steady state: per-bed sampled (posed) fps, frames
+dropped (latest-frame slot and in-flight cap), clips scored, end-to-end latency (frame captured ->
+probability stored) p50/p95, the Pose batch-size distribution, CPU (per bed) and memory of the Ray
+processes. ``beds_at_6fps`` counts the beds posed at >= 90 % of 6 fps; "sustained" means all of them
+were, with p95 < 2 s. The largest sustained N per config is printed (``--stop-early`` skips larger N
+after a failure). Then the ward's Pose throughput (posed frames/s of the largest N) is compared with
+the pose stage's own throughput at the same (mean) batch size and engine, measured in this process.
+
+``--backend``/``--precision`` set ``models.pose`` and ``models.vsvig`` (default: the config's
+default, auto). Weights: ``DIR/ward-pose-<config>.pt`` (``DIR/official/pose.pth`` for official) and
+``DIR/ward-vsvig-light.pt`` when present, else random init (timing does not depend on the values,
+decoding a little does).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import os
 import sys
 import time
@@ -30,7 +40,7 @@ from ward.serve.launcher import setup_ray_auth  # noqa: E402
 
 setup_ray_auth()  # Ray with token authentication, as `ward run` starts it
 
-from _util import add_json_option, report  # noqa: E402
+from _util import add_json_option, pose_checkpoint, report  # noqa: E402
 
 
 def _ray_procs_usage() -> tuple[float, float]:
@@ -53,44 +63,51 @@ def _ray_procs_usage() -> tuple[float, float]:
     return cpu, rss
 
 
-def run_ward(n_beds: int, seconds: float, pose_cfg: str, input_height: int, weights: Path | None, tmp: Path) -> dict:
+def shipped_runtime() -> dict:
+    """batching, resources and ingest of the shipped default ward (serve_configs/ward.yaml)."""
+    import yaml
+
+    app = yaml.safe_load((ROOT / "serve_configs" / "ward.yaml").read_text())["applications"][0]["args"]
+    return {k: app[k] for k in ("batching", "resources", "ingest") if k in app}
+
+
+def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> dict:
     import ray
     from ray import serve
 
-    from support.serve import make_weights, sim_bed, ward_args
+    from support.serve import sim_bed, ward_args
     from ward.serve.app import build_app
 
-    beds = [sim_bed(f"bed-{i}", i) for i in range(1, n_beds + 1)]
-    for b in beds:  # 640x360 camera, working height 360 (as the default ward)
-        b["source"] = b["source"].replace("width=320&height=180", "width=640&height=360")
-        b["height"] = 360
+    beds = [sim_bed(f"bed-{i}", i, size=(640, 360)) for i in range(1, n_beds + 1)]
     args = ward_args(tmp, beds)
+    args.update(copy.deepcopy(shipped_runtime()))
     args["resources"]["camera_actors"]["beds_per_actor"] = 4
-    args["batching"]["pose"]["max_batch_size"] = max(4, n_beds)
-    pose_path = weights / f"ward-pose-{pose_cfg}.pt" if weights else None
-    if pose_path is None or not pose_path.is_file():
-        import torch
-
-        from ward.vision.openpose import build_openpose, save_openpose_checkpoint
-
-        pose_path = tmp / f"pose-{pose_cfg}.pt"
-        torch.manual_seed(0)
-        save_openpose_checkpoint(build_openpose(pose_cfg), pose_path)
-    args["models"]["pose"] = {"path": str(pose_path), "config": pose_cfg, "input_height": input_height}
-    if weights and (weights / "ward-vsvig-light.pt").is_file():
-        args["models"]["vsvig"]["path"] = str(weights / "ward-vsvig-light.pt")
-    args["resources"]["pose"]["num_cpus"] = 1.0
-    ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=400 * 2**20,
-             log_to_driver=False)
+    args["batching"]["pose"]["max_batch_size"] = max(args["batching"]["pose"]["max_batch_size"], n_beds)
+    pose_path, _ = pose_checkpoint(pose_cfg, a.weights)
+    args["models"]["pose"] = {"path": str(pose_path), "config": pose_cfg, "input_height": a.input_height}
+    if a.weights and (a.weights / "ward-vsvig-light.pt").is_file():
+        args["models"]["vsvig"]["path"] = str(a.weights / "ward-vsvig-light.pt")
+    for model in ("pose", "vsvig"):
+        args["models"][model].update({k: v for k, v in (("backend", a.backend), ("precision", a.precision)) if v})
+        if a.device.startswith("cuda"):
+            args["resources"][model]["num_gpus"] = 0.5
+    ray.init(address="local", num_cpus=a.ray_cpus, num_gpus=1 if a.device.startswith("cuda") else 0,
+             include_dashboard=False, object_store_memory=400 * 2**20, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 0})
         serve.run(build_app(args), name="ward", route_prefix=None)
         coord = serve.get_deployment_handle("Coordinator", app_name="ward")
-        time.sleep(15)  # warm-up: first clips need 5 s of frames
+        t_ready = time.monotonic() + 120  # first clips need 5 s of frames; OpenVINO compiles on start
+        while time.monotonic() < t_ready:
+            m = coord.metrics.remote().result()
+            if len(m["beds"]) == n_beds and all(b.get("pose_done", 0) > 0 for b in m["beds"].values()):
+                break
+            time.sleep(1)
+        time.sleep(a.warmup)
         m0 = coord.metrics.remote().result()
         cpu0, _ = _ray_procs_usage()
         t0 = time.monotonic()
-        time.sleep(seconds)
+        time.sleep(a.duration)
         m1 = coord.metrics.remote().result()
         dt = time.monotonic() - t0
         cpu1, rss = _ray_procs_usage()
@@ -98,33 +115,37 @@ def run_ward(n_beds: int, seconds: float, pose_cfg: str, input_height: int, weig
     finally:
         serve.shutdown()
         ray.shutdown()
-    d = lambda k, b: m1["beds"][b].get(k, 0) - m0["beds"][b].get(k, 0)  # noqa: E731
+    d = lambda k, b: m1["beds"][b].get(k, 0) - m0["beds"].get(b, {}).get(k, 0)  # noqa: E731
     beds_ = list(m1["beds"])
     posed = [d("pose_done", b) / dt for b in beds_]
-    pose_batches = {}
+    pose_batches: dict[int, int] = {}
     for rep in m1["batches"].get("pose", {}).values():
         for k, v in rep["sizes"].items():
             pose_batches[int(k)] = pose_batches.get(int(k), 0) + v
     sizes = np.repeat(list(pose_batches), list(pose_batches.values())) if pose_batches else np.zeros(1)
-    return {"pose": pose_cfg, "beds": n_beds, "posed_fps_min": min(posed), "posed_fps_mean": float(np.mean(posed)),
-            "dropped_slot": sum(d("frames_dropped", b) for b in beds_),
-            "dropped_inflight": sum(d("frames_dropped_inflight", b) for b in beds_),
+    cpu = (cpu1 - cpu0) / dt
+    dropped = {k: sum(d(k, b) for b in beds_) for k in ("frames_dropped", "frames_dropped_inflight")}
+    return {"pose": pose_cfg, "beds": n_beds, "beds_at_6fps": sum(f >= 0.9 * 6.0 for f in posed),
+            "posed_fps_min": min(posed), "posed_fps_mean": float(np.mean(posed)),
+            "dropped_slot": dropped["frames_dropped"], "dropped_inflight": dropped["frames_dropped_inflight"],
+            "dropped_per_s": sum(dropped.values()) / dt,
             "clips_scored": sum(d("clips_scored", b) for b in beds_),
             "lat_p50_s": lat["p50"], "lat_p95_s": lat["p95"], "pose_batch_mean": float(sizes.mean()),
             "pose_batch_max": int(sizes.max()), "ward_pose_fps": float(sum(posed)),
-            "cpu_cores": (cpu1 - cpu0) / dt, "rss_mb": rss}
+            "cpu_cores": cpu, "cpu_per_bed": cpu / n_beds, "rss_mb": rss, "seconds": round(dt, 1)}
 
 
-def network_fps(pose_cfg: str, input_height: int, batch: int, threads: int) -> float:
-    """The pose network's own throughput (preprocess + network + decode) at this batch size."""
+def network_fps(pose_cfg: str, a: argparse.Namespace, batch: int, threads: int) -> float:
+    """The pose stage's own throughput (preprocess + network + decode) at this batch size and engine."""
     import torch
 
-    from ward.vision.openpose import build_openpose, fuse_for_inference
     from ward.vision.pose import PoseEstimator
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    est = PoseEstimator(fuse_for_inference(build_openpose(pose_cfg)), height=input_height)
+    ckpt, _ = pose_checkpoint(pose_cfg, a.weights)
+    est = PoseEstimator.from_checkpoint(ckpt, pose_cfg, height=a.input_height, device=a.device,
+                                        backend=a.backend or "auto", precision=a.precision or "auto",
+                                        num_threads=threads)
     x = np.random.default_rng(0).integers(0, 255, (batch, 360, 640, 3), dtype=np.uint8)
     est(x)
     n, t0 = 0, time.perf_counter()
@@ -134,15 +155,25 @@ def network_fps(pose_cfg: str, input_height: int, batch: int, threads: int) -> f
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--beds", default="1,2,4")
-    ap.add_argument("--seconds", type=float, default=40.0)
-    ap.add_argument("--pose", default="small,official")
+    ap.add_argument("--beds", default="2,4,8")
+    ap.add_argument("--duration", "--seconds", type=float, default=60.0, dest="duration",
+                    help="seconds of steady state measured per run (after the warm-up)")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds after every bed was first posed")
+    ap.add_argument("--pose", default="official,small")
     ap.add_argument("--input-height", type=int, default=256)
+    ap.add_argument("--backend", choices=["auto", "torch", "openvino"], default=None,
+                    help="models.pose/vsvig.backend (default: the config's default)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
+                    help="models.pose/vsvig.precision (default: the config's default)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: Pose and VSViG on the GPU (num_gpus 0.5 each)")
+    ap.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs given to Ray (ray.init num_cpus)")
+    ap.add_argument("--stop-early", action="store_true", help="skip larger N once one is not sustained")
+    ap.add_argument("--no-network", action="store_true", help="skip the in-process pose-stage comparison")
     ap.add_argument("--weights", type=Path, default=ROOT / "models")
     add_json_option(ap, "bench_ward")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     import tempfile
 
     import torch
@@ -152,23 +183,27 @@ def main() -> None:
     for cfg in a.pose.split(","):
         for n in [int(x) for x in a.beds.split(",")]:
             with tempfile.TemporaryDirectory() as tmp:
-                r = run_ward(n, a.seconds, cfg, a.input_height, a.weights, Path(tmp))
-            r["sustained"] = bool(r["posed_fps_min"] >= 0.9 * 6.0 and (r["lat_p95_s"] or 99) < 2.0)
+                r = run_ward(n, a, cfg, Path(tmp))
+            r["sustained"] = bool(r["beds_at_6fps"] == n and (r["lat_p95_s"] or 99) < 2.0)
             r["loadavg"] = os.getloadavg()[0]
             rows.append(r)
             print(r, flush=True)
             if r["sustained"]:
-                best[cfg] = n
-            else:
+                best[cfg] = max(best.get(cfg, 0), n)
+            elif a.stop_early:
                 break  # larger N will not be sustained either
-        sat = rows[-1]
-        b = max(1, round(sat["pose_batch_mean"]))
-        net = network_fps(cfg, a.input_height, b, threads=1)  # the Pose replica has num_cpus 1 -> 1 thread
-        sat["network_fps_same_batch"] = net
-        sat["ward_vs_network"] = sat["ward_pose_fps"] / net
-    report("bench_ward", rows, {"largest_sustained_beds": best, "seconds": a.seconds, "input_height": a.input_height},
-           json_path=a.json)
-    print("largest N sustained in real time:", best)
+        if not a.no_network:
+            sat = rows[-1]
+            b = max(1, round(sat["pose_batch_mean"]))
+            threads = max(1, math.ceil(shipped_runtime()["resources"]["pose"]["num_cpus"]))  # as the replica
+            sat["network_fps_same_batch"] = network_fps(cfg, a, b, threads)
+            sat["ward_vs_network"] = sat["ward_pose_fps"] / sat["network_fps_same_batch"]
+    out = report("bench_ward", rows, {"largest_sustained_beds": best, "duration_s": a.duration,
+                                      "warmup_s": a.warmup, "input_height": a.input_height,
+                                      "backend": a.backend or "config default", "precision": a.precision or "config default",
+                                      "device": a.device, "runtime": shipped_runtime()}, json_path=a.json)
+    print("largest N sustained in real time (6 fps per bed, p95 < 2 s):", best)
+    return out
 
 
 if __name__ == "__main__":
