@@ -130,6 +130,10 @@ def engine_plan(specs: Sequence[str], device: str = "cpu") -> tuple[list[tuple[s
         backend, _, precision = spec.partition(":")
         if backend not in ("torch", "openvino") or precision not in ("fp32", "bf16", "int8"):
             raise SystemExit(f"unknown engine {spec!r}: use backend:precision from {', '.join(ENGINES)}")
+        if spec != REFERENCE and not engine_api():
+            skipped[spec] = ("this checkout has no engine API (ward.vision.export, PoseEstimator.from_checkpoint("
+                             "backend=...), load_vsvig_scorer): only torch fp32 runs")
+            continue
         try:
             choice = resolve(backend, precision, device)  # type: ignore[arg-type]
         except EngineError as exc:
@@ -142,6 +146,72 @@ def engine_plan(specs: Sequence[str], device: str = "cpu") -> tuple[list[tuple[s
     for spec, why in skipped.items():
         print(f"skipped {spec}: {why}", flush=True)
     return run, skipped
+
+
+def engine_api() -> bool:
+    """Whether this checkout has the backend/precision loaders (issue 15); without them the
+    benchmarks still time today's path (torch fp32) through :func:`load_pose` / :func:`load_vsvig_engine`."""
+    import importlib.util
+    import inspect
+
+    from ward.vision.pose import PoseEstimator
+
+    return ("backend" in inspect.signature(PoseEstimator.from_checkpoint).parameters
+            and importlib.util.find_spec("ward.vision.export") is not None and _vsvig_scorer_loader() is not None)
+
+
+def _vsvig_scorer_loader() -> Callable[..., Any] | None:
+    import importlib
+
+    for module in ("ward.vision.vsvig", "ward.vision.vsvig_engine"):
+        try:
+            return getattr(importlib.import_module(module), "load_vsvig_scorer")
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _only_today(backend: str, precision: str) -> None:
+    if (backend, precision) not in (("torch", "fp32"), ("auto", "auto")):
+        raise SystemExit(f"backend {backend} / precision {precision}: this checkout has no engine API, only torch fp32")
+
+
+def load_pose(ckpt: Path, config: str | None, *, height: int, device: str, backend: str = "auto",
+              precision: str = "auto", num_threads: int | None = None) -> Any:
+    """``PoseEstimator.from_checkpoint`` for one engine; ``est.engine`` says what runs."""
+    from ward.vision.engines import resolve
+    from ward.vision.pose import PoseEstimator
+
+    if engine_api():
+        return PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device, backend=backend,
+                                             precision=precision, num_threads=num_threads)
+    _only_today(backend, precision)
+    est = PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device)  # today's path
+    est.engine = resolve("torch", "fp32", device)
+    return est
+
+
+def load_vsvig_engine(ckpt: Path, *, device: str, backend: str = "auto", precision: str = "auto",
+                      num_threads: int | None = None) -> Any:
+    """``load_vsvig_scorer`` for one engine: ``scorer(patches, kpts) -> p``, ``scorer.engine``."""
+    loader = _vsvig_scorer_loader()
+    if loader is not None and engine_api():
+        return loader(ckpt, device=device, backend=backend, precision=precision, num_threads=num_threads)
+    _only_today(backend, precision)
+    import torch
+
+    from ward.vision.engines import resolve
+    from ward.vision.vsvig import load_vsvig
+
+    model = load_vsvig(ckpt, device=device).fuse_for_inference(channels_last=torch.device(device).type == "cpu")
+
+    def scorer(patches: Any, kpts: Any) -> Any:  # today's path: fused torch fp32
+        with torch.inference_mode():
+            return model(torch.as_tensor(patches, device=device).float(),
+                         torch.as_tensor(kpts, device=device).float()).cpu().numpy()
+
+    scorer.engine = resolve("torch", "fp32", device)  # type: ignore[attr-defined]
+    return scorer
 
 
 def label(backend: str, precision: str) -> str:

@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import (add_engine_options, add_json_option, engine_plan, label, pose_checkpoint,  # noqa: E402
-                   report, speedups)
+from _util import (add_engine_options, add_json_option, engine_plan, label, load_pose,  # noqa: E402
+                   pose_checkpoint, report, speedups)
 
 from ward.vision.engines import OpenVINORunner  # noqa: E402
 from ward.vision.patient import PatientSelector  # noqa: E402
@@ -91,13 +91,6 @@ def bench_decoder(reps: int) -> dict:
     t_b16 = timed(lambda: decode_poses_batch(hm16, pf16), max(reps, 5)) / 16
     return {"reference_ms": t_ref * 1e3, "vectorised_ms": t_vec * 1e3, "vectorised_batch16_ms_per_frame": t_b16 * 1e3,
             "speedup": t_ref / t_vec}
-
-
-def load_estimator(ckpt: Path, config: str, height: int, backend: str, precision: str, threads: int,
-                   device: str) -> PoseEstimator:
-    """The estimator the ward would build for this engine (``PoseEstimator.from_checkpoint``)."""
-    return PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device, backend=backend,
-                                         precision=precision, num_threads=threads)
 
 
 def sync(device: str) -> None:
@@ -147,7 +140,8 @@ def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engine
     runs: dict[str, dict[str, Any]] = {}
     ref_maps = None
     for backend, precision in engines:
-        est = load_estimator(ckpt, config, args.height, backend, precision, args.threads, args.device)
+        est = load_pose(ckpt, config, height=args.height, device=args.device, backend=backend,
+                        precision=precision, num_threads=args.threads)
         selectors = [PatientSelector() for _ in range(batch)]  # one per bed, sequential as in the pipeline
         clock = [0.0]
 

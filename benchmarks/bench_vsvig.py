@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from _util import (REFERENCE, add_engine_options, add_json_option, engine_plan, label, report,  # noqa: E402
-                   vsvig_checkpoint)
+from _util import (REFERENCE, add_engine_options, add_json_option, engine_plan, label,  # noqa: E402
+                   load_vsvig_engine, report, vsvig_checkpoint)
 
-from ward.vision.vsvig import Part3DCNN, VSViG, load_vsvig, load_vsvig_scorer, random_clips  # noqa: E402
+from ward.vision.vsvig import Part3DCNN, VSViG, load_vsvig, random_clips  # noqa: E402
 
 
 def official_style_forward(self: Part3DCNN, x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> Path:
             model = load_vsvig(ckpt)
             gflop = count_gflops(model)
             impls: dict[str, Callable[..., Any]] = {
-                label(b, p): load_vsvig_scorer(ckpt, device=args.device, backend=b, precision=p,  # type: ignore[arg-type]
+                label(b, p): load_vsvig_engine(ckpt, device=args.device, backend=b, precision=p,
                                                num_threads=args.threads)
                 for b, p in engines}
             resolved = {k: str(v.engine) for k, v in impls.items()}

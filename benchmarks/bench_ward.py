@@ -40,7 +40,7 @@ from ward.serve.launcher import setup_ray_auth  # noqa: E402
 
 setup_ray_auth()  # Ray with token authentication, as `ward run` starts it
 
-from _util import add_json_option, pose_checkpoint, report  # noqa: E402
+from _util import add_json_option, load_pose, pose_checkpoint, report  # noqa: E402
 
 
 def _ray_procs_usage() -> tuple[float, float]:
@@ -139,13 +139,10 @@ def network_fps(pose_cfg: str, a: argparse.Namespace, batch: int, threads: int) 
     """The pose stage's own throughput (preprocess + network + decode) at this batch size and engine."""
     import torch
 
-    from ward.vision.pose import PoseEstimator
-
     torch.set_num_threads(threads)
     ckpt, _ = pose_checkpoint(pose_cfg, a.weights)
-    est = PoseEstimator.from_checkpoint(ckpt, pose_cfg, height=a.input_height, device=a.device,
-                                        backend=a.backend or "auto", precision=a.precision or "auto",
-                                        num_threads=threads)
+    est = load_pose(ckpt, pose_cfg, height=a.input_height, device=a.device, backend=a.backend or "auto",
+                    precision=a.precision or "auto", num_threads=threads)
     x = np.random.default_rng(0).integers(0, 255, (batch, 360, 640, 3), dtype=np.uint8)
     est(x)
     n, t0 = 0, time.perf_counter()
