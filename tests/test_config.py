@@ -249,3 +249,51 @@ def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
         load_ward_config(p)
     with pytest.raises(ConfigError, match="cannot read ward config"):
         load_ward_config(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------ model engines (issue 15)
+
+def test_engine_defaults_are_auto_and_reach_the_deployments(cfg: dict[str, Any]) -> None:
+    from ward.serve.app import _model_args
+
+    c = load_ward_config(cfg)
+    assert (c.models.pose.backend, c.models.pose.precision) == ("auto", "auto")
+    assert (c.models.vsvig.backend, c.models.vsvig.precision) == ("auto", "auto")
+    cfg["models"]["pose"].update(backend="openvino", precision="int8")
+    cfg["models"]["vsvig"].update(backend="torch", precision="fp32")
+    pose, vsvig = _model_args(load_ward_config(cfg))
+    assert (pose["backend"], pose["precision"], pose["device"]) == ("openvino", "int8", "cpu")
+    assert (vsvig["backend"], vsvig["precision"], vsvig["device"]) == ("torch", "fp32", "cpu")
+
+
+@pytest.mark.parametrize("model, values, gpus, key, fix", [
+    ("pose", {"backend": "torch", "precision": "int8"}, 0, "models.pose.precision",
+     "set backend openvino or auto, or use precision fp32/bf16"),
+    ("vsvig", {"backend": "torch", "precision": "int8"}, 1, "models.vsvig.precision",
+     "set backend openvino or auto, or use precision fp32/bf16"),
+    ("pose", {"backend": "openvino"}, 1, "models.pose.backend", "use backend auto or torch"),
+    ("vsvig", {"backend": "openvino", "precision": "fp32"}, 0.5, "models.vsvig.backend",
+     "resources.vsvig.num_gpus: 0 for a CPU"),
+    ("pose", {"precision": "int8"}, 1, "models.pose.precision", "on a GPU use auto, fp32 or bf16"),
+    ("vsvig", {"backend": "onnx"}, 0, "models.vsvig.backend", "must be one of 'auto', 'torch' or 'openvino'"),
+    ("pose", {"precision": "fp16"}, 0, "models.pose.precision", "must be one of 'auto', 'fp32', 'bf16' or 'int8'"),
+    ("pose", {"precison": "fp32"}, 0, "models.pose.precison", "did you mean 'precision'?"),
+])
+def test_engines_that_can_never_run_are_rejected_before_start(cfg: dict[str, Any], model: str, values: dict,
+                                                              gpus: float, key: str, fix: str) -> None:
+    cfg["models"][model].update(values)
+    cfg["resources"] = {model: {"num_gpus": gpus}}
+    msgs = problems(cfg)
+    assert len(msgs) == 1 and msgs[0].startswith(key + ":") and fix in msgs[0], msgs
+
+
+@pytest.mark.parametrize("values, gpus", [({"backend": "openvino", "precision": "int8"}, 0),
+                                          ({"backend": "auto", "precision": "bf16"}, 0),  # hardware: at load time
+                                          ({"backend": "torch", "precision": "bf16"}, 1),
+                                          ({"backend": "auto", "precision": "fp32"}, 1)])
+def test_engines_that_can_run_somewhere_are_accepted(cfg: dict[str, Any], values: dict, gpus: float) -> None:
+    cfg["models"]["pose"].update(values)
+    cfg["models"]["vsvig"].update(values)
+    cfg["resources"] = {"pose": {"num_gpus": gpus}, "vsvig": {"num_gpus": gpus}}
+    c = load_ward_config(cfg)
+    assert (c.models.pose.backend, c.models.pose.precision) == (values["backend"], values["precision"])

@@ -22,7 +22,8 @@ def test_render_metrics():
         "beds": {"b1": {"frames_in": 10, "frames_dropped": 2, "frames_corrupt": 3, "state": "online",
                         "fps_measured": 12.0},
                  "b2": {"frames_in": 0, "state": "offline"}},
-        "batches": {"pose": {"r1": {"sizes": {"1": 3, "4": 2}, "items": 11, "batches": 5, "busy_s": 0.5, "ongoing": 1}}},
+        "batches": {"pose": {"r1": {"sizes": {"1": 3, "4": 2}, "items": 11, "batches": 5, "busy_s": 0.5, "ongoing": 1,
+                                      "engine": {"backend": "openvino", "precision": "bf16", "device": "cpu"}}}},
         "latency": {"buckets": [0.5, 1.0], "counts": [2, 1, 1], "sum": 3.0, "count": 4},
         "spill_pending": 0, "flush_errors": 0})
     assert 'ward_frames_in_total{bed="b1"} 10.0' in text
@@ -32,6 +33,8 @@ def test_render_metrics():
     assert 'ward_frames_corrupt_total{bed="b1"} 3.0' in text
     assert 'ward_frames_corrupt_total{bed="b2"} 0.0' in text
     assert 'ward_batches_total{deployment="pose",replica="r1",size="4"} 2' in text
+    assert ('ward_model_engine_info{deployment="pose",replica="r1",backend="openvino",precision="bf16",'
+            'device="cpu"} 1') in text
     assert 'ward_end_to_end_latency_seconds_bucket{le="1"} 3' in text
     assert 'ward_end_to_end_latency_seconds_bucket{le="+Inf"} 4' in text
     assert 'ward_bed_state{bed="b1",state="online"} 1' in text

@@ -133,7 +133,45 @@ def _check_file(value: str | None, info: ValidationInfo,
     return str(p.resolve())
 
 
-class PoseModelConfig(_Strict):
+class _EngineConfig(_Strict):
+    """Which runtime and precision run a model (``ward.vision.engines.resolve`` decides ``auto``)."""
+
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="auto: OpenVINO on CPUs, torch on CUDA; torch; openvino (CPU only)")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="auto: bf16 where the CPU/GPU has native bf16, else fp32 (never int8); "
+                            "int8: OpenVINO's NNCF-quantized model (CPU only)")
+
+    def engine_problems(self, device: str) -> list[tuple[tuple[str, ...], str]]:
+        """What can never run on ``device`` (a ``cpu`` or ``cuda`` node), by key, with the fix.
+
+        Hardware that only the serving node knows (native bf16, openvino installed) is assumed
+        present here and checked when the model loads (:func:`ward.vision.engines.resolve` again)."""
+        from ward.vision.engines import EngineError, resolve  # noqa: PLC0415 (numpy only, no torch)
+
+        def fails(precision: str) -> str | None:
+            try:
+                resolve(self.backend, precision, device,  # type: ignore[arg-type]
+                        native_bf16=True, have_openvino=True, cuda_bf16=True)
+            except EngineError as exc:
+                return str(exc)
+            return None
+
+        problem = fails("auto")
+        if problem:
+            return [(("backend",), problem)]
+        problem = fails(self.precision)
+        return [(("precision",), problem)] if problem else []
+
+    @model_validator(mode="after")
+    def _engine_anywhere(self) -> "_EngineConfig":
+        # int8 with torch fails on every device; what depends on the device is checked by WardConfig
+        if self.precision == "int8" and self.backend == "torch":
+            raise NestedError(self.engine_problems("cpu"))
+        return self
+
+
+class PoseModelConfig(_EngineConfig):
     path: str = Field(min_length=1, description="pose weights (.pth)")
     config: Literal["official", "small"] = "small"
     refinement_stages: int = Field(1, ge=0, le=5)
@@ -143,7 +181,7 @@ class PoseModelConfig(_Strict):
     _path = field_validator("path")(_check_file)
 
 
-class VSViGModelConfig(_Strict):
+class VSViGModelConfig(_EngineConfig):
     path: str = Field(min_length=1, description="VSViG weights (.pth)")
     variant: Literal["light", "base"] = "light"
     graph_mode: Literal["official", "paper"] = "paper"
@@ -311,6 +349,11 @@ class DeploymentResources(_Strict):
     num_gpus: float = Field(0.0, ge=0)
     replicas: int = Field(1, ge=1)
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources per replica")
+
+    @property
+    def device(self) -> str:
+        """Where the deployment's model runs: ``cuda`` with a GPU share, else ``cpu``."""
+        return "cuda" if self.num_gpus > 0 else "cpu"
 
 
 class CameraActorResources(_Strict):
@@ -530,6 +573,11 @@ class WardConfig(_Strict):
             if round(self.clip.stride_s * bed.fps) < 1:
                 problems.append((("beds", i, "fps"), f"clip.stride_s * fps must give at least one frame "
                                                      f"(got {self.clip.stride_s} * {bed.fps})"))
+        for name, model, res in (("pose", self.models.pose, self.resources.pose),
+                                 ("vsvig", self.models.vsvig, self.resources.vsvig)):
+            problems += [(("models", name, *loc), msg + (f"; or resources.{name}.num_gpus: 0 for a CPU"
+                                                           if res.device == "cuda" else ""))
+                         for loc, msg in model.engine_problems(res.device)]
         if problems:
             raise NestedError(problems)
         self._resolved = {b.bed_id: ResolvedBed(b, b.watchdog or self.watchdog,

@@ -68,10 +68,12 @@ def _model_args(cfg: WardConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     r = cfg.resources
     pose = {"path": cfg.models.pose.path, "config": cfg.models.pose.config,
             "refinement_stages": cfg.models.pose.refinement_stages, "input_height": cfg.models.pose.input_height,
-            "device": "cuda" if r.pose.num_gpus > 0 else "cpu", "num_cpus": r.pose.num_cpus}
+            "backend": cfg.models.pose.backend, "precision": cfg.models.pose.precision,
+            "device": r.pose.device, "num_cpus": r.pose.num_cpus}
     vsvig = {"path": cfg.models.vsvig.path, "variant": cfg.models.vsvig.variant,
              "graph_mode": cfg.models.vsvig.graph_mode, "partition_order": cfg.models.vsvig.partition_order,
-             "device": "cuda" if r.vsvig.num_gpus > 0 else "cpu", "num_cpus": r.vsvig.num_cpus}
+             "backend": cfg.models.vsvig.backend, "precision": cfg.models.vsvig.precision,
+             "device": r.vsvig.device, "num_cpus": r.vsvig.num_cpus}
     return pose, vsvig
 
 

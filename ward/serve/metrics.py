@@ -78,6 +78,14 @@ def render_metrics(snap: Mapping[str, Any]) -> str:
             out.append(f"ward_batch_items_total{{{lab}}} {_num(s.get('items', 0))}")
             out.append(f"ward_model_busy_seconds_total{{{lab}}} {_num(s.get('busy_s', 0.0))}")
             out.append(f"ward_queue_depth_replica{{{lab}}} {_num(s.get('ongoing', 0))}")
+    family("ward_model_engine_info", "gauge", "1 for the engine each model replica runs (backend, precision, device)")
+    for kind, reps in batches.items():
+        for rep, s in reps.items():
+            eng = s.get("engine") or {}
+            if eng:
+                out.append(f'ward_model_engine_info{{deployment="{kind}",replica="{_esc(rep)}",'
+                           f'backend="{_esc(str(eng.get("backend")))}",precision="{_esc(str(eng.get("precision")))}",'
+                           f'device="{_esc(str(eng.get("device")))}"}} 1')
 
     lat = snap.get("latency")
     family("ward_end_to_end_latency_seconds", "histogram", "frame captured -> probability stored")
