@@ -130,17 +130,13 @@ def engine_plan(specs: Sequence[str], device: str = "cpu") -> tuple[list[tuple[s
         backend, _, precision = spec.partition(":")
         if backend not in ("torch", "openvino") or precision not in ("fp32", "bf16", "int8"):
             raise SystemExit(f"unknown engine {spec!r}: use backend:precision from {', '.join(ENGINES)}")
-        if spec != REFERENCE and not engine_api():
-            skipped[spec] = ("this checkout has no engine API (ward.vision.export, PoseEstimator.from_checkpoint("
-                             "backend=...), load_vsvig_scorer): only torch fp32 runs")
-            continue
         try:
             choice = resolve(backend, precision, device)  # type: ignore[arg-type]
         except EngineError as exc:
             skipped[spec] = str(exc)
             continue
-        if choice.precision == "int8" and importlib.util.find_spec("ward.vision.quantize") is None:
-            skipped[spec] = "ward.vision.quantize (int8 post-training quantization) is not in this checkout"
+        if choice.precision == "int8" and not (engine_api() and importlib.util.find_spec("ward.vision.quantize")):
+            skipped[spec] = "ward.vision.export/quantize (int8 post-training quantization) are not in this checkout"
             continue
         run.append((backend, precision))
     for spec, why in skipped.items():
@@ -149,8 +145,8 @@ def engine_plan(specs: Sequence[str], device: str = "cpu") -> tuple[list[tuple[s
 
 
 def engine_api() -> bool:
-    """Whether this checkout has the backend/precision loaders (issue 15); without them the
-    benchmarks still time today's path (torch fp32) through :func:`load_pose` / :func:`load_vsvig_engine`."""
+    """Whether this checkout has the backend/precision loaders (issue 15); without them
+    :func:`load_pose` / :func:`load_vsvig_engine` put the engines together themselves."""
     import importlib.util
     import inspect
 
@@ -158,6 +154,12 @@ def engine_api() -> bool:
 
     return ("backend" in inspect.signature(PoseEstimator.from_checkpoint).parameters
             and importlib.util.find_spec("ward.vision.export") is not None and _vsvig_scorer_loader() is not None)
+
+
+def engines_from() -> str:
+    """For the JSON: whether the ward's loaders or this module's stand-ins built the engines."""
+    return ("ward API (PoseEstimator.from_checkpoint / load_vsvig_scorer)" if engine_api() else
+            "benchmarks/_util.py stand-in: ONNX export + OpenVINORunner, or torch autocast (no engine API in this checkout)")
 
 
 def _vsvig_scorer_loader() -> Callable[..., Any] | None:
@@ -171,46 +173,117 @@ def _vsvig_scorer_loader() -> Callable[..., Any] | None:
     return None
 
 
-def _only_today(backend: str, precision: str) -> None:
-    if (backend, precision) not in (("torch", "fp32"), ("auto", "auto")):
-        raise SystemExit(f"backend {backend} / precision {precision}: this checkout has no engine API, only torch fp32")
+def _export_onnx(ckpt: Path, name: str, model: Any, example: tuple, inputs: list[str], outputs: list[str]) -> Path:
+    """Stand-in for ``ward.vision.export`` where it is missing: ONNX with a dynamic batch (and, for
+    an image input, height/width), cached next to the ward's exports by checkpoint key."""
+    import warnings
+
+    import torch
+
+    from ward.vision.engines import cache_dir, checkpoint_key
+
+    path = cache_dir() / checkpoint_key(ckpt) / f"bench-{name}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        axes = {n: ({0: "batch", 2: "height", 3: "width"} if n == "x" else {0: "batch"}) for n in inputs + outputs}
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, example, str(tmp), input_names=inputs, output_names=outputs,
+                              dynamic_axes=axes, opset_version=17, dynamo=False)
+        tmp.replace(path)
+    return path
+
+
+def _fallback_network(ckpt: Path, name: str, model: Any, example: tuple, inputs: list[str], outputs: list[str],
+                      choice: Any, num_threads: int | None) -> Any:
+    """``model`` as ``choice`` runs it, without the engine API: an nn.Module returning torch tensors
+    (torch: bf16/fp16 autocast around the fp32 model; OpenVINO: the ONNX export compiled)."""
+    import torch
+
+    from ward.vision.engines import OpenVINORunner
+
+    if choice.precision == "int8":
+        raise SystemExit("int8 needs ward.vision.export / quantize (not in this checkout)")
+    if choice.backend == "openvino":
+        runner = OpenVINORunner(_export_onnx(ckpt, name, model, example, inputs, outputs), choice.precision,
+                                num_threads=num_threads)
+
+        class OpenVINONet(torch.nn.Module):
+            def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                return tuple(torch.from_numpy(o) for o in runner(*(x.float().cpu().numpy() for x in xs)))
+
+        return OpenVINONet()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice.precision)
+    if dtype is None:
+        return model
+
+    class Autocast(torch.nn.Module):
+        channels_last = getattr(model, "channels_last", False)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, *xs: torch.Tensor) -> Any:
+            with torch.autocast(torch.device(choice.device).type, dtype=dtype):
+                out = self.net(*xs)
+            return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+    return Autocast()
 
 
 def load_pose(ckpt: Path, config: str | None, *, height: int, device: str, backend: str = "auto",
               precision: str = "auto", num_threads: int | None = None) -> Any:
-    """``PoseEstimator.from_checkpoint`` for one engine; ``est.engine`` says what runs."""
+    """``PoseEstimator.from_checkpoint`` for one engine; ``est.engine`` says what runs.
+
+    Where the checkout has no engine API yet, the same engine is put together here (ONNX export of
+    the checkpoint, OpenVINORunner, or autocast) around today's preprocessing and decoding.
+    """
+    import torch
+
     from ward.vision.engines import resolve
+    from ward.vision.openpose import fuse_for_inference, load_openpose
     from ward.vision.pose import PoseEstimator
 
     if engine_api():
         return PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device, backend=backend,
                                              precision=precision, num_threads=num_threads)
-    _only_today(backend, precision)
-    est = PoseEstimator.from_checkpoint(ckpt, config, height=height, device=device)  # today's path
-    est.engine = resolve("torch", "fp32", device)
+    choice = resolve(backend, precision, device)  # type: ignore[arg-type]
+    raw = load_openpose(ckpt, config)
+    model = fuse_for_inference(raw, channels_last=torch.device(device).type == "cpu") if choice.backend == "torch" else raw
+    net = _fallback_network(ckpt, f"pose-{height}", model, (torch.zeros(1, 3, height, height * 16 // 9 // 8 * 8),),
+                            ["x"], ["heatmaps", "pafs"], choice, num_threads)
+    est = PoseEstimator(net, height=height, device=device if choice.backend == "torch" else "cpu")
+    est.engine = choice
     return est
 
 
 def load_vsvig_engine(ckpt: Path, *, device: str, backend: str = "auto", precision: str = "auto",
                       num_threads: int | None = None) -> Any:
-    """``load_vsvig_scorer`` for one engine: ``scorer(patches, kpts) -> p``, ``scorer.engine``."""
+    """``load_vsvig_scorer`` for one engine: ``scorer(patches, kpts) -> p``, ``scorer.engine``
+    (put together here, like :func:`load_pose`, where the checkout has no engine API)."""
     loader = _vsvig_scorer_loader()
     if loader is not None and engine_api():
         return loader(ckpt, device=device, backend=backend, precision=precision, num_threads=num_threads)
-    _only_today(backend, precision)
     import torch
 
     from ward.vision.engines import resolve
-    from ward.vision.vsvig import load_vsvig
+    from ward.vision.vsvig import load_vsvig, random_clips
 
-    model = load_vsvig(ckpt, device=device).fuse_for_inference(channels_last=torch.device(device).type == "cpu")
+    choice = resolve(backend, precision, device)  # type: ignore[arg-type]
+    dev = device if choice.backend == "torch" else "cpu"
+    model = load_vsvig(ckpt, device=dev)
+    if choice.backend == "torch":
+        model = model.fuse_for_inference(channels_last=torch.device(dev).type == "cpu")
+    net = _fallback_network(ckpt, "vsvig", model, random_clips(2), ["patches", "kpts"], ["p"], choice, num_threads)
 
-    def scorer(patches: Any, kpts: Any) -> Any:  # today's path: fused torch fp32
+    def scorer(patches: Any, kpts: Any) -> Any:
         with torch.inference_mode():
-            return model(torch.as_tensor(patches, device=device).float(),
-                         torch.as_tensor(kpts, device=device).float()).cpu().numpy()
+            out = net(torch.as_tensor(patches, device=dev).float(), torch.as_tensor(kpts, device=dev).float())
+        return (out[0] if isinstance(out, tuple) else out).float().cpu().numpy()
 
-    scorer.engine = resolve("torch", "fp32", device)  # type: ignore[attr-defined]
+    scorer.engine = choice  # type: ignore[attr-defined]
     return scorer
 
 

@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import (add_engine_options, add_json_option, engine_plan, label, load_pose,  # noqa: E402
-                   pose_checkpoint, report, speedups)
+from _util import (add_engine_options, add_json_option, engine_api, engine_plan, engines_from, label,  # noqa: E402
+                   load_pose, pose_checkpoint, report, speedups)
 
 from ward.vision.engines import OpenVINORunner  # noqa: E402
 from ward.vision.patient import PatientSelector  # noqa: E402
@@ -101,18 +101,20 @@ def sync(device: str) -> None:
 def network_only(est: PoseEstimator, x: torch.Tensor, ckpt: Path, config: str, height: int, backend: str,
                  precision: str, threads: int, device: str) -> Callable[[], Any]:
     """A call of the network alone on the preprocessed batch ``x``, as the engine runs it."""
-    if backend == "openvino":
+    if backend == "openvino" and engine_api():
         from ward.vision.export import pose_model_file
 
         runner = OpenVINORunner(pose_model_file(ckpt, config=config, precision=precision, height=height),
                                 precision, num_threads=threads)  # type: ignore[arg-type]
         xn = x.numpy()
         return lambda: runner(xn)
-    model = est.model
+    model = est.model  # torch, or (without the engine API) the stand-in OpenVINO/autocast module
+    if backend == "openvino":
+        return lambda: model(x)
     xd = x.to(device)
     if getattr(est, "channels_last", False):
         xd = xd.contiguous(memory_format=torch.channels_last)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(est.engine.precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(est.engine.precision) if engine_api() else None
     dev_type = torch.device(device).type
 
     def run() -> None:
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> Path:
     return report("bench_pose", rows, extra={
         "decoder": decoder, "frames": f"simulated beds {frames.shape[2]}x{frames.shape[1]}", "height": args.height,
         "threads": args.threads, "device": args.device, "weights": weights, "skipped_engines": skipped,
+        "engines_from": engines_from(),
         "note": "times per frame (ms), median of --reps rounds taken in turn; *_x = torch:fp32 time / this "
                 "engine's, same config, batch and run; stage = preprocess + network + decode + patient selection"},
         json_path=args.json)

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from _util import engine_api, load_pose, load_vsvig_engine, machine_info, pose_checkpoint, vsvig_checkpoint  # noqa: E402
+from _util import load_pose, load_vsvig_engine, machine_info, pose_checkpoint, vsvig_checkpoint  # noqa: E402
 
 JOINT_PX = 1.0  # network-input pixels
 JOINT_SHARE = 0.99
@@ -45,7 +45,7 @@ def device_engines(device: str, quick: bool = False) -> list[tuple[str, str]]:
     (``quick``: fp32 only, which is all a dry run on a CPU needs to exercise this script)."""
     from ward.vision.engines import resolve
 
-    if quick or not engine_api():
+    if quick:
         return [("torch", "fp32")]
     auto = resolve("auto", "auto", device)
     return list(dict.fromkeys([("torch", "fp32"), (auto.backend, auto.precision)]))

@@ -42,12 +42,10 @@ def test_engine_plan_reference_first_and_skips_with_reasons(monkeypatch: pytest.
     run, skipped = _util.engine_plan(["openvino:fp32", "torch:bf16", "torch:fp32"], "cpu")
     assert run[0] == ("torch", "fp32") and run.count(("torch", "fp32")) == 1
     assert set(skipped) | {_util.label(*e) for e in run} == {"openvino:fp32", "torch:bf16", "torch:fp32"}
-    assert "torch:bf16" in skipped  # no native bf16 (or no engine API at all)
-    if _util.engine_api():
-        assert "native bf16" in skipped["torch:bf16"]
-        assert ("openvino", "fp32") in run or "openvino" in skipped["openvino:fp32"]
-        _, skipped = _util.engine_plan(["openvino:fp32"], "cuda")
-        assert "cuda" in skipped["openvino:fp32"]
+    assert "native bf16" in skipped["torch:bf16"]
+    assert ("openvino", "fp32") in run or "openvino" in skipped["openvino:fp32"]
+    _, skipped = _util.engine_plan(["openvino:fp32"], "cuda")
+    assert "cuda" in skipped["openvino:fp32"]
     with pytest.raises(SystemExit, match="unknown engine"):
         _util.engine_plan(["tensorrt:fp8"], "cpu")
 
