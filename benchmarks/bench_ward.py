@@ -10,7 +10,7 @@ deployment, sampled at 6 fps) with the shipped ward's batching and resources
 ``--warmup`` s) it measures ``--duration`` s of steady state: per-bed sampled (posed) fps, frames
 dropped (latest-frame slot and in-flight cap), clips scored, end-to-end latency (frame captured ->
 probability stored) p50/p95, the Pose batch-size distribution, CPU (per bed) and memory of the Ray
-processes. ``beds_at_6fps`` counts the beds posed at >= 90 % of 6 fps; "sustained" means all of them
+processes, and the engine each deployment's replicas report running (``pose_engine``, ``vsvig_engine``). ``beds_at_6fps`` counts the beds posed at >= 90 % of 6 fps; "sustained" means all of them
 were, with p95 < 2 s. The largest sustained N per config is printed (``--stop-early`` skips larger N
 after a failure). Then the ward's Pose throughput (posed frames/s of the largest N) is compared with
 the pose stage's own throughput at the same (mean) batch size and engine, measured in this process.
@@ -124,6 +124,9 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
             pose_batches[int(k)] = pose_batches.get(int(k), 0) + v
     sizes = np.repeat(list(pose_batches), list(pose_batches.values())) if pose_batches else np.zeros(1)
     cpu = (cpu1 - cpu0) / dt
+    engines = {kind: sorted({" ".join(str(e.get(k)) for k in ("backend", "precision", "device"))
+                             for e in (s.get("engine") for s in m1["batches"].get(kind, {}).values()) if e})
+               for kind in ("pose", "vsvig")}
     dropped = {k: sum(d(k, b) for b in beds_) for k in ("frames_dropped", "frames_dropped_inflight")}
     return {"pose": pose_cfg, "beds": n_beds, "beds_at_6fps": sum(f >= 0.9 * 6.0 for f in posed),
             "posed_fps_min": min(posed), "posed_fps_mean": float(np.mean(posed)),
@@ -132,7 +135,8 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
             "clips_scored": sum(d("clips_scored", b) for b in beds_),
             "lat_p50_s": lat["p50"], "lat_p95_s": lat["p95"], "pose_batch_mean": float(sizes.mean()),
             "pose_batch_max": int(sizes.max()), "ward_pose_fps": float(sum(posed)),
-            "cpu_cores": cpu, "cpu_per_bed": cpu / n_beds, "rss_mb": rss, "seconds": round(dt, 1)}
+            "cpu_cores": cpu, "cpu_per_bed": cpu / n_beds, "rss_mb": rss, "seconds": round(dt, 1),
+            **{f"{k}_engine": ", ".join(v) or "not reported (torch fp32 before issue 15)" for k, v in engines.items()}}
 
 
 def network_fps(pose_cfg: str, a: argparse.Namespace, batch: int, threads: int) -> float:
