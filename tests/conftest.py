@@ -32,6 +32,11 @@ atexit.register(shutil.rmtree, _RAY_TOKEN_DIR, ignore_errors=True)
 os.environ.pop("RAY_AUTH_TOKEN", None)
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_ray_token(_RAY_TOKEN_DIR / "auth_token"))
+# Exported and compiled models (ward.vision.export, OpenVINO) go to a per-session temp folder, never to
+# ~/.cache/ward; inherited by the processes the tests start.
+_MODEL_CACHE_DIR = Path(tempfile.mkdtemp(prefix="ward-test-model-cache-"))
+atexit.register(shutil.rmtree, _MODEL_CACHE_DIR, ignore_errors=True)
+os.environ["WARD_CACHE_DIR"] = str(_MODEL_CACHE_DIR)
 # Passwords in this process are hashed with cheap scrypt parameters (explicit and test-only: ward.security
 # refuses it outside pytest), so hundreds of test accounts do not cost 128 MiB and ~0.5 s each. The
 # defaults stay OWASP's N=2^17 (tests/test_passwords.py hashes with them), as do the ward and dashboard

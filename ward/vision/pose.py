@@ -13,6 +13,10 @@ network, GPU or CPU), for a batch of frames of one size (one camera):
 :class:`PoseEstimator` runs preprocess -> network -> :func:`decode_poses_batch` and maps keypoints
 back to frame pixels with the demo's formula ``(x_input - pad_left) / scale`` (as floats, without
 the demo's ``int()`` truncation). It is what the serving layer and the dataset builder call.
+
+The network call runs on one engine (:mod:`ward.vision.engines`): torch fp32 (the eager module),
+torch bf16/fp16 (autocast), or OpenVINO on the cached ONNX export (:func:`ward.vision.export.pose_model_file`).
+Preprocessing and decoding are the same torch/numpy code for every engine.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ward.vision.engines import EngineChoice, OpenVINORunner, cache_dir, resolve
 from ward.vision.openpose import fuse_for_inference, load_openpose
 from ward.vision.pose_decode import decode_poses_batch
 
@@ -93,43 +98,109 @@ def preprocess(frames: Any, height: int = 256, stride: int = 8, pad_value: float
     return x.contiguous(), scale, pad
 
 
+class OpenVINOPose:
+    """The pose network on OpenVINO: ``x (N, 3, h, w) float32 -> (heatmaps, pafs)`` as numpy.
+
+    By default one fully dynamic model serves every input size. With ``static_shapes`` one model
+    is compiled per input (h, w), reshaped to that size with a dynamic batch (a camera's size never
+    changes, so once per camera size); measured no faster here (docs/inference.md), so it is off.
+    """
+
+    def __init__(self, model_file: str | Path, precision: str = "fp32", *, num_threads: int | None = None,
+                 static_shapes: bool = False) -> None:
+        self.model_file = Path(model_file)
+        self.precision = precision
+        self.num_threads = num_threads
+        self.static_shapes = static_shapes
+        self._runners: dict[tuple[int, int], OpenVINORunner] = {}
+        self._cache = cache_dir() / "openvino"
+
+    def runner(self, h: int, w: int) -> OpenVINORunner:
+        key = (h, w) if self.static_shapes else (0, 0)
+        run = self._runners.get(key)
+        if run is None:
+            import openvino as ov  # noqa: PLC0415
+
+            model: Any = self.model_file
+            if self.static_shapes:
+                model = ov.Core().read_model(str(self.model_file))
+                model.reshape({model.inputs[0].get_any_name(): ov.PartialShape([-1, 3, h, w])})
+            run = self._runners[key] = OpenVINORunner(model, self.precision,  # type: ignore[arg-type]
+                                                      num_threads=self.num_threads, cache=self._cache)
+        return run
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.runner(int(x.shape[2]), int(x.shape[3]))(x)
+
+
 class PoseEstimator:
     """Frames -> people per frame, keypoints in frame pixels.
 
     ``model`` returns ``(heatmaps, pafs)`` (see :mod:`ward.vision.openpose`); pass a
     :func:`fuse_for_inference` copy for speed. Call with a batch of same-size BGR uint8 frames;
     returns, per frame, a list of (18, 3) float32 arrays ``(x, y, score)``, all -1 for a missing joint.
+    ``engine`` says how the network runs (default: torch fp32, the module as given); an OpenVINO
+    engine needs ``runner`` (an :class:`OpenVINOPose`), and ``model`` may then be None.
     """
 
-    def __init__(self, model: nn.Module, height: int = 256, device: str | torch.device = "cpu",
-                 upsample: int = 4) -> None:
+    def __init__(self, model: nn.Module | None, height: int = 256, device: str | torch.device = "cpu",
+                 upsample: int = 4, *, engine: EngineChoice | None = None,
+                 runner: Any = None) -> None:
         if height <= 0 or height % 8:
             raise ValueError(f"height must be a positive multiple of 8 (network stride), got {height}")
         if upsample not in (1, 2, 4, 8):
             raise ValueError(f"upsample must be 1, 2, 4 or 8, got {upsample}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.engine = engine or EngineChoice("torch", "fp32", str(self.device), "torch module given")
+        if self.engine.backend == "openvino" and runner is None:
+            raise ValueError("an openvino engine needs runner= (an OpenVINOPose); use PoseEstimator.from_checkpoint")
+        self.runner = runner if self.engine.backend == "openvino" else None
+        if model is None and self.runner is None:
+            raise ValueError("model is required for the torch backend")
+        self.model = model.to(self.device).eval() if model is not None else None
         self.height = height
         self.upsample = upsample
         self.channels_last = bool(getattr(model, "channels_last", False))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, config: str | None = None, num_refinement_stages: int | None = None,
-                        *, height: int = 256, device: str = "cpu", upsample: int = 4, fuse: bool = True,
+    def from_checkpoint(cls, path: str | Path, config: str | None = None, refinement_stages: int | None = None,
+                        *, height: int = 256, device: str = "cpu", upsample: int = 4, backend: str = "auto",
+                        precision: str = "auto", num_threads: int | None = None, fuse: bool = True,
                         trusted: bool = False) -> "PoseEstimator":
-        """Load weights strictly (see :func:`load_openpose`), fold BN for inference, wrap."""
-        model = load_openpose(path, config, num_refinement_stages, device="cpu", trusted=trusted)
+        """Load weights strictly (see :func:`load_openpose`) and run them on the engine that
+        :func:`ward.vision.engines.resolve` picks for ``backend``/``precision``/``device``.
+
+        torch: BN folded for inference (``fuse``); OpenVINO: the cached, parity-checked ONNX export
+        (int8: the quantized IR), compiled per input size.
+        """
+        engine = resolve(backend, precision, device)  # type: ignore[arg-type]
+        if engine.backend == "openvino":
+            from ward.vision.export import pose_model_file  # noqa: PLC0415
+
+            file = pose_model_file(path, config=config, refinement_stages=refinement_stages,
+                                   precision=engine.precision, height=height, trusted=trusted)
+            return cls(None, height=height, device="cpu", upsample=upsample, engine=engine,
+                       runner=OpenVINOPose(file, engine.precision, num_threads=num_threads))
+        model = load_openpose(path, config, refinement_stages, device="cpu", trusted=trusted)
         if fuse:
             model = fuse_for_inference(model, channels_last=torch.device(device).type == "cpu")
-        return cls(model, height=height, device=device, upsample=upsample)
+        return cls(model, height=height, device=device, upsample=upsample, engine=engine)
 
     @torch.inference_mode()
     def infer(self, frames: Any) -> tuple[torch.Tensor, torch.Tensor, float, Pad]:
         """Network outputs (heatmaps, pafs) at stride 8 for a batch, plus the preprocessing scale/pad."""
         x, scale, pad = preprocess(frames, self.height, device=self.device)
+        if self.runner is not None:
+            heatmaps, pafs = (torch.from_numpy(o) for o in self.runner(x.cpu().numpy()))
+            return heatmaps, pafs, scale, pad
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        heatmaps, pafs = self.model(x)
+        if self.engine.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.engine.precision == "bf16" else torch.float16
+            with torch.autocast(self.device.type, dtype=dtype):
+                heatmaps, pafs = self.model(x)  # type: ignore[misc]
+            return heatmaps.float(), pafs.float(), scale, pad
+        heatmaps, pafs = self.model(x)  # type: ignore[misc]
         return heatmaps, pafs, scale, pad
 
     def __call__(self, frames: Any) -> list[list[np.ndarray]]:

@@ -634,3 +634,12 @@ def save_vsvig_checkpoint(model: VSViG, path: str | Path, **metadata: Any) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": meta}, path)
     return path
+
+
+def __getattr__(name: str) -> Any:
+    """``load_vsvig_scorer`` / ``VSViGScorer`` live in :mod:`ward.vision.vsvig_engine` (imported lazily)."""
+    if name in ("load_vsvig_scorer", "VSViGScorer"):
+        from ward.vision import vsvig_engine  # noqa: PLC0415
+
+        return getattr(vsvig_engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
