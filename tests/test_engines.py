@@ -206,19 +206,6 @@ def _run(est, frames):
     return dets, scale
 
 
-def _patient(cands, gt):
-    """The detection nearest to the patient's ground truth (as ward.train.pose.pose_accuracy matches)."""
-    vis = gt[:, 2] > 0
-    best, best_d = None, np.inf
-    for c in cands:
-        both = vis & (c[:, 2] >= 0)
-        if both.any():
-            d = float(np.linalg.norm(c[both, :2] - gt[both, :2], axis=1).mean())
-            if d < best_d:
-                best, best_d = c, d
-    return best
-
-
 class _Replay:
     """Feeds recorded detections to pose_accuracy in its batches of 8, so each engine runs once."""
 
@@ -244,7 +231,7 @@ def pose_reference(held_out_frames):
 
 def pose_gate(est, held_out_frames, pose_reference):
     """The gate's numbers for one estimator: share of joints within POSE_PX, PCK delta."""
-    from ward.train.pose import pose_accuracy
+    from ward.train.pose import match_patient, pose_accuracy
 
     frames, people = held_out_frames
     ref_dets, scale, ref_acc = pose_reference
@@ -252,7 +239,7 @@ def pose_gate(est, held_out_frames, pose_reference):
     close = total = 0
     for r, (ref_c, c, ppl) in enumerate(zip(ref_dets, dets, people)):
         gt = ppl[0]
-        ref_p, p = _patient(ref_c, gt), _patient(c, gt)
+        ref_p, p = match_patient(ref_c, gt)[0], match_patient(c, gt)[0]
         if ref_p is None:
             continue
         joints = (gt[:, 2] > 0) & (ref_p[:, 2] >= 0)

@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="ward: real-time video seizure moni
 
 # (module, what it adds). A module's register(app) adds its group(s) or commands.
 _CONCERNS: tuple[str, ...] = (
-    "ward.vision.models_cli",   # ward models fetch|verify|list
+    "ward.vision.models_cli",   # ward models fetch|verify|list|export
     "ward.sim.cli",             # ward sim render|preview
     "ward.dataset.cli",         # ward dataset build
     "ward.train.cli",           # ward train pose|vsvig

@@ -128,6 +128,20 @@ def _to_input(people: list[np.ndarray], scale: float, pad: tuple[int, int, int, 
     return out
 
 
+def match_patient(cands: Sequence[np.ndarray], gt: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The detected person nearest to the patient's ground truth ``gt`` (18, 3) and that distance:
+    mean pixel distance over the joints both have (visible in ``gt``, found in the detection)."""
+    vis = gt[:, 2] > 0
+    best, best_d = None, np.inf
+    for c in cands:
+        both = vis & (c[:, 2] >= 0)
+        if both.any():
+            d = float(np.linalg.norm(c[both, :2] - gt[both, :2], axis=1).mean())
+            if d < best_d:
+                best, best_d = c, d
+    return best, best_d
+
+
 def pose_accuracy(estimator: Any, frames: np.ndarray, people: Sequence[Sequence[np.ndarray]],
                   threshold: float = 0.1) -> dict[str, float]:
     """PCK@threshold (of the patient's bounding-box diagonal), mean error (px) and patient detection rate.
@@ -147,13 +161,7 @@ def pose_accuracy(estimator: Any, frames: np.ndarray, people: Sequence[Sequence[
             xy = gt[vis, :2]
             size = float(np.linalg.norm(xy.max(0) - xy.min(0))) or 1.0
             total += int(vis.sum())
-            best, best_d = None, np.inf
-            for c in cands:
-                both = vis & (c[:, 2] >= 0)
-                if both.any():
-                    d = float(np.linalg.norm(c[both, :2] - gt[both, :2], axis=1).mean())
-                    if d < best_d:
-                        best, best_d = c, d
+            best, best_d = match_patient(cands, gt)
             if best is None or best_d > 0.5 * size:
                 continue
             found += 1

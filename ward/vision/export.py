@@ -38,8 +38,9 @@ OPSET = 17
 
 POSE_TOLERANCE = 1e-3
 """Max |heatmap/PAF difference| between the ONNX file (OpenVINO fp32) and torch fp32."""
-VSVIG_TOLERANCE = 0.01
-"""Max |p difference|: the calibrated official VSViG amplifies float32 rounding (see vsvig.py)."""
+VSVIG_TOLERANCE = 0.02
+"""Max |p difference| (the engines' accuracy gate): the calibrated official VSViG amplifies float32 rounding
+(a random-weight official-mode base model exports at 6e-3, see vsvig.py)."""
 
 
 class ParityError(EngineError):
