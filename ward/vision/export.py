@@ -195,7 +195,9 @@ def _tag(value: Any) -> str:
     if isinstance(value, (str, Path)) and Path(value).is_file():
         return checkpoint_key(value)[:8]
     if isinstance(value, (str, int)):
-        return str(value)
+        return str(value).replace(os.sep, "_")
+    if hasattr(value, "name"):  # an OpenPoseConfig
+        return str(value.name)
     data = torch.as_tensor(value).numpy().tobytes()
     return hashlib.sha256(data).hexdigest()[:8]
 

@@ -171,7 +171,8 @@ class PoseEstimator:
         :func:`ward.vision.engines.resolve` picks for ``backend``/``precision``/``device``.
 
         torch: BN folded for inference (``fuse``); OpenVINO: the cached, parity-checked ONNX export
-        (int8: the quantized IR), compiled per input size.
+        (int8: the quantized IR). ``num_threads``: OpenVINO's inference threads (torch uses the
+        process's ``torch.set_num_threads``).
         """
         engine = resolve(backend, precision, device)  # type: ignore[arg-type]
         if engine.backend == "openvino":

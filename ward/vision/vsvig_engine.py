@@ -55,7 +55,9 @@ def load_vsvig_scorer(path: str | Path, *, variant: str | None = None, graph_mod
                       partition_order: Any = None, device: str = "cpu", backend: str = "auto",
                       precision: str = "auto", num_threads: int | None = None) -> VSViGScorer:
     """A scorer for a VSViG checkpoint (official .pth or ward checkpoint, see ``load_vsvig``) on the
-    engine :func:`ward.vision.engines.resolve` picks for ``backend``/``precision``/``device``."""
+    engine :func:`ward.vision.engines.resolve` picks for ``backend``/``precision``/``device``.
+
+    ``num_threads``: OpenVINO's inference threads (torch uses the process's ``torch.set_num_threads``)."""
     engine = resolve(backend, precision, device)  # type: ignore[arg-type]
     if engine.backend == "openvino":
         from ward.vision.export import vsvig_model_file  # noqa: PLC0415
