@@ -59,11 +59,11 @@ def _private_cache(tmp_path_factory, monkeypatch):
 # ------------------------------------------------------------------------------------------ resolve
 
 @pytest.mark.parametrize(("args", "kw", "want"), [
-    (("auto", "auto", "cpu"), dict(native_bf16=True, have_openvino=True), ("openvino", "bf16")),
+    (("auto", "auto", "cpu"), dict(native_bf16=True, have_openvino=True), ("openvino", "fp32")),
     (("auto", "auto", "cpu"), dict(native_bf16=False, have_openvino=True), ("openvino", "fp32")),
     (("auto", "auto", "cpu"), dict(native_bf16=False, have_openvino=False), ("torch", "fp32")),
-    (("auto", "auto", "cpu"), dict(native_bf16=True, have_openvino=False), ("torch", "bf16")),
-    (("torch", "auto", "cpu"), dict(native_bf16=True, have_openvino=True), ("torch", "bf16")),
+    (("auto", "auto", "cpu"), dict(native_bf16=True, have_openvino=False), ("torch", "fp32")),
+    (("torch", "auto", "cpu"), dict(native_bf16=True, have_openvino=True), ("torch", "fp32")),
     (("torch", "fp32", "cpu"), dict(native_bf16=True, have_openvino=True), ("torch", "fp32")),
     (("openvino", "int8", "cpu"), dict(native_bf16=False, have_openvino=True), ("openvino", "int8")),
     (("auto", "int8", "cpu"), dict(native_bf16=False, have_openvino=True), ("openvino", "int8")),
