@@ -44,10 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import (add_engine_options, add_json_option, engine_api, engine_plan, engines_from, label,  # noqa: E402
-                   load_pose, pose_checkpoint, report, speedups)
+from _util import (add_engine_options, add_json_option, engine_plan, label, pose_checkpoint,  # noqa: E402
+                   report, speedups)
 
-from ward.vision.engines import OpenVINORunner  # noqa: E402
 from ward.vision.patient import PatientSelector  # noqa: E402
 from ward.vision.pose import PoseEstimator, preprocess  # noqa: E402
 from ward.vision.pose_decode import decode_poses, decode_poses_batch, reference_decode_poses  # noqa: E402
@@ -98,23 +97,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def network_only(est: PoseEstimator, x: torch.Tensor, ckpt: Path, config: str, height: int, backend: str,
-                 precision: str, threads: int, device: str) -> Callable[[], Any]:
-    """A call of the network alone on the preprocessed batch ``x``, as the engine runs it."""
-    if backend == "openvino" and engine_api():
-        from ward.vision.export import pose_model_file
-
-        runner = OpenVINORunner(pose_model_file(ckpt, config=config, precision=precision, height=height),
-                                precision, num_threads=threads)  # type: ignore[arg-type]
+def network_only(est: PoseEstimator, x: torch.Tensor, device: str) -> Callable[[], Any]:
+    """A call of the network alone on the preprocessed batch ``x``, as the estimator's engine runs it."""
+    if est.runner is not None:  # OpenVINO
         xn = x.numpy()
-        return lambda: runner(xn)
-    model = est.model  # torch, or (without the engine API) the stand-in OpenVINO/autocast module
-    if backend == "openvino":
-        return lambda: model(x)
+        return lambda: est.runner(xn)
+    model = est.model
     xd = x.to(device)
-    if getattr(est, "channels_last", False):
+    if est.channels_last:
         xd = xd.contiguous(memory_format=torch.channels_last)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(est.engine.precision) if engine_api() else None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(est.engine.precision)
     dev_type = torch.device(device).type
 
     def run() -> None:
@@ -142,8 +134,8 @@ def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engine
     runs: dict[str, dict[str, Any]] = {}
     ref_maps = None
     for backend, precision in engines:
-        est = load_pose(ckpt, config, height=args.height, device=args.device, backend=backend,
-                        precision=precision, num_threads=args.threads)
+        est = PoseEstimator.from_checkpoint(ckpt, config, height=args.height, device=args.device, backend=backend,
+                                            precision=precision, num_threads=args.threads)
         selectors = [PatientSelector() for _ in range(batch)]  # one per bed, sequential as in the pipeline
         clock = [0.0]
 
@@ -156,8 +148,7 @@ def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engine
         if ref_maps is None:
             ref_maps = tuple(np.asarray(torch.as_tensor(t).float().cpu()) for t in est.infer(clip)[:2])
         runs[label(backend, precision)] = {
-            "fns": {"net": network_only(est, x, ckpt, config, args.height, backend, precision, args.threads,
-                                        args.device),
+            "fns": {"net": network_only(est, x, args.device),
                     "stage": lambda est=est, select=select: select(est(clip)),
                     "stage3": lambda est=est, select=select: (est.infer(clip), select(decode_poses_batch(hm3, pf3)))},
             "times": {"net": [], "stage": [], "stage3": []}, "engine": str(est.engine),
@@ -216,7 +207,6 @@ def main(argv: list[str] | None = None) -> Path:
     return report("bench_pose", rows, extra={
         "decoder": decoder, "frames": f"simulated beds {frames.shape[2]}x{frames.shape[1]}", "height": args.height,
         "threads": args.threads, "device": args.device, "weights": weights, "skipped_engines": skipped,
-        "engines_from": engines_from(),
         "note": "times per frame (ms), median of --reps rounds taken in turn; *_x = torch:fp32 time / this "
                 "engine's, same config, batch and run; stage = preprocess + network + decode + patient selection"},
         json_path=args.json)

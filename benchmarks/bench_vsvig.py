@@ -43,10 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from _util import (REFERENCE, add_engine_options, add_json_option, engine_plan, engines_from, label,  # noqa: E402
-                   load_vsvig_engine, report, vsvig_checkpoint)
+from _util import (REFERENCE, add_engine_options, add_json_option, engine_plan, label, report,  # noqa: E402
+                   vsvig_checkpoint)
 
 from ward.vision.vsvig import Part3DCNN, VSViG, load_vsvig, random_clips  # noqa: E402
+from ward.vision.vsvig_engine import load_vsvig_scorer  # noqa: E402
 
 
 def official_style_forward(self: Part3DCNN, x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> Path:
             model = load_vsvig(ckpt)
             gflop = count_gflops(model)
             impls: dict[str, Callable[..., Any]] = {
-                label(b, p): load_vsvig_engine(ckpt, device=args.device, backend=b, precision=p,
+                label(b, p): load_vsvig_scorer(ckpt, device=args.device, backend=b, precision=p,
                                                num_threads=args.threads)
                 for b, p in engines}
             resolved = {k: str(v.engine) for k, v in impls.items()}
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> Path:
     extra = {"gemm_gflops_1024": round(gemm, 1), "gemm_gflops_end": round(gemm_gflops(), 1),
              "loadavg_before": load_before, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
              "loadavg_after": os.getloadavg(), "flush_denormal": True, "threads": args.threads,
-             "device": args.device, "weights": weights, "skipped_engines": skipped, "engines_from": engines_from(),
+             "device": args.device, "weights": weights, "skipped_engines": skipped,
              "note": "x_ref = clips/s over torch:fp32's, same variant, mode, batch and run"}
     print()
     out = report("bench_vsvig", rows, extra, json_path=args.json)

@@ -40,7 +40,7 @@ from ward.serve.launcher import setup_ray_auth  # noqa: E402
 
 setup_ray_auth()  # Ray with token authentication, as `ward run` starts it
 
-from _util import add_json_option, engine_api, load_pose, pose_checkpoint, report  # noqa: E402
+from _util import add_json_option, pose_checkpoint, report  # noqa: E402
 
 
 def _ray_procs_usage() -> tuple[float, float]:
@@ -143,11 +143,13 @@ def network_fps(pose_cfg: str, a: argparse.Namespace, batch: int, threads: int) 
     """The pose stage's own throughput (preprocess + network + decode) at this batch size and engine."""
     import torch
 
+    from ward.vision.pose import PoseEstimator
+
     torch.set_num_threads(threads)
     ckpt, _ = pose_checkpoint(pose_cfg, a.weights)
-    today = ("auto", "auto") if engine_api() else ("torch", "fp32")  # what the ward's config default runs
-    est = load_pose(ckpt, pose_cfg, height=a.input_height, device=a.device, backend=a.backend or today[0],
-                    precision=a.precision or today[1], num_threads=threads)
+    est = PoseEstimator.from_checkpoint(ckpt, pose_cfg, height=a.input_height, device=a.device,
+                                        backend=a.backend or "auto", precision=a.precision or "auto",
+                                        num_threads=threads)
     x = np.random.default_rng(0).integers(0, 255, (batch, 360, 640, 3), dtype=np.uint8)
     est(x)
     n, t0 = 0, time.perf_counter()

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from _util import load_pose, load_vsvig_engine, machine_info, pose_checkpoint, vsvig_checkpoint  # noqa: E402
+from _util import machine_info, pose_checkpoint, vsvig_checkpoint  # noqa: E402
 
 JOINT_PX = 1.0  # network-input pixels
 JOINT_SHARE = 0.99
@@ -93,14 +93,15 @@ def joint_agreement(ref: list[np.ndarray | None], test: list[np.ndarray | None],
 
 def check_pose(config: str, device: str, n_frames: int, height: int, weights: Path | None, quick: bool) -> list[dict[str, Any]]:
     from ward.train.pose import pose_accuracy
-    from ward.vision.pose import padded_size
+    from ward.vision.pose import PoseEstimator, padded_size
 
     ckpt, what = pose_checkpoint(config, weights)
     frames, gt = sim_data(n_frames)
     scale = padded_size(frames.shape[1], frames.shape[2], height)[0]
 
     def run(backend: str, precision: str, dev: str) -> dict[str, Any]:
-        est = load_pose(ckpt, config, height=height, device=dev, backend=backend, precision=precision)
+        est = PoseEstimator.from_checkpoint(ckpt, config, height=height, device=dev, backend=backend,
+                                            precision=precision)
         hm, pf = (np.asarray(torch.as_tensor(t).float().cpu()) for t in est.infer(frames)[:2])
         people = est(frames)
         return {"est": est, "hm": hm, "pf": pf, "patient": patient_joints(people),
@@ -123,12 +124,13 @@ def check_pose(config: str, device: str, n_frames: int, height: int, weights: Pa
 
 def check_vsvig(variant: str, device: str, n_clips: int, weights: Path | None, quick: bool) -> list[dict[str, Any]]:
     from ward.vision.vsvig import random_clips
+    from ward.vision.vsvig_engine import load_vsvig_scorer
 
     ckpt, what = vsvig_checkpoint(variant, "paper", weights)
     patches, kpts = random_clips(n_clips, torch.Generator().manual_seed(7))
 
     def p(backend: str, precision: str, dev: str) -> tuple[np.ndarray, Any]:
-        scorer = load_vsvig_engine(ckpt, device=dev, backend=backend, precision=precision)
+        scorer = load_vsvig_scorer(ckpt, device=dev, backend=backend, precision=precision)  # type: ignore[arg-type]
         return np.asarray(scorer(patches, kpts), np.float64).reshape(-1), scorer.engine
 
     ref, _ = p("torch", "fp32", "cpu")
