@@ -49,8 +49,23 @@ def _register_all() -> None:
         module.register(app)
 
 
+def _int8_inputs() -> None:
+    """Where int8 quantization (``ward.vision.quantize``) finds its simulated calibration and gate
+    inputs in this process: ``ward.vision`` may not build them itself (layers), so they come from
+    ``ward.evaluation.calibration``, imported only when a model is actually quantized (``ward models
+    export --precision int8``, or ``precision: int8`` in a local pose/VSViG)."""
+    from ward.vision.quantize import register_sample_source
+
+    def lazy(name: str):  # type: ignore[no-untyped-def]
+        return lambda n, split: getattr(importlib.import_module("ward.evaluation.calibration"), name)(n, split)
+
+    register_sample_source("pose", lazy("pose_samples"))
+    register_sample_source("vsvig", lazy("clip_samples"))
+
+
 def main() -> None:
     _register_all()
+    _int8_inputs()
     app()
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from ward.core.numerics import flush_denormals
+from ward.sim.frames import sim_frames
+from ward.vision.patient import match_patient
 from ward.vision.pose_decode import LIMB_JOINTS, LIMB_PAFS
 
 TRAIN_SEED_BASE = 3000   # pose training scenarios: 3000 + 100 * seed + k
@@ -95,29 +97,6 @@ def make_targets(people: Sequence[np.ndarray], grid_hw: tuple[int, int], sigma: 
     return heat, pafs
 
 
-def sim_frames(n: int, seed_base: int, frame_size: tuple[int, int], seed: int = 0,
-               per_scenario: int = 50) -> tuple[np.ndarray, list[list[np.ndarray]]]:
-    """n rendered frames (N, H, W, 3) uint8 with their people ((18, 3) frame px, patient first) from
-    random scenarios with seeds seed_base + 100 * seed + k (frames spread over each scenario)."""
-    from ward.sim.render import SimCamera
-    from ward.sim.scenario import random_scenario
-
-    w, h = frame_size
-    frames, people = [], []
-    rng = np.random.default_rng([seed_base, seed])
-    k = 0
-    while len(frames) < n:
-        sc = random_scenario(seed_base + 100 * seed + k, 300.0, n_seizures=1, fps=6, width=w, height=h)
-        cam = SimCamera(sc)
-        idx = np.sort(rng.choice(cam.n_frames, min(per_scenario, n - len(frames)), replace=False))
-        for i in idx:
-            img, kp, info = cam.frame(int(i))
-            frames.append(img)
-            people.append([kp, *info["others"]])
-        k += 1
-    return np.stack(frames), people
-
-
 def _to_input(people: list[np.ndarray], scale: float, pad: tuple[int, int, int, int]) -> list[np.ndarray]:
     out = []
     for p in people:
@@ -126,20 +105,6 @@ def _to_input(people: list[np.ndarray], scale: float, pad: tuple[int, int, int, 
         q[:, 1] = q[:, 1] * scale + pad[0]
         out.append(q)
     return out
-
-
-def match_patient(cands: Sequence[np.ndarray], gt: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """The detected person nearest to the patient's ground truth ``gt`` (18, 3) and that distance:
-    mean pixel distance over the joints both have (visible in ``gt``, found in the detection)."""
-    vis = gt[:, 2] > 0
-    best, best_d = None, np.inf
-    for c in cands:
-        both = vis & (c[:, 2] >= 0)
-        if both.any():
-            d = float(np.linalg.norm(c[both, :2] - gt[both, :2], axis=1).mean())
-            if d < best_d:
-                best, best_d = c, d
-    return best, best_d
 
 
 def pose_accuracy(estimator: Any, frames: np.ndarray, people: Sequence[Sequence[np.ndarray]],

@@ -29,6 +29,23 @@ from ward.core.keypoints import OPENPOSE_18
 NUM_JOINTS = len(OPENPOSE_18)
 
 
+def match_patient(cands: Sequence[np.ndarray], gt: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The detected person nearest to the patient's ground truth ``gt`` (18, 3) and that distance:
+    mean pixel distance over the joints both have (visible in ``gt``, found in the detection).
+
+    For accuracy measurements on simulated frames (pose training's check, the engines' and the int8
+    accuracy gates), not for serving (that is :class:`PatientSelector`)."""
+    vis = gt[:, 2] > 0
+    best, best_d = None, np.inf
+    for c in cands:
+        both = vis & (c[:, 2] >= 0)
+        if both.any():
+            d = float(np.linalg.norm(c[both, :2] - gt[both, :2], axis=1).mean())
+            if d < best_d:
+                best, best_d = c, d
+    return best, best_d
+
+
 def _alpha(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
     """Smoothing factor of a first-order low-pass filter with ``cutoff`` Hz sampled every ``dt`` s."""
     tau = 1.0 / (2.0 * np.pi * np.asarray(cutoff, dtype=np.float64))
