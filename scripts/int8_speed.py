@@ -17,30 +17,17 @@ import json
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-
 import ward.evaluation.calibration as calibration
 from ward.vision import quantize as Q
 from ward.vision.engines import OpenVINORunner, cpu_native_bf16
+from ward.vision.export import export_pose_onnx, export_vsvig_onnx
 from ward.vision.openpose import load_openpose
 from ward.vision.vsvig import load_vsvig
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def export(model: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> Path:
-    """fp32 ONNX with a dynamic batch (and, for 4-d tensors, a dynamic size)."""
-    dims = {0: "n", 2: "h", 3: "w"} if args[0].ndim == 4 else {0: "n"}
-    axes = {name: dims for name in inputs + outputs}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), dynamo=False, input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes)
-    return path
 
 
 def median_ms(run, args: tuple, repeats: int) -> float:
@@ -65,8 +52,7 @@ def main() -> None:
     precisions = ["fp32", "int8"] + (["bf16"] if cpu_native_bf16() else [])
     rows, gates = [], {}
 
-    pose_onnx = export(load_openpose(ROOT / "models/ward-pose-small.pt").eval(), (torch.zeros(1, 3, 256, 456),),
-                       tmp / "pose.onnx", ["input"], ["heatmaps", "pafs"])
+    pose_onnx = export_pose_onnx(load_openpose(ROOT / "models/ward-pose-small.pt"), tmp / "pose.onnx")
     frames = calibration.pose_samples(a.frames, "calibration")
     pose_int8 = Q.calibrate_pose(pose_onnx, frames, 256)
     gates["pose"] = Q.pose_gate(pose_onnx, pose_int8, calibration.pose_samples(a.frames, "held_out"), 256).numbers
@@ -76,13 +62,11 @@ def main() -> None:
         rows.append({"model": "pose small 256x456", "batch": 4, "precision": prec,
                      "ms_per_batch": median_ms(run, (x,), a.repeats)})
 
-    vsvig_onnx = export(load_vsvig(ROOT / "models/ward-vsvig-light.pt").eval(),
-                        (torch.zeros(2, 30, 15, 3, 32, 32), torch.zeros(2, 30, 15, 3)), tmp / "vsvig.onnx",
-                        ["patches", "kpts"], ["p"])
+    vsvig_onnx = export_vsvig_onnx(load_vsvig(ROOT / "models/ward-vsvig-light.pt"), tmp / "vsvig.onnx")
     clips = calibration.clip_samples(a.clips, "calibration")
     vsvig_int8 = Q.calibrate_vsvig(vsvig_onnx, clips)
     gates["vsvig"] = Q.vsvig_gate(vsvig_onnx, vsvig_int8, calibration.clip_samples(a.clips, "held_out")).numbers
-    batch = (clips.patches[:8].astype(np.float32), clips.kpts[:8])
+    batch = Q.vsvig_feed(vsvig_onnx)(clips.patches[:8], clips.kpts[:8])
     for prec in precisions:
         run = OpenVINORunner(vsvig_int8 if prec == "int8" else vsvig_onnx, prec, num_threads=a.threads)
         rows.append({"model": "VSViG light", "batch": 8, "precision": prec,

@@ -9,6 +9,7 @@ Seed ranges (scenario seeds; none overlaps another use):
 
 * training: 1000-2999 (VSViG clips), 3000-3999 (pose frames; 3900+ its held-out check);
 * validation / tuning (``ward eval --seed 800000``): 800000+; evaluation (``EVAL_SEED``): 900000+;
+* the engines' accuracy tests (``tests/test_engines.py``): 650000+;
 * int8 calibration: :data:`CALIBRATION_SEED` (700000+); the int8 gate's held-out inputs:
   :data:`GATE_SEED` (750000+).
 

@@ -105,9 +105,10 @@ def register_sample_source(kind: Kind, source: SampleSource) -> None:
 def _samples(kind: Kind, n: int, split: Split) -> Any:
     source = _SOURCES.get(kind)
     if source is None:
-        raise EngineError(f"int8 {kind} quantization needs simulated {split} inputs and no source is registered: "
-                          "import ward.evaluation.calibration first (it registers the simulator's), pass "
-                          "samples=/held_out=, or use precision bf16/fp32")
+        raise EngineError(f"int8 {kind} quantization needs simulated {split} inputs and no source is registered "
+                          "in this process: build the int8 model first with `ward models export --precision int8` "
+                          "(or import ward.evaluation.calibration, which registers the simulator's), or use "
+                          "precision bf16/fp32")
     return source(n, split)
 
 
@@ -290,8 +291,8 @@ def quantize_pose(fp32_onnx: Path, out_xml: Path, height: int = 256, *, n_frames
 
 # ----------------------------------------------------------------------------------------- VSViG
 
-def _vsvig_feed(model_file: str | Path | Any) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Casts (patches, kpts) to the dtypes the exported model takes (uint8 or float patches)."""
+def vsvig_feed(model_file: str | Path | Any) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A function casting (patches, kpts) to the dtypes the exported model takes (uint8 or float patches)."""
     import openvino as ov  # noqa: PLC0415
 
     model = ov.Core().read_model(str(model_file)) if isinstance(model_file, (str, Path)) else model_file
@@ -302,7 +303,7 @@ def _vsvig_feed(model_file: str | Path | Any) -> Callable[[np.ndarray, np.ndarra
 def vsvig_gate(fp32_onnx: str | Path, int8_model: str | Path | Any, held_out: ClipSamples, *,
                batch: int = 16) -> GateResult:
     """Compare an int8 VSViG with the fp32 ONNX on held-out clips: ``|p - p_fp32|`` on every clip."""
-    feed = _vsvig_feed(fp32_onnx)
+    feed = vsvig_feed(fp32_onnx)
     p = {}
     for name, run in (("fp32", OpenVINORunner(fp32_onnx, "fp32")), ("int8", OpenVINORunner(int8_model, "int8"))):
         p[name] = np.concatenate([run(*feed(held_out.patches[s], held_out.kpts[s]))[0].reshape(-1)
@@ -315,7 +316,7 @@ def vsvig_gate(fp32_onnx: str | Path, int8_model: str | Path | Any, held_out: Cl
 
 def calibrate_vsvig(fp32_onnx: str | Path, samples: ClipSamples, ignored: Sequence[str] = VSVIG_IGNORED) -> Any:
     """The int8 VSViG in memory (``openvino.Model``), not gated: for measurements."""
-    feed = _vsvig_feed(fp32_onnx)
+    feed = vsvig_feed(fp32_onnx)
     return _nncf_quantize(Path(fp32_onnx), list(range(len(samples.patches))),
                           lambda i: feed(samples.patches[i:i + 1], samples.kpts[i:i + 1]), ignored)
 
