@@ -111,6 +111,15 @@ def test_vsvig_int8_rejected_by_the_gate(vsvig_onnx, clips, tmp_path):
     assert verdict is not None and verdict.numbers["max |p - p_fp32|"] > Q.VSVIG_P_DELTA
 
 
+def test_gate_rejects_a_model_calibrated_on_garbage(vsvig_onnx, clips, tmp_path):
+    """Whatever the recipe achieves on real clips, one calibrated on black patches must not pass."""
+    n = 4
+    garbage = Q.ClipSamples(np.zeros((n, 30, 15, 3, 32, 32), np.uint8), np.zeros((n, 30, 15, 3), np.float32))
+    with pytest.raises(EngineError, match="int8 vsvig rejected by the accuracy gate"):
+        Q.quantize_vsvig(vsvig_onnx, tmp_path / "g.xml", samples=garbage, held_out=clips["held_out"])
+    assert not (tmp_path / "g.xml").exists()
+
+
 def test_gate_passes_a_faithful_model_and_it_is_cached_per_recipe(pose_onnx, vsvig_onnx, frames, clips, tmp_path, monkeypatch):
     pose_out = Q.quantize_pose(pose_onnx, tmp_path / "pose.xml", HEIGHT, samples=frames["calibration"],
                                held_out=frames["held_out"], ignored=(".*",))
