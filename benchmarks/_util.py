@@ -144,6 +144,23 @@ def engine_plan(specs: Sequence[str], device: str = "cpu") -> tuple[list[tuple[s
     return run, skipped
 
 
+def build_engines(engines: Sequence[tuple[str, str]], skipped: dict[str, str],
+                  load: Callable[[str, str], Any]) -> dict[str, Any]:
+    """{label: load(backend, precision)} for each engine; one the ward refuses to build here
+    (``EngineError``: an int8 model rejected by its accuracy gate or not built yet...) goes to
+    ``skipped`` with the reason instead of ending the run."""
+    from ward.vision.engines import EngineError
+
+    built: dict[str, Any] = {}
+    for backend, precision in engines:
+        try:
+            built[label(backend, precision)] = load(backend, precision)
+        except EngineError as exc:
+            skipped[label(backend, precision)] = str(exc)
+            print(f"skipped {label(backend, precision)}: {exc}", flush=True)
+    return built
+
+
 def label(backend: str, precision: str) -> str:
     return f"{backend}:{precision}"
 

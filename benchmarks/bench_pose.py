@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _util import (add_engine_options, add_json_option, engine_plan, label, pose_checkpoint,  # noqa: E402
-                   report, speedups)
+from _util import (add_engine_options, add_json_option, build_engines, engine_plan,  # noqa: E402
+                   pose_checkpoint, report, speedups)
 
 from ward.vision.patient import PatientSelector  # noqa: E402
 from ward.vision.pose import PoseEstimator, preprocess  # noqa: E402
@@ -125,7 +125,7 @@ def max_diffs(est: PoseEstimator, ref: tuple[np.ndarray, np.ndarray] | None, cli
     return float(np.abs(hm - ref[0]).max()), float(np.abs(pf - ref[1]).max())
 
 
-def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engines: list[tuple[str, str]],
+def bench_config(config: str, estimators: dict[str, PoseEstimator], batch: int, frames: np.ndarray,
                  args: argparse.Namespace, fixture_maps: tuple[np.ndarray, np.ndarray]) -> list[dict]:
     clip = frames[:batch]
     x, _, _ = preprocess(clip, args.height)
@@ -133,9 +133,7 @@ def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engine
     pf3 = np.repeat(fixture_maps[1][None], batch, 0)
     runs: dict[str, dict[str, Any]] = {}
     ref_maps = None
-    for backend, precision in engines:
-        est = PoseEstimator.from_checkpoint(ckpt, config, height=args.height, device=args.device, backend=backend,
-                                            precision=precision, num_threads=args.threads)
+    for name, est in estimators.items():  # the reference (torch fp32) first
         selectors = [PatientSelector() for _ in range(batch)]  # one per bed, sequential as in the pipeline
         clock = [0.0]
 
@@ -147,13 +145,13 @@ def bench_config(config: str, ckpt: Path, batch: int, frames: np.ndarray, engine
         hm_d, pf_d = max_diffs(est, ref_maps, clip)
         if ref_maps is None:
             ref_maps = tuple(np.asarray(torch.as_tensor(t).float().cpu()) for t in est.infer(clip)[:2])
-        runs[label(backend, precision)] = {
+        runs[name] = {
             "fns": {"net": network_only(est, x, args.device),
                     "stage": lambda est=est, select=select: select(est(clip)),
                     "stage3": lambda est=est, select=select: (est.infer(clip), select(decode_poses_batch(hm3, pf3)))},
             "times": {"net": [], "stage": [], "stage3": []}, "engine": str(est.engine),
             "hm_maxdiff": hm_d, "paf_maxdiff": pf_d}
-        for fn in runs[label(backend, precision)]["fns"].values():
+        for fn in runs[name]["fns"].values():
             fn()  # warm-up (compilation, primitive caches) before any timing
     for _ in range(args.reps):  # in turn, so load swings hit every engine alike
         for run in runs.values():
@@ -197,8 +195,10 @@ def main(argv: list[str] | None = None) -> Path:
     rows, weights = [], {}
     for config in args.configs:
         ckpt, weights[config] = pose_checkpoint(config, args.weights)
+        estimators = build_engines(engines, skipped, lambda b, p: PoseEstimator.from_checkpoint(
+            ckpt, config, height=args.height, device=args.device, backend=b, precision=p, num_threads=args.threads))
         for b in args.batches:
-            new = bench_config(config, ckpt, b, frames, engines, args, (z["heatmaps_stride8"], z["pafs_stride8"]))
+            new = bench_config(config, estimators, b, frames, args, (z["heatmaps_stride8"], z["pafs_stride8"]))
             for r in new:
                 print({k: r[k] for k in ("config", "batch", "engine", "stage_ms", "net_ms")}, flush=True)
             rows += new

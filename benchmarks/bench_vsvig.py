@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from _util import (REFERENCE, add_engine_options, add_json_option, engine_plan, label, report,  # noqa: E402
-                   vsvig_checkpoint)
+from _util import (REFERENCE, add_engine_options, add_json_option, build_engines, engine_plan,  # noqa: E402
+                   report, vsvig_checkpoint)
 
 from ward.vision.vsvig import Part3DCNN, VSViG, load_vsvig, random_clips  # noqa: E402
 from ward.vision.vsvig_engine import load_vsvig_scorer  # noqa: E402
@@ -168,10 +168,8 @@ def main(argv: list[str] | None = None) -> Path:
             ckpt, weights[f"{variant}/{mode}"] = vsvig_checkpoint(variant, mode, args.weights)
             model = load_vsvig(ckpt)
             gflop = count_gflops(model)
-            impls: dict[str, Callable[..., Any]] = {
-                label(b, p): load_vsvig_scorer(ckpt, device=args.device, backend=b, precision=p,
-                                               num_threads=args.threads)
-                for b, p in engines}
+            impls: dict[str, Callable[..., Any]] = build_engines(engines, skipped, lambda b, p: load_vsvig_scorer(
+                ckpt, device=args.device, backend=b, precision=p, num_threads=args.threads))  # type: ignore[arg-type]
             resolved = {k: str(v.engine) for k, v in impls.items()}
             if not args.device.startswith("cuda"):
                 if not args.no_unfused:

@@ -50,6 +50,17 @@ def test_engine_plan_reference_first_and_skips_with_reasons(monkeypatch: pytest.
         _util.engine_plan(["tensorrt:fp8"], "cpu")
 
 
+def test_an_engine_the_ward_refuses_is_skipped_with_its_reason() -> None:
+    def load(backend: str, precision: str) -> str:
+        if precision == "int8":
+            raise engines.EngineError("int8 pose rejected by the accuracy gate: 0.6 < 0.99")
+        return f"{backend}-{precision}"
+
+    skipped: dict[str, str] = {}
+    built = _util.build_engines([("torch", "fp32"), ("openvino", "int8")], skipped, load)
+    assert built == {"torch:fp32": "torch-fp32"} and "accuracy gate" in skipped["openvino:int8"]
+
+
 def test_speedups_are_against_torch_fp32_of_the_same_group() -> None:
     rows = [{"config": "small", "batch": 4, "engine": "torch:fp32", "stage_ms": 30.0},
             {"config": "small", "batch": 4, "engine": "openvino:bf16", "stage_ms": 10.0},
