@@ -297,3 +297,19 @@ def test_engines_that_can_run_somewhere_are_accepted(cfg: dict[str, Any], values
     cfg["resources"] = {"pose": {"num_gpus": gpus}, "vsvig": {"num_gpus": gpus}}
     c = load_ward_config(cfg)
     assert (c.models.pose.backend, c.models.pose.precision) == (values["backend"], values["precision"])
+
+
+def test_offline_tools_take_the_engine_of_a_ward_config(cfg: dict[str, Any], tmp_path: Path) -> None:
+    from ward.config import engine_defaults
+
+    cfg["models"]["pose"].update(backend="torch", precision="fp32")
+    path = tmp_path / "ward.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert engine_defaults("pose", source=path) == ("torch", "fp32")
+    assert engine_defaults("vsvig", source=path) == ("auto", "auto")
+    assert engine_defaults("pose", None, "bf16", source=path) == ("torch", "bf16")  # the command line wins
+    assert engine_defaults("pose", "openvino", "int8", source=tmp_path / "none.yaml") == ("openvino", "int8")
+    assert engine_defaults("pose", source=tmp_path / "none.yaml") == ("auto", "auto")
+    shipped = load_ward_config(Path(__file__).resolve().parents[1] / "serve_configs" / "ward.yaml",
+                               validate_paths=False)
+    assert engine_defaults("pose") == (shipped.models.pose.backend, shipped.models.pose.precision)

@@ -256,3 +256,38 @@ def test_eval_cli_uses_the_shipped_rule_by_default_and_says_so(tmp_path, monkeyp
     assert RuleConfig.model_validate(got["rule"]) == RuleConfig() and "built-in" in got["rule_source"]
     r = CliRunner().invoke(app, ["eval", "--replay", str(streams), "--rule", "no-such-rule.yaml"])
     assert r.exit_code != 0 and "rule file not found: no-such-rule.yaml" in r.output
+
+
+def test_run_eval_on_an_engine_scores_as_before_and_says_which_ran(tmp_path):
+    """backend torch fp32 (the scorer, BN folded) gives the metrics of the plain torch VSViG the
+    benchmark ran before the engines; the result (and JSON) names the engine."""
+    from ward.vision.vsvig import load_vsvig
+
+    weights = str(ROOT / "models" / "ward-vsvig-light.pt")
+    cfg = EvalConfig(hours=20 / 3600, seizures_per_type=1, seizure_types=("myoclonic",), width=256, height=144,
+                     threads=1, vsvig=weights, vsvig_engine=("torch", "fp32"))
+    lines: list[str] = []
+    res = run_eval(cfg, json_path=tmp_path / "e.json", log=lines.append, progress=False)
+    before = run_eval(cfg, log=lambda s: None, model=load_vsvig(weights), progress=False)
+    assert res["engine"]["vsvig"]["backend"] == "torch" and res["engine"]["vsvig"]["precision"] == "fp32"
+    assert res["engine"]["pose"] is None and before["engine"]["vsvig"] is None  # fast path; a given model
+    assert json.loads((tmp_path / "e.json").read_text())["engine"] == res["engine"]
+    assert any(s.startswith("engines: vsvig torch fp32 on cpu") for s in lines), lines
+    for key in set(res) - {"engine", "seconds", "clip_rmse"}:
+        assert res[key] == before[key], key
+    assert res["clip_rmse"] == pytest.approx(before["clip_rmse"], abs=1e-6)  # BN folding: float rounding only
+
+
+def test_eval_cli_refuses_an_engine_that_cannot_run(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ward.evaluation.cli import register
+
+    app = typer.Typer()
+    register(app)
+    weights = str(ROOT / "models" / "ward-vsvig-light.pt")
+    for opts, msg in ((["--backend", "onnx"], "unknown backend 'onnx'"),
+                      (["--backend", "torch", "--precision", "int8"], "precision int8 needs the openvino backend")):
+        r = CliRunner().invoke(app, ["eval", "--fast", "--vsvig", weights, "--hours", "0", *opts])
+        assert r.exit_code == 2 and msg in " ".join(r.output.split()), r.output

@@ -205,3 +205,56 @@ def test_dashboard_process_stops_its_group(tmp_path):
     assert not stat.exists() or stat.read_text().split(")")[1].split()[0] in ("Z", "X")
     cmd = dashboard_command("127.0.0.1", 8501)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
+
+
+def _replica(cls, model, monkeypatch):
+    """A Pose/VSViG replica object built outside Ray (the batch reporter replaced)."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    import ward.serve.deployments as dep
+
+    monkeypatch.setattr(dep, "_Reporter", lambda kind, coordinator, engine: SimpleNamespace(
+        engine=asdict(engine), stats=dep.BatchStats(), ongoing=0))
+    return cls.func_or_class(model, None)
+
+
+def test_replicas_run_the_configured_engine_with_the_outputs_of_before(monkeypatch):
+    """Pose and VSViG replicas built from the config's backend/precision: torch fp32 gives what the
+    replicas computed before the engines (BN-folded torch fp32; oneDNN's float rounding may differ in
+    the last bit between two loads), OpenVINO fp32 the same within float tolerance; the engine is in
+    stats()."""
+    import numpy as np
+    import torch
+
+    from ward.serve.deployments import Pose, VSViG, pose_batch, vsvig_batch
+    from ward.sim.render import SimCamera
+    from ward.sim.scenario import random_scenario
+    from ward.vision.openpose import fuse_for_inference, load_openpose
+    from ward.vision.pose import PoseEstimator
+    from ward.vision.vsvig import load_vsvig
+
+    pose_w, vsvig_w = str(ROOT / "models" / "ward-pose-small.pt"), str(ROOT / "models" / "ward-vsvig-light.pt")
+    cam = SimCamera(random_scenario(3, 10.0, n_seizures=0, fps=6, width=640, height=360))
+    frames = [cam.frame(i)[0] for i in (0, 20, 40)]
+    before_pose = PoseEstimator(fuse_for_inference(load_openpose(pose_w, "small", 1), channels_last=True),
+                                height=256)
+    ref_people = pose_batch(before_pose, frames)
+    rng = np.random.default_rng(0)
+    patches = [rng.integers(0, 255, (30, 15, 3, 32, 32), dtype=np.uint8) for _ in range(3)]
+    kpts = [rng.random((30, 15, 3), dtype=np.float32) for _ in range(3)]
+    ref_p = vsvig_batch(load_vsvig(vsvig_w).fuse_for_inference(channels_last=True), patches, kpts,
+                        torch.device("cpu"))
+    for backend, atol_px, atol_p in (("torch", 1e-5, 1e-6), ("openvino", 0.5, 1e-4)):
+        common = {"backend": backend, "precision": "fp32", "device": "cpu", "num_cpus": 1.0}
+        pose = _replica(Pose, {"path": pose_w, "config": "small", "refinement_stages": 1, "input_height": 256,
+                               **common}, monkeypatch)
+        assert pose.stats()["engine"]["backend"] == backend and pose.stats()["engine"]["precision"] == "fp32"
+        people = pose_batch(pose.estimator, frames)
+        assert [p.shape for p in people] == [p.shape for p in ref_people]
+        assert sum(len(p) for p in people) > 0  # the shipped model finds the patient
+        for got, ref in zip(people, ref_people):
+            np.testing.assert_allclose(got, ref, rtol=0, atol=atol_px)
+        vsvig = _replica(VSViG, {"path": vsvig_w, "variant": "light", **common}, monkeypatch)
+        assert vsvig.stats()["engine"]["backend"] == backend
+        np.testing.assert_allclose(vsvig_batch(vsvig.scorer, patches, kpts), ref_p, rtol=0, atol=atol_p)

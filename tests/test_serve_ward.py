@@ -8,6 +8,10 @@ About the alarm: the VSViG weights here are a constant model (support.serve.make
 logit +3.9) that answers p = 0.98 for every clip. The test therefore shows the path model output -> per-bed rule ->
 alarm stored -> API (and that a per-bed threshold override applies: bed-2 never alarms), not that
 an untrained model detects the simulated seizure.
+
+Both models run on OpenVINO, asked for in the config (pose fp32, VSViG at the CPU's best precision):
+the replicas build their engines from ``models.<model>.backend``/``precision`` and report them in
+``/metrics``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def ward(tmp_path_factory):
             sim_bed("bed-2", 2, rules={"alarm_threshold": 0.99, "release_threshold": 0.5}),
             {"bed_id": "bed-x", "source": "rtsp://127.0.0.1:9/nothing", "offline_alarm_after_s": 3.0}]
     args = ward_args(tmp, beds, vsvig_bias=3.9)
+    args["models"]["pose"].update(backend="openvino", precision="fp32")
+    args["models"]["vsvig"].update(backend="openvino", precision="auto")
     store = Store(args["database"]["url"])
     store.create_user("viewer1", "viewer-pass")
     store.create_user("nurse1", "nurse-pass", role="clinician")
@@ -146,6 +152,10 @@ def test_metrics_exposition(ward):
     assert any(k.startswith('ward_batches_total{deployment="pose"') for k in lines)
     assert 'ward_bed_state{bed="bed-x",state="offline"} 1' in text
     assert "# TYPE ward_end_to_end_latency_seconds histogram" in text
+    engines = {k.split('deployment="')[1].split('"')[0]: k for k in lines if k.startswith("ward_model_engine_info{")}
+    assert set(engines) == {"pose", "vsvig"}, engines
+    assert 'backend="openvino",precision="fp32",device="cpu"' in engines["pose"]
+    assert 'backend="openvino"' in engines["vsvig"]
 
 
 def test_poses_endpoint(ward):

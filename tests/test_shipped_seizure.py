@@ -5,7 +5,7 @@ models/SHA256SUMS) with the decision rule and clip stride of serve_configs/ward.
 640x360 beds (the shipped config's frame size):
 
 - ``bed-sz``: seed 8, a tonic-clonic seizure with EEG onset 25 s into the stream, 6 fps as shipped,
-  keypoints from the simulator (``keypoints: simulator``, like bed-1 of the shipped config);
+  keypoints from the simulator (``keypoints: simulator``; the shipped config poses every bed);
 - ``bed-q``: seed 12, no seizure, keypoints from the shipped pose model through the Pose deployment
   (input height 256, as shipped), sampled at 3 fps instead of 6: at 6 fps the pose model (0.2-0.5 s a
   frame on 1 busy core) fell behind, and with a busy extra core posed frames came more than a second

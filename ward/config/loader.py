@@ -17,7 +17,10 @@ from pydantic import ValidationError
 from ward.config.errors import ConfigError, format_validation_error
 from ward.config.schema import WardConfig
 
-__all__ = ["load_ward_config", "read_yaml", "ward_args"]
+__all__ = ["SHIPPED_CONFIG", "engine_defaults", "load_ward_config", "read_yaml", "shipped_config", "ward_args"]
+
+SHIPPED_CONFIG = Path("serve_configs/ward.yaml")
+"""The ward the repository ships (relative to the repository root)."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -126,3 +129,26 @@ def load_ward_config(source: str | os.PathLike[str] | Mapping[str, Any] | WardCo
         n = len(problems)
         raise ConfigError(f"invalid ward configuration ({origin}), {n} problem{'s' if n != 1 else ''}:\n  "
                           + "\n  ".join(problems), problems) from None
+
+
+def shipped_config() -> Path | None:
+    """serve_configs/ward.yaml from the working directory, else from the repository ward runs from."""
+    for p in (SHIPPED_CONFIG, Path(__file__).resolve().parents[2] / SHIPPED_CONFIG):
+        if p.is_file():
+            return p
+    return None
+
+
+def engine_defaults(model: str, backend: str | None = None, precision: str | None = None, *,
+                    source: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """(backend, precision) for ``model`` (``pose`` or ``vsvig``) in an offline tool (``ward eval``,
+    ``ward dataset build``): what the command line gives, else ``models.<model>`` of a ward/Serve config
+    (by default the shipped one, so the tool runs the engine the ward serves), else ``auto``."""
+    if backend is not None and precision is not None:
+        return backend, precision
+    path = shipped_config() if source is None else Path(source)
+    b, p = "auto", "auto"
+    if path is not None and path.is_file():
+        m = getattr(load_ward_config(path, validate_paths=False).models, model)
+        b, p = m.backend, m.precision
+    return backend or b, precision or p

@@ -21,6 +21,11 @@ def register(app: typer.Typer) -> None:
               shard_size: int = typer.Option(64), seed: int = typer.Option(0, help="patient split seed"),
               pose_weights: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose-weights",
                                                 help="pose model for --keypoints pose"),
+              backend: Optional[str] = typer.Option(
+                  None, "--backend", help="pose engine for --keypoints pose: auto | torch | openvino (default: "
+                                          "models.pose.backend of serve_configs/ward.yaml, else auto)"),
+              precision: Optional[str] = typer.Option(
+                  None, "--precision", help="auto | fp32 | bf16 | int8 (default: as --backend)"),
               bed_roi: Optional[Tuple[float, float, float, float]] = typer.Option(
                   None, "--bed-roi", help="normalised x0 y0 x1 y1 of the bed (patient selection)"),
               face_blur: bool = typer.Option(
@@ -48,11 +53,14 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--keypoints must be gt or pose")
             pose_fn = None
             if keypoints == "pose":
+                from ward.config import engine_defaults
                 from ward.vision.pose import PoseEstimator
 
                 if not pose_weights.is_file():
                     raise ValueError(f"--pose-weights {pose_weights} not found (train with `ward train pose`)")
-                pose_fn = PoseEstimator.from_checkpoint(str(pose_weights))
+                b, p = engine_defaults("pose", backend, precision)
+                pose_fn = PoseEstimator.from_checkpoint(str(pose_weights), backend=b, precision=p)
+                typer.echo(f"pose engine: {pose_fn.engine}")
             if not face_blur and videos:
                 typer.echo("WARNING: --no-face-blur: the shards will hold UNBLURRED face patches of the patients in "
                            f"{videos}; keep them only under the dataset's own ethics approval (manifest: "

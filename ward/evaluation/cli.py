@@ -20,10 +20,11 @@ BUILTIN_RULE = "defaults"
 
 def _resolve_rule_path(path: Path) -> Path:
     """The shipped default is found from the working directory, else from the repository ward runs from."""
+    from ward.config import shipped_config
+
     if path.is_file() or path != SHIPPED_RULE:
         return path
-    repo = Path(__file__).resolve().parents[2] / SHIPPED_RULE
-    return repo if repo.is_file() else path
+    return shipped_config() or path
 
 
 def _load_rule(path: Optional[Path]):
@@ -120,8 +121,14 @@ def register(app: typer.Typer) -> None:
                                          "(no rendering, no model; repeat to merge shards)"),
               shard: str = typer.Option("0/1", "--shard", help="K/N: score every N-th scenario from K (run N "
                                                                "processes in parallel, then --replay their streams)"),
+              backend: Optional[str] = typer.Option(
+                  None, "--backend", help="auto | torch | openvino (default: models.<model>.backend of "
+                                          "serve_configs/ward.yaml, else auto)"),
+              precision: Optional[str] = typer.Option(
+                  None, "--precision", help="auto | fp32 | bf16 | int8 (default: as --backend)"),
               threads: Optional[int] = typer.Option(None)) -> None:
         """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
+        from ward.config import engine_defaults
         from ward.evaluation.run import EvalConfig, print_table, run_eval
 
         try:
@@ -134,7 +141,9 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--shard needs --streams (the shards are merged with --replay)")
             cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
                              pose=str(pose), batch=batch, threads=threads, rule=rule_cfg,
-                             rule_source=rule_source, shard=(k, n))
+                             rule_source=rule_source, shard=(k, n),
+                             vsvig_engine=engine_defaults("vsvig", backend, precision),
+                             pose_engine=engine_defaults("pose", backend, precision))
             if replay:
                 from ward.evaluation.run import replay_eval
 

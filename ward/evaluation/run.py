@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -67,6 +67,10 @@ class EvalConfig:
     seizure_types: tuple[str, ...] = ("focal_clonic", "tonic", "tonic_clonic", "hypermotor", "myoclonic")
     vsvig: str = "models/ward-vsvig-light.pt"
     pose: str = "models/ward-pose-small.pt"
+    vsvig_engine: tuple[str, str] = ("auto", "auto")
+    """(backend, precision) VSViG runs with (:func:`ward.vision.engines.resolve`, on the CPU)."""
+    pose_engine: tuple[str, str] = ("auto", "auto")
+    """(backend, precision) of the pose network (full path only)."""
     batch: int = 64
     threads: int | None = None
     width: int = 640
@@ -133,8 +137,13 @@ def bed_roi_from_track(k18: np.ndarray, width: int, height: int, margin: float =
 
 # ------------------------------------------------------------------------------------------ scoring
 
-def vsvig_score_fn(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], np.ndarray]:
-    """A local VSViG as the pipeline's score function: uint8 patches and keypoints -> probabilities."""
+def vsvig_score_fn(model: Any) -> Callable[[torch.Tensor, torch.Tensor], np.ndarray]:
+    """A local VSViG as the pipeline's score function: uint8 patches and keypoints -> probabilities.
+
+    ``model``: a scorer (:func:`ward.vision.vsvig_engine.load_vsvig_scorer`, on its engine) or a torch module."""
+    if not isinstance(model, torch.nn.Module):
+        return lambda patches, k15: np.asarray(model(patches, k15), np.float32)
+
     @torch.no_grad()
     def score(patches: torch.Tensor, k15: torch.Tensor) -> np.ndarray:
         return model(patches.float(), k15).float().numpy()
@@ -142,7 +151,13 @@ def vsvig_score_fn(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tens
     return score
 
 
-def score_scenario(sc: Any, model: torch.nn.Module, cfg: EvalConfig, rng: np.random.Generator,
+def _engine(model: Any) -> dict[str, str] | None:
+    """The engine a loaded model runs on (None: a torch module given by the caller)."""
+    e = getattr(model, "engine", None)
+    return asdict(e) if e is not None else None
+
+
+def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generator,
                    pose: Any = None, chunk_frames: int = 360) -> dict[str, np.ndarray]:
     """One scenario through the bed pipeline (``ward.pipeline``, as in the ward): t_end, VSViG p,
     target, baseline score (per clip), keypoints used. Frames are rendered and posed in chunks."""
@@ -242,7 +257,7 @@ def calibrate_baseline(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any
 
 @flush_denormals()
 def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str | Path | None = None,
-             log: Callable[[str], None] = print, model: torch.nn.Module | None = None,
+             log: Callable[[str], None] = print, model: Any = None,
              progress: bool = True, streams_path: str | Path | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result dict (also written to json_path / png_path when given).
 
@@ -251,7 +266,7 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     """
     from tqdm import tqdm
 
-    from ward.vision.vsvig import load_vsvig
+    from ward.vision.vsvig_engine import load_vsvig_scorer
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -259,11 +274,15 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     if model is None:
         if not Path(cfg.vsvig).is_file():
             raise FileNotFoundError(f"VSViG weights not found: {cfg.vsvig} (train with `ward train vsvig` or pass --vsvig)")
-        model = load_vsvig(cfg.vsvig)
-    model.eval()
+        backend, precision = cfg.vsvig_engine
+        model = load_vsvig_scorer(cfg.vsvig, backend=backend, precision=precision, num_threads=cfg.threads)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
     pose = None
     if not cfg.fast:
-        pose = _load_pose(cfg.pose)
+        pose = _load_pose(cfg.pose, *cfg.pose_engine, num_threads=cfg.threads)
+    engines = {"vsvig": _engine(model), "pose": None if pose is None else _engine(pose)}
+    log("engines: " + "; ".join(f"{k} {_engine_text(e)}" for k, e in engines.items() if k == "vsvig" or pose is not None))
     base = EVAL_SEED if cfg.seed is None else int(cfg.seed)
     log(f"evaluation seed {base} ({'default held-out' if cfg.seed is None else 'user-given'}); "
         f"training seeds {TRAIN_SEEDS}; path: {'fast (ground truth + pose noise)' if cfg.fast else 'full (pose network)'}")
@@ -283,12 +302,17 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     if streams_path:
         save_streams(streams_path, scored, scenarios, base,
                      {"vsvig": str(cfg.vsvig), "path": "fast" if cfg.fast else "full",
-                      "pose": None if cfg.fast else str(cfg.pose)})
+                      "pose": None if cfg.fast else str(cfg.pose), "engine": engines})
         log(f"wrote {streams_path}")
     res = summarise(scored, scenarios, cfg, base)
     res["seconds"] = round(time.time() - t0, 1)
+    res["engine"] = engines
     _write_outputs(res, scored, scenarios, json_path, png_path, log)
     return res
+
+
+def _engine_text(e: Mapping[str, str] | None) -> str:
+    return "(a model given by the caller)" if e is None else f"{e['backend']} {e['precision']} on {e['device']} ({e['reason']})"
 
 
 def summarise(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], cfg: EvalConfig, base: int
@@ -406,14 +430,14 @@ def evaluate_streams(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarra
     return evaluate(recs)
 
 
-def _load_pose(path: str) -> Any:
-    """A PoseEstimator for the full path (frames -> people per frame)."""
-    from ward.vision.openpose import load_openpose
+def _load_pose(path: str, backend: str = "auto", precision: str = "auto", *, num_threads: int | None = None) -> Any:
+    """A PoseEstimator for the full path (frames -> people per frame), BN folded as in the ward."""
     from ward.vision.pose import PoseEstimator  # the pose concern's estimator
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"pose weights not found: {path} (train with `ward train pose` or pass --pose)")
-    return PoseEstimator(load_openpose(path), height=256, device="cpu")
+    return PoseEstimator.from_checkpoint(path, height=256, device="cpu", backend=backend, precision=precision,
+                                         num_threads=num_threads)
 
 
 # ------------------------------------------------------------------------------------------- output

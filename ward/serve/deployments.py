@@ -2,9 +2,14 @@
 
 Both collect requests from many camera actors with ``@serve.batch`` (batch size and wait come from
 ``user_config`` through :meth:`reconfigure`, so they change without a restart), run the blocking
-torch work in a thread (``asyncio.to_thread``) so the replica keeps accepting requests while the
+model work in a thread (``asyncio.to_thread``) so the replica keeps accepting requests while the
 model runs, and report batch-size histograms to the Coordinator about every 2 s for ``/metrics``
 (through the Coordinator's handle that ``build_app`` binds to them).
+
+Each replica runs its network on the engine the config's ``backend``/``precision`` resolve to on its
+device (:func:`ward.vision.engines.resolve`: torch, or OpenVINO on CPUs), with the replica's CPU
+share as its thread budget; it logs that choice once at start and reports it with its batch
+statistics (``stats()["engine"]``, ``ward_model_engine_info`` in ``/metrics``).
 
 The pure parts (:func:`pose_batch`, :func:`vsvig_batch`, :class:`BatchStats`) are plain functions
 over a model, testable without Ray.
@@ -13,6 +18,7 @@ over a model, testable without Ray.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -28,7 +34,8 @@ from ward.config import BatchConfig, ConfigError, format_validation_error
 
 log = logging.getLogger("ward.serve")
 
-__all__ = ["BatchStats", "Pose", "VSViG", "apply_batch_config", "pose_batch", "vsvig_batch"]
+__all__ = ["BatchStats", "Pose", "VSViG", "apply_batch_config", "model_threads", "pose_batch",
+           "vsvig_batch"]
 
 STATS_PERIOD_S = 2.0
 
@@ -88,9 +95,14 @@ def pose_batch(estimator: Any, frames: Sequence[np.ndarray]) -> list[np.ndarray]
     return out  # type: ignore[return-value]
 
 
-def vsvig_batch(model: torch.nn.Module, patches: Sequence[np.ndarray], kpts: Sequence[np.ndarray],
-                device: torch.device) -> list[float]:
-    """Seizure probability per clip: patches (30, 15, 3, 32, 32) uint8, kpts (30, 15, 3) float32."""
+def vsvig_batch(model: Any, patches: Sequence[np.ndarray], kpts: Sequence[np.ndarray],
+                device: torch.device | None = None) -> list[float]:
+    """Seizure probability per clip: patches (30, 15, 3, 32, 32) uint8, kpts (30, 15, 3) float32.
+
+    ``model``: a VSViG scorer (:func:`ward.vision.vsvig_engine.load_vsvig_scorer`: numpy in, p out, on
+    its own engine), or a torch VSViG module run in fp32 on ``device``."""
+    if not isinstance(model, torch.nn.Module):
+        return [float(x) for x in model(np.stack(patches), np.stack(kpts))]
     p = torch.from_numpy(np.stack(patches)).to(device=device, dtype=torch.float32)
     k = torch.from_numpy(np.stack(kpts)).to(device=device, dtype=torch.float32)
     with torch.inference_mode():
@@ -105,11 +117,22 @@ def _torch_threads(num_cpus: float) -> int:
     return max(1, math.ceil(num_cpus))
 
 
+def model_threads(model: Mapping[str, Any]) -> int | None:
+    """A CPU replica's thread budget for torch and OpenVINO (its num_cpus, or $WARD_TORCH_THREADS);
+    None on a GPU. Sets torch's intra-op threads to it."""
+    if str(model.get("device", "cpu")).split(":", 1)[0] != "cpu":
+        return None
+    n = _torch_threads(float(model.get("num_cpus", 1.0)))
+    torch.set_num_threads(n)
+    return n
+
+
 class _Reporter:
     """Sends a replica's batch stats to the Coordinator every STATS_PERIOD_S (fire and forget)."""
 
-    def __init__(self, kind: str, coordinator: Any) -> None:
+    def __init__(self, kind: str, coordinator: Any, engine: Any) -> None:
         self.kind = kind
+        self.engine = dataclasses.asdict(engine)  # what the replica reports (stats, /metrics)
         self.stats = BatchStats()
         self.ongoing = 0
         self._last = 0.0
@@ -125,6 +148,7 @@ class _Reporter:
         try:
             snap = self.stats.snapshot()
             snap["ongoing"] = self.ongoing
+            snap["engine"] = self.engine
             self._coord.report_batches.remote(self.kind, self.replica, snap)
         except Exception as exc:  # noqa: BLE001 (metrics must never break inference)
             log.debug("batch stats not reported: %s", exc)
@@ -138,7 +162,7 @@ class _ReplicaInfo:
     reporter: _Reporter
 
     def stats(self) -> dict[str, Any]:
-        return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing}
+        return {**self.reporter.stats.snapshot(), "ongoing": self.reporter.ongoing, "engine": self.reporter.engine}
 
     def node_id(self) -> str:
         import ray  # noqa: PLC0415
@@ -153,13 +177,13 @@ class Pose(_ReplicaInfo):
     def __init__(self, model: Mapping[str, Any], coordinator: Any) -> None:
         from ward.vision.pose import PoseEstimator  # noqa: PLC0415
 
-        device = str(model.get("device", "cpu"))
-        if device == "cpu":
-            torch.set_num_threads(_torch_threads(float(model.get("num_cpus", 1.0))))
-        self.estimator = PoseEstimator.from_checkpoint(model["path"], model.get("config"),
-                                                       model.get("refinement_stages"),
-                                                       height=int(model.get("input_height", 256)), device=device)
-        self.reporter = _Reporter("pose", coordinator)
+        self.estimator = PoseEstimator.from_checkpoint(
+            model["path"], model.get("config"), model.get("refinement_stages"),
+            height=int(model.get("input_height", 256)), device=str(model.get("device", "cpu")),
+            backend=model.get("backend", "auto"), precision=model.get("precision", "auto"),
+            num_threads=model_threads(model))
+        log.info("Pose replica runs %s", self.estimator.engine)
+        self.reporter = _Reporter("pose", coordinator, self.estimator.engine)
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         apply_batch_config(self._estimate_batch, user_config)
@@ -189,16 +213,15 @@ class VSViG(_ReplicaInfo):
     """VSViG over 30-frame clips from all beds, batched across beds."""
 
     def __init__(self, model: Mapping[str, Any], coordinator: Any) -> None:
-        from ward.vision.vsvig import load_vsvig  # noqa: PLC0415
+        from ward.vision.vsvig_engine import load_vsvig_scorer  # noqa: PLC0415
 
-        device = torch.device(str(model.get("device", "cpu")))
-        if device.type == "cpu":
-            torch.set_num_threads(_torch_threads(float(model.get("num_cpus", 1.0))))
-        net = load_vsvig(model["path"], variant=model.get("variant"), graph_mode=model.get("graph_mode"),
-                         partition_order=model.get("partition_order"), device=device)
-        self.model = net.fuse_for_inference(channels_last=device.type == "cpu")
-        self.device = device
-        self.reporter = _Reporter("vsvig", coordinator)
+        self.scorer = load_vsvig_scorer(
+            model["path"], variant=model.get("variant"), graph_mode=model.get("graph_mode"),
+            partition_order=model.get("partition_order"), device=str(model.get("device", "cpu")),
+            backend=model.get("backend", "auto"), precision=model.get("precision", "auto"),
+            num_threads=model_threads(model))
+        log.info("VSViG replica runs %s", self.scorer.engine)
+        self.reporter = _Reporter("vsvig", coordinator, self.scorer.engine)
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         apply_batch_config(self._score_batch, user_config)
@@ -214,8 +237,7 @@ class VSViG(_ReplicaInfo):
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def _score_batch(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
         t0 = time.perf_counter()
-        out = await asyncio.to_thread(vsvig_batch, self.model, [i[0] for i in items], [i[1] for i in items],
-                                      self.device)
+        out = await asyncio.to_thread(vsvig_batch, self.scorer, [i[0] for i in items], [i[1] for i in items])
         self.reporter.stats.add(len(items), time.perf_counter() - t0)
         self.reporter.maybe_report()
         return out
