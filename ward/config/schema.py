@@ -139,7 +139,7 @@ class _EngineConfig(_Strict):
     backend: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="auto: OpenVINO on CPUs, torch on CUDA; torch; openvino (CPU only)")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        "auto", description="auto: bf16 where the CPU/GPU has native bf16, else fp32 (never int8); "
+        "auto", description="auto: fp32 on CPUs, bf16 (else fp16) autocast on GPUs (never int8); "
                             "int8: OpenVINO's NNCF-quantized model (CPU only)")
 
     def engine_problems(self, device: str) -> list[tuple[tuple[str, ...], str]]:
