@@ -355,7 +355,10 @@ def test_real_ward_applies_a_dashboard_override_live(tmp_path: Any) -> None:
     from ward.serve.app import build_app
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    args = ward_args(tmp_path, [sim_bed("bed-1", 1, rules={"alarm_threshold": 0.99, "release_threshold": 0.5})],
+    # simulator keypoints: the override path is what is tested, not pose (whose share of a busy machine's
+    # CPU once kept this bed from 5 stored samples in 180 s)
+    args = ward_args(tmp_path, [sim_bed("bed-1", 1, rules={"alarm_threshold": 0.99, "release_threshold": 0.5},
+                                        keypoints="simulator")],
                      vsvig_bias=3.9)
     store = Store(args["database"]["url"])
     store.create_user("boss", PW, role="admin")
