@@ -258,10 +258,13 @@ def main() -> None:
         m = statistics.mean(xs)
         fps_rows[bed] = {"mean": round(m, 2), "min": round(min(xs), 2),
                          "cv": round(statistics.pstdev(xs) / m, 3) if m else None,
+                         "samples": len(xs),
+                         "online_samples": sum(1 for s in warm if s["states"].get(bed) == "online"),
+                         "degraded_samples": sum(1 for s in warm if s["states"].get(bed) == "degraded"),
                          "not_online_samples": sum(1 for s in warm if s["states"].get(bed) not in ("online", "degraded"))}
     total_w0 = sum(r["rss_after_warmup_mb"] for r in rows)
     total_w1 = sum(r["rss_end_mb"] for r in rows)
-    extra = {"config": str(a.config), "minutes": a.minutes, "warmup_minutes": warmup_s / 60, "interval_s": a.interval,
+    extra = {"config": str(a.config), "minutes": a.minutes, "ward_up_after_s": round(t_up - t_start, 1), "warmup_minutes": warmup_s / 60, "interval_s": a.interval,
              "notes": notes, "fps": fps_rows, "total_rss_after_warmup_mb": round(total_w0, 1),
              "total_rss_end_mb": round(total_w1, 1),
              "total_growth_pct": round(100 * (total_w1 - total_w0) / total_w0, 2) if total_w0 else None,
@@ -270,6 +273,10 @@ def main() -> None:
              "samples": samples}
     report("bench_soak", rows, extra, json_path=a.json)
     print("\nfps per bed after warm-up:", fps_rows)
+    n_deg = sum(r["degraded_samples"] for r in fps_rows.values())
+    n_all = sum(r["samples"] for r in fps_rows.values())
+    print(f"bed samples after warm-up: {n_all}, degraded {n_deg}, offline/other "
+          f"{sum(r['not_online_samples'] for r in fps_rows.values())}; ward up after {t_up - t_start:.0f} s")
     print(f"total RSS {total_w0:.0f} -> {total_w1:.0f} MB ({extra['total_growth_pct']} %), "
           f"restarts {extra['restarts_total']}, mean load {extra['load_mean']}")
 
