@@ -38,25 +38,15 @@ from ward.core.numerics import flush_denormals
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
 from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_times
 from ward.pipeline import BedPipeline, ClipScorer
+from ward.sim.pose_noise import MIRROR_18, PoseNoise, noisy_keypoints
 
 EVAL_SEED = 900_000
+__all__ = ["EVAL_SEED", "EvalConfig", "MIRROR_18", "PoseNoise", "noisy_keypoints", "run_eval", "replay_eval",
+           "score_scenario", "eval_scenarios"]  # MIRROR_18, PoseNoise, noisy_keypoints: from ward.sim.pose_noise
 TRAIN_SEEDS = "1000-2999 (VSViG clips), 3000-3999 (pose frames)"
 FPS = MODEL_FPS
 TAIL_S = {"focal_clonic": 90, "tonic": 40, "tonic_clonic": 120, "hypermotor": 60, "myoclonic": 25}
 """Longest clinical phase per type (s): seizure scenarios last until it has certainly ended + 30 s."""
-
-# OpenPose-18 left/right mirror (a pose estimator's typical identity swap)
-MIRROR_18 = np.array([0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16])
-
-
-@dataclass
-class PoseNoise:
-    """Keypoint noise for the fast path, in the range a pose estimator shows on 360p frames."""
-
-    jitter_px: float = 2.0
-    p_drop: float = 0.05
-    p_swap: float = 0.01
-
 
 @dataclass
 class EvalConfig:
@@ -110,18 +100,6 @@ def eval_scenarios(cfg: EvalConfig) -> list[Any]:
         remaining -= d
         j += 1
     return out
-
-
-def noisy_keypoints(k18: np.ndarray, rng: np.random.Generator, noise: PoseNoise) -> np.ndarray:
-    """(N,18,3) ground truth -> what a pose estimator might return: jitter, drops, L/R swaps (vectorised)."""
-    k = np.array(k18, dtype=np.float32, copy=True)
-    swap = rng.random(k.shape[0]) < noise.p_swap
-    k[swap] = k[swap][:, MIRROR_18]  # labels swapped: the left joints get the right ones' positions
-    vis = (k[..., 2] > 0) & (rng.random(k.shape[:2]) >= noise.p_drop)
-    k[..., :2] += rng.normal(0.0, noise.jitter_px, k[..., :2].shape).astype(np.float32)
-    k[~vis] = 0.0
-    k[..., 2] = vis.astype(np.float32)
-    return k
 
 
 def bed_roi_from_track(k18: np.ndarray, width: int, height: int, margin: float = 0.15) -> tuple[float, ...]:
