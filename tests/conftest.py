@@ -81,3 +81,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """An empty database of each engine: SQLite in tmp_path, and the test run's PostgreSQL (reset)."""
+    from support.pg import pg_base_url, reset_pg
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ward.db'}"
+    else:
+        url = pg_base_url()
+        reset_pg(url)
+        yield url

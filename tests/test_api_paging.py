@@ -14,7 +14,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.serve.api import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from ward.store.records import Sample
 from ward.store.repository import Store

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import getpass
 import json
-import time
 import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +21,6 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.store import Store
 from ward.store.audit import MAX_AUDIT_LIMIT, AuditAction, AuditSource, cli_actor
 from ward.store.records import StoreError

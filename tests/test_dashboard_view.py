@@ -23,7 +23,6 @@ from ward.store.queries import (UnackedAlarms, active_alarms, latest_health, ope
                                 recent_samples, unacknowledged_alarms)
 from ward.store.records import StoreError
 from ward.store.repository import Store
-from test_store import db_url  # noqa: F401  (fixture: an empty SQLite and PostgreSQL database)
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -71,7 +71,7 @@ import sqlalchemy as sa
 from support.serve import free_port, sim_bed, wait_for, ward_args
 from test_faults import LIMIT_FACTOR, PURE_SPILL_BED, check_holes, record_recovery, write_fault_times
 from support.rtsp import SERVER, SYSTEM_PYTHON, VIDEO, stop_server
-from test_store import _pg_base_url, _pg_ctl
+from support.pg import pg_base_url, pg_ctl
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.rtsp, pytest.mark.timeout(1200)]
 
@@ -96,7 +96,7 @@ CAM_RULE = {**ANY_OUTPUT, "max_gap_s": 8.0, "refractory_s": 0.0}
 # ------------------------------------------------------------------------------------- fixtures
 
 def _admin_engine() -> sa.Engine:
-    return sa.create_engine(sa.make_url(_pg_base_url()), isolation_level="AUTOCOMMIT")
+    return sa.create_engine(sa.make_url(pg_base_url()), isolation_level="AUTOCOMMIT")
 
 
 def _fresh_database() -> str:
@@ -106,7 +106,7 @@ def _fresh_database() -> str:
         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         c.exec_driver_sql(f'CREATE DATABASE "{DB_NAME}"')
     eng.dispose()
-    return sa.make_url(_pg_base_url()).set(database=DB_NAME).render_as_string(hide_password=False)
+    return sa.make_url(pg_base_url()).set(database=DB_NAME).render_as_string(hide_password=False)
 
 
 def _pg_up() -> bool:
@@ -224,7 +224,7 @@ def ward(tmp_path_factory):
             stop_server(w["rtsp"])
             store.close()
             if not _pg_up():  # a failed outage test must not leave the server down for the next modules
-                _pg_ctl("start")
+                pg_ctl("start")
             eng = _admin_engine()
             with eng.connect() as c:
                 c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
@@ -335,7 +335,7 @@ def test_postgres_stopped_30s_spills_and_replays_everything(ward):
     store.engine.dispose()  # the test's own pool: no half-dead connection when reading afterwards
 
     t_stop = time.time()
-    _pg_ctl("stop")
+    pg_ctl("stop")
     t_new = None
     try:
         # the camera of bed-new is plugged in during the outage
@@ -367,7 +367,7 @@ def test_postgres_stopped_30s_spills_and_replays_everything(ward):
         pending = _metric(ward, "ward_spill_pending_rows", WATCHER)
         assert pending > 0
     finally:
-        _pg_ctl("start")  # pg_ctl -w: returns once the server accepts connections
+        pg_ctl("start")  # pg_ctl -w: returns once the server accepts connections
     t_start = time.time()
     outage = t_start - t_stop
     record_recovery(ward, "postgres: outage length", outage)

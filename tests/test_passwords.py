@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 import typer
 from streamlit.testing.v1 import AppTest
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from test_store_cli import run
 
 import ward.security.passwords as hashing

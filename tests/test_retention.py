@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from test_store_cli import app, run  # noqa: F401 (fixture: the store's typer app)
 from ward.config import CLINICAL_RETENTION_FLOOR_DAYS, ConfigError, RetentionConfig, RetentionPolicy, load_ward_config
 from ward.alarms.retention import RetentionRunner, RetentionSchedule

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from support.serve import sim_bed, ward_args
 from test_alarm_coordinator import Clock
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.dashboard.view import override_from_form, rule_lines, shown_rule
 from ward.alarms.rule import BedRule
 from ward.config import LIVE_RULE_FIELDS, RuleConfig, RuleError, RuleOverride, effective_rule

@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 from support.serve import free_port, wait_for
 from test_dashboard_browser import ARGS, CHROMIUM
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 
 import ward.dashboard.auth as auth
 from ward.dashboard.demo import DEMO_USERS, seed_demo

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from test_store import _pg_base_url, _pg_ctl, _reset_pg
+from support.pg import pg_base_url, pg_ctl, reset_pg
 
 from ward.core.messages import CameraReport, ClipScore
 from ward.store.records import Sample, StoreError
@@ -38,8 +38,8 @@ class Backend:
             self.db = tmp / "ward.db"
             self.url = f"sqlite:///{self.db}"
         else:
-            self.url = _pg_base_url()
-            _reset_pg(self.url)
+            self.url = pg_base_url()
+            reset_pg(self.url)
 
     def store(self) -> Store:
         return Store(self.url, busy_timeout_ms=50)
@@ -55,11 +55,11 @@ class Backend:
                 locker.rollback()
                 locker.close()
         else:
-            _pg_ctl("stop")
+            pg_ctl("stop")
             try:
                 yield
             finally:
-                _pg_ctl("start")
+                pg_ctl("start")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from support.pg import pg_base_url, pg_ctl, reset_pg
 from ward.store.engine import current_revision, ensure_schema, head_revision, make_engine, upgrade
 from ward.config import RetentionPolicy
 from ward.store.records import Sample, StoreError, UnknownBedError
@@ -30,35 +30,6 @@ _UTC_T = UTCDateTime()
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def _pg_base_url() -> str:
-    url = os.environ.get("WARD_TEST_PG_URL")
-    if not url:
-        if os.environ.get("WARD_TEST_ALLOW_NO_PG") == "1":
-            pytest.skip("WARD_TEST_PG_URL not set and WARD_TEST_ALLOW_NO_PG=1")
-        pytest.fail("PostgreSQL tests need WARD_TEST_PG_URL: run them via scripts/test.sh (which starts a "
-                    "throwaway server from /usr/lib/postgresql/*/bin), or set WARD_TEST_ALLOW_NO_PG=1 to skip")
-    return url
-
-
-def _reset_pg(url: str) -> None:
-    eng = sa.create_engine(url)
-    with eng.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    eng.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ward.db'}"
-    else:
-        url = _pg_base_url()
-        _reset_pg(url)
-        yield url
 
 
 @pytest.fixture
@@ -515,34 +486,22 @@ def test_spill_sqlite_locked_database(tmp_path: Path, caplog: pytest.LogCaptureF
     assert writer2.write([Sample("bed-01", T0 + timedelta(hours=2), 0.1)]).stored == 1
 
 
-def _pg_ctl(action: str) -> None:
-    ctl, data = os.environ.get("WARD_TEST_PG_CTL"), os.environ.get("WARD_TEST_PG_DATA")
-    if not ctl or not data:
-        pytest.fail("outage test needs WARD_TEST_PG_CTL and WARD_TEST_PG_DATA (exported by scripts/services.sh)")
-    cmd = [ctl, "-D", data, "-w", "-t", "30"] + (["-m", "fast", "stop"] if action == "stop" else
-                                                 ["-l", str(Path(data).parent / "server.log"), "start"])
-    runas = os.environ.get("WARD_TEST_PG_RUNAS")
-    if runas:
-        cmd = ["runuser", "-u", runas, "--"] + cmd
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
 @pytest.mark.postgres
 def test_spill_postgres_real_outage(tmp_path: Path) -> None:
-    url = _pg_base_url()
-    _reset_pg(url)
+    url = pg_base_url()
+    reset_pg(url)
     store = Store(url)
     store.upsert_bed("bed-01")
     writer = SpillingWriter(store, tmp_path / "spill", max_rows=10_000)
     rows = _samples("bed-01", 300)
     assert writer.write(rows[:100]).stored == 100
-    _pg_ctl("stop")
+    pg_ctl("stop")
     try:
         assert writer.write(rows[100:200]).spilled == 100
         assert writer.write(rows[200:250]).spilled == 50
         assert not writer.flush() and writer.pending == 150
     finally:
-        _pg_ctl("start")
+        pg_ctl("start")
     out = writer.write(rows[250:300])  # replays the spill first, then writes
     assert (out.stored, out.spilled) == (200, 0) and writer.pending == 0
     pts = store.history("bed-01", T0, T0 + timedelta(hours=1), "1s")

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 import typer
 
 from test_audit import _run, cli  # noqa: F401 (fixture: the `ward` CLI's store and audit commands)
-from test_store import db_url  # noqa: F401 (fixture: an empty SQLite and PostgreSQL database)
 from ward.store import Store
 from ward.store.audit import AuditAction
 from ward.store.engine import make_engine, upgrade
