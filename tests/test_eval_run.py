@@ -198,6 +198,12 @@ def test_replay_of_saved_streams_reproduces_the_run_and_applies_another_rule(tmp
         assert again[k] == pytest.approx(res[k]), k
     assert again["baseline"]["threshold_power"] == res["baseline"]["threshold_power"]
     assert again["replayed_from"] == [str(streams)] and again["eval_seed"] == EVAL_SEED
+    # the SzCORE cross-check (issue 16 item 5) travels with both paths; mirrored, it counts what ward counts
+    for r in (res, again):
+        cc = r["szcore"]
+        assert set(cc) >= {"ward", "szcore_default", "szcore_mirrored", "mirrored_agrees", "conventions"}
+        assert cc["ward"]["false_alarms"] == res["false_alarms"] == cc["szcore_mirrored"]["false_alarms"]
+    assert again["szcore"] == res["szcore"] and res["szcore"]["mirrored_agrees"]
     assert json.loads((tmp_path / "r.json").read_text())["false_alarms"] == res["false_alarms"]
     # a rule that cannot fire on p = 0.9 (floor above it): the two false alarms disappear
     deaf = replay_eval(streams, EvalConfig(rule=RuleConfig(p_floor=0.95)), log=lambda s: None)

@@ -46,7 +46,12 @@ class SeizureAnnotation:
 
 @dataclass(frozen=True)
 class Recording:
-    """One evaluated recording: its length, its seizures and the start times of the rule's events."""
+    """One evaluated recording: its length, its seizures and the start times of the rule's events.
+
+    ``alarm_intervals`` (start, end) are the alarms as intervals (an alarm still active at the end of the
+    recording ends there); ward's metrics use only the starts, the SzCORE cross-check
+    (:mod:`ward.evaluation.szcore`) scores the intervals with SzCORE's defaults.
+    """
 
     id: str
     duration_s: float
@@ -54,6 +59,7 @@ class Recording:
     alarm_times: Sequence[float] = ()
     review_times: Sequence[float] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    alarm_intervals: Sequence[tuple[float, float]] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.duration_s) and self.duration_s > 0):
@@ -63,6 +69,22 @@ class Recording:
 def event_times(events: Iterable[Any], kind: str = "alarm_start") -> list[float]:
     """Times of the rule events of one kind (e.g. `alarm_start`, `review_start`) from `ward.alarms.rule`."""
     return [float(e.t) for e in events if e.kind == kind]
+
+
+def event_intervals(events: Iterable[Any], duration_s: float, tier: str = "alarm") -> list[tuple[float, float]]:
+    """(start, end) of each episode of one tier ("alarm" or "review") from `ward.alarms.rule` events;
+    an episode still open at the end of the recording ends at ``duration_s``."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for e in events:
+        if e.kind == f"{tier}_start":
+            start = float(e.t)
+        elif e.kind == f"{tier}_end" and start is not None:
+            out.append((start, float(e.t)))
+            start = None
+    if start is not None:
+        out.append((start, max(start, float(duration_s))))
+    return out
 
 
 def clip_rmse(pred: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray) -> float:

@@ -36,7 +36,8 @@ from ward.config import RuleConfig
 from ward.core.clip import MODEL_FPS, clip_ends
 from ward.core.numerics import flush_denormals
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
-from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_times
+from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_intervals, event_times
+from ward.evaluation.szcore import szcore_crosscheck
 from ward.pipeline import BedPipeline, ClipScorer
 from ward.sim.pose_noise import MIRROR_18, PoseNoise, noisy_keypoints
 
@@ -200,7 +201,8 @@ def recordings_for(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], k
     for sc, s in zip(scenarios, scored):
         ev = run_rule(s["t_end"], s[key], rule)
         recs.append(Recording(f"seed{sc.seed}", float(sc.duration_s), _annotations(sc),
-                              event_times(ev, "alarm_start"), event_times(ev, "review_start")))
+                              event_times(ev, "alarm_start"), event_times(ev, "review_start"),
+                              alarm_intervals=event_intervals(ev, float(sc.duration_s))))
     return recs
 
 
@@ -298,7 +300,10 @@ def summarise(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any], cfg: E
     """Metrics of scored streams under cfg.rule: VSViG, and the motion baseline at equal sensitivity."""
     clip_p = np.concatenate([s["p"] for s in scored])
     clip_y = np.concatenate([s["target"] for s in scored])
-    res = evaluate(recordings_for(scored, scenarios, "p", cfg.rule), clip_pred=clip_p, clip_target=clip_y)
+    recs = recordings_for(scored, scenarios, "p", cfg.rule)
+    res = evaluate(recs, clip_pred=clip_p, clip_target=clip_y)
+    res["szcore"] = szcore_crosscheck(recs, pre_tolerance_s=res["pre_tolerance_s"],
+                                      post_tolerance_s=res["post_tolerance_s"]).to_dict()
     bres, bthr = calibrate_baseline(scored, scenarios, cfg, res["sensitivity"])
     dres = evaluate(recordings_for(scored, scenarios, "baseline", cfg.rule),
                     clip_pred=np.concatenate([s["baseline"] for s in scored]), clip_target=clip_y)
@@ -404,7 +409,8 @@ def evaluate_streams(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarra
         ev = run_rule(s["t_end"], s[key], rule)
         anns = [SeizureAnnotation(t, float(e), float(c), float(x)) for t, e, c, x in meta["seizures"]]
         recs.append(Recording(f"seed{meta['seed']}", float(meta["duration_s"]), anns,
-                              event_times(ev, "alarm_start"), event_times(ev, "review_start")))
+                              event_times(ev, "alarm_start"), event_times(ev, "review_start"),
+                              alarm_intervals=event_intervals(ev, float(meta["duration_s"]))))
     return evaluate(recs)
 
 
@@ -483,4 +489,31 @@ def print_table(res: dict[str, Any]) -> None:
                       f(q["median_latency_after_eeg_s"]), f(q["median_advance_before_clinical_s"]), "", "", "")
     console = Console()
     console.print(t)
+    if res.get("szcore"):
+        print_szcore(res["szcore"], console)
     console.print(f"rule: {res.get('rule_source', '?')}  {res['rule']}")
+
+
+def print_szcore(cc: Mapping[str, Any], console: Any = None) -> None:
+    """The SzCORE cross-check (``res["szcore"]``, :mod:`ward.evaluation.szcore`) as a short table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(v: Any, pct: bool = False) -> str:
+        return "-" if v is None else f"{100 * v:.0f} %" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    t = Table(title="event metrics cross-checked with SzCORE timescoring (docs/detection.md#metrics)")
+    for c in ("scorer", "detected", "sensitivity", "false alarms", "FA/24h (own denominator)",
+              "FA/24h non-seizure"):
+        t.add_column(c)
+    for key in ("ward", "szcore_mirrored", "szcore_default"):
+        s = cc[key]
+        t.add_row(key, f"{s['n_detected']}/{s['n_seizures']}", f(s["sensitivity"], True), str(s["false_alarms"]),
+                  f(s["false_alarms_per_24h"]), f(s["false_alarms_per_24h_non_seizure"]))
+    console = console or Console()
+    console.print(t)
+    bites = [c["name"] + (f" ({c['occurrences']})" if c["occurrences"] is not None else "")
+             for c in cc["conventions"] if c["occurrences"] != 0]
+    console.print(("mirrored SzCORE agrees with ward" if cc["mirrored_agrees"] else
+                   "mirrored SzCORE DISAGREES with ward (alarms on a window edge?)")
+                  + "; conventions that separate ward from SzCORE's defaults: " + ", ".join(bites))
