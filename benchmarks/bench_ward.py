@@ -43,9 +43,13 @@ setup_ray_auth()  # Ray with token authentication, as `ward run` starts it
 from _util import add_json_option, pose_checkpoint, report  # noqa: E402
 
 
-def _ray_procs_usage() -> tuple[float, float]:
-    """(CPU seconds, RSS MB) summed over this user's ray/python worker processes."""
-    cpu, rss = 0.0, 0.0
+ProcKey = tuple[int, int]
+"""(pid, start time in clock ticks): a PID the kernel reuses for a new process is a new key."""
+
+
+def ray_procs_snapshot() -> dict[ProcKey, tuple[float, float]]:
+    """{(pid, start): (CPU seconds so far, RSS MB)} of this user's ray/python worker processes now."""
+    out: dict[ProcKey, tuple[float, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     for pid in os.listdir("/proc"):
@@ -56,11 +60,27 @@ def _ray_procs_usage() -> tuple[float, float]:
             if b"ray" not in cmd and int(pid) != os.getpid():
                 continue
             st = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(st[11]) + int(st[12])) / tick
-            rss += int(st[21]) * page / 2**20
+            out[(int(pid), int(st[19]))] = ((int(st[11]) + int(st[12])) / tick, int(st[21]) * page / 2**20)
         except (OSError, ValueError, IndexError):
             continue
-    return cpu, rss
+    return out
+
+
+def cpu_seconds_used(snapshots: list[dict[ProcKey, tuple[float, float]]]) -> float:
+    """CPU seconds the processes used between the first and the last snapshot; never negative.
+
+    Per process: its last reading minus its reading in the first snapshot (0 for a process that
+    started after it). A process that ended inside the window keeps its last reading (what it used
+    after that, at most one sampling interval, is not counted), instead of disappearing from the
+    sum, which made the old total-minus-total figure negative when a Ray worker exited.
+    """
+    if not snapshots:
+        return 0.0
+    first = snapshots[0]
+    last: dict[ProcKey, float] = {}
+    for snap in snapshots:
+        last.update({k: v[0] for k, v in snap.items()})
+    return sum(max(0.0, v - (first[k][0] if k in first else 0.0)) for k, v in last.items())
 
 
 def shipped_runtime() -> dict:
@@ -105,12 +125,15 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
             time.sleep(1)
         time.sleep(a.warmup)
         m0 = coord.metrics.remote().result()
-        cpu0, _ = _ray_procs_usage()
+        snaps = [ray_procs_snapshot()]
         t0 = time.monotonic()
-        time.sleep(a.duration)
+        while (left := t0 + a.duration - time.monotonic()) > 0:  # sampled each second: see cpu_seconds_used
+            time.sleep(min(1.0, left))
+            snaps.append(ray_procs_snapshot())
         m1 = coord.metrics.remote().result()
         dt = time.monotonic() - t0
-        cpu1, rss = _ray_procs_usage()
+        snaps.append(ray_procs_snapshot())
+        rss = sum(v[1] for v in snaps[-1].values())
         lat = coord.latency.remote().result()
     finally:
         serve.shutdown()
@@ -123,7 +146,7 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
         for k, v in rep["sizes"].items():
             pose_batches[int(k)] = pose_batches.get(int(k), 0) + v
     sizes = np.repeat(list(pose_batches), list(pose_batches.values())) if pose_batches else np.zeros(1)
-    cpu = (cpu1 - cpu0) / dt
+    cpu = cpu_seconds_used(snaps) / dt
     engines = {kind: sorted({" ".join(str(e.get(k)) for k in ("backend", "precision", "device"))
                              for e in (s.get("engine") for s in m1["batches"].get(kind, {}).values()) if e})
                for kind in ("pose", "vsvig")}

@@ -132,3 +132,20 @@ def test_bench_ward_one_short_run(tmp_path: Path) -> None:
     for key in ("beds_at_6fps", "posed_fps_min", "lat_p95_s", "dropped_per_s", "cpu_per_bed", "sustained"):
         assert key in row, key
     assert row["beds"] == 1 and row["seconds"] >= 3
+
+
+def test_bench_ward_cpu_accounting_survives_processes_ending_and_pid_reuse() -> None:
+    """CPU per bed: per-process deltas; a process that ends inside the window keeps its last reading,
+    a new process counts from 0, a reused PID (new start time) is a new process; never negative."""
+    from bench_ward import cpu_seconds_used, ray_procs_snapshot
+
+    a, b, c, b2 = (10, 100), (11, 100), (12, 500), (11, 900)  # (pid, start ticks); b2 reuses b's pid
+    snaps = [{a: (5.0, 1.0), b: (50.0, 1.0)},
+             {a: (6.0, 1.0), b: (58.0, 1.0), c: (0.5, 1.0)},
+             {a: (7.5, 1.0), c: (2.0, 1.0), b2: (0.25, 1.0)}]  # b ended after using 8 s in the window
+    assert cpu_seconds_used(snaps) == pytest.approx(2.5 + 8.0 + 2.0 + 0.25)
+    # the old total-minus-total figure: (7.5 + 2 + 0.25) - (5 + 50) < 0
+    assert cpu_seconds_used([{a: (5.0, 1.0)}, {a: (4.0, 1.0)}]) == 0.0  # a bad reading never subtracts
+    assert cpu_seconds_used([]) == 0.0 and cpu_seconds_used(snaps[:1]) == 0.0
+    own = [k for k in ray_procs_snapshot() if k[0] == os.getpid()]  # the benchmark process counts itself
+    assert len(own) == 1

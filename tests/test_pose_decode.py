@@ -176,7 +176,7 @@ class _FixedMaps(torch.nn.Module):
 
 
 def test_estimator_maps_keypoints_to_frame_pixels(postproc):
-    est = PoseEstimator(_FixedMaps(postproc["heatmaps_stride8"], postproc["pafs_stride8"]))
+    est = PoseEstimator(_FixedMaps(postproc["heatmaps_stride8"], postproc["pafs_stride8"]), refine=False)
     frames = np.zeros((2, 1080, 1920, 3), np.uint8)
     out = est(frames)
     assert len(out) == 2 and all(len(f) == 3 for f in out)
@@ -196,3 +196,60 @@ def test_estimator_runs_small_network_end_to_end():
     assert len(out) == 2 and all(isinstance(f, list) for f in out)
     with pytest.raises(ValueError, match="multiple of 8"):
         PoseEstimator(build_openpose("small"), height=250)
+
+
+# ------------------------------------------------------------------------------ sub-cell refinement
+
+def test_refinement_moves_joints_within_half_a_cell_and_towards_the_truth(postproc):
+    """Same people, joints and scores as the official decoding; positions move by at most half a grid
+    cell (1 network-input px at x4) and, on the fixture's synthetic people, closer to where they were put."""
+    from ward.vision.pose_decode import STRIDE
+
+    grid = decode_poses(postproc["heatmaps_stride8"], postproc["pafs_stride8"])
+    fine = decode_poses(postproc["heatmaps_stride8"], postproc["pafs_stride8"], refine=True)
+    assert len(fine) == len(grid)
+    gt = postproc["gt_people_input_px"]
+    err_grid, err_fine = [], []
+    for g, f in zip(grid, fine):
+        np.testing.assert_array_equal(g[:, 2], f[:, 2])
+        ok = g[:, 0] >= 0
+        assert np.abs(f[ok, :2] - g[ok, :2]).max() <= 0.5 * STRIDE / 4 + 1e-5
+        assert np.abs(f[ok, :2] - g[ok, :2]).max() > 0  # it does move joints
+        nearest = gt[np.argmin([np.abs(t[1] - g[1, :2]).sum() for t in gt])]
+        err_grid += np.linalg.norm(nearest[ok] - g[ok, :2], axis=1).tolist()
+        err_fine += np.linalg.norm(nearest[ok] - f[ok, :2], axis=1).tolist()
+    assert np.mean(err_fine) < np.mean(err_grid), (np.mean(err_fine), np.mean(err_grid))
+
+
+def test_refine_peaks_finds_an_off_grid_maximum():
+    """A smooth peak centred between grid cells: the parabola vertex lands near the true centre, on
+    both axes, for peaks at the border (replicated neighbours) and on flat tops (no move)."""
+    from ward.vision.pose_decode import refine_peaks
+
+    h, w = 20, 30
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    maps = np.zeros((2, h, w, 18), np.float32)
+    centres = [(10.3, 7.8), (21.6, 12.45)]
+    for j, (cx, cy) in enumerate(centres):
+        maps[0, :, :, j] = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 2.5 ** 2))
+    maps[1, :, 0, 3] = np.exp(-((yy[:, 0] - 5.2) ** 2) / 8)  # a ridge on the left border, peak at y 5
+    maps[1, 4:7, 10:13, 4] = 0.5  # flat top
+    f = np.array([0, 0, 1, 1])
+    t = np.array([0, 1, 3, 4])
+    x = np.array([10, 22, 0, 11])
+    y = np.array([8, 12, 5, 5])
+    rx, ry = refine_peaks(maps, f, t, x, y)
+    assert rx.dtype == np.float32
+    for k, (cx, cy) in enumerate(centres):
+        assert abs(rx[k] - cx) < 0.05 and abs(ry[k] - cy) < 0.05, (rx[k], ry[k], cx, cy)
+    assert rx[2] == 0 and abs(ry[2] - 5.2) < 0.05  # at the left border: never off the map
+    assert rx[3] == 11 and ry[3] == 5  # flat top: no fit, no move
+
+
+def test_estimator_refines_by_default_and_can_match_the_demo():
+    from ward.vision.openpose import build_openpose
+
+    torch.manual_seed(0)
+    model = build_openpose("small").eval()
+    assert PoseEstimator(model, height=64).refine
+    assert not PoseEstimator(model, height=64, refine=False).refine

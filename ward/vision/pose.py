@@ -141,11 +141,14 @@ class PoseEstimator:
     returns, per frame, a list of (18, 3) float32 arrays ``(x, y, score)``, all -1 for a missing joint.
     ``engine`` says how the network runs (default: torch fp32, the module as given); an OpenVINO
     engine needs ``runner`` (an :class:`OpenVINOPose`), and ``model`` may then be None.
+    ``refine`` (default on): joints at their sub-cell heatmap peak rather than on the decoder's
+    ``8 / upsample``-px grid (:func:`~ward.vision.pose_decode.refine_peaks`); off reproduces the
+    official demo's coordinates.
     """
 
     def __init__(self, model: nn.Module | None, height: int = 256, device: str | torch.device = "cpu",
                  upsample: int = 4, *, engine: EngineChoice | None = None,
-                 runner: Any = None) -> None:
+                 runner: Any = None, refine: bool = True) -> None:
         if height <= 0 or height % 8:
             raise ValueError(f"height must be a positive multiple of 8 (network stride), got {height}")
         if upsample not in (1, 2, 4, 8):
@@ -160,13 +163,14 @@ class PoseEstimator:
         self.model = model.to(self.device).eval() if model is not None else None
         self.height = height
         self.upsample = upsample
+        self.refine = refine
         self.channels_last = bool(getattr(model, "channels_last", False))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | None = None, refinement_stages: int | None = None,
                         *, height: int = 256, device: str = "cpu", upsample: int = 4, backend: str = "auto",
                         precision: str = "auto", num_threads: int | None = None, fuse: bool = True,
-                        trusted: bool = False) -> "PoseEstimator":
+                        trusted: bool = False, refine: bool = True) -> "PoseEstimator":
         """Load weights strictly (see :func:`load_openpose`) and run them on the engine that
         :func:`ward.vision.engines.resolve` picks for ``backend``/``precision``/``device``.
 
@@ -180,12 +184,12 @@ class PoseEstimator:
 
             file = pose_model_file(path, config=config, refinement_stages=refinement_stages,
                                    precision=engine.precision, height=height, trusted=trusted)
-            return cls(None, height=height, device="cpu", upsample=upsample, engine=engine,
+            return cls(None, height=height, device="cpu", upsample=upsample, engine=engine, refine=refine,
                        runner=OpenVINOPose(file, engine.precision, num_threads=num_threads))
         model = load_openpose(path, config, refinement_stages, device="cpu", trusted=trusted)
         if fuse:
             model = fuse_for_inference(model, channels_last=torch.device(device).type == "cpu")
-        return cls(model, height=height, device=device, upsample=upsample, engine=engine)
+        return cls(model, height=height, device=device, upsample=upsample, engine=engine, refine=refine)
 
     @torch.inference_mode()
     def infer(self, frames: Any) -> tuple[torch.Tensor, torch.Tensor, float, Pad]:
@@ -206,7 +210,7 @@ class PoseEstimator:
 
     def __call__(self, frames: Any) -> list[list[np.ndarray]]:
         heatmaps, pafs, scale, pad = self.infer(frames)
-        people = decode_poses_batch(heatmaps, pafs, self.upsample)
+        people = decode_poses_batch(heatmaps, pafs, self.upsample, refine=self.refine)
         return [[to_frame_pixels(p, scale, pad) for p in frame_people] for frame_people in people]
 
 

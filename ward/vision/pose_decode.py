@@ -23,7 +23,10 @@ Greedy steps (peak suppression, connection choice) are solved as fixpoints of ve
 which converge to exactly the sequential result in a few iterations.
 
 Coordinates: grid pixel i of the x``upsample`` map -> network-input pixel ``i * 8 / upsample``
-(the demo's mapping, which VSViG's training data used).
+(the demo's mapping, which VSViG's training data used). With ``refine=True`` (ward's
+:class:`~ward.vision.pose.PoseEstimator` default) each joint is reported at the vertex of a parabola
+fitted through its peak and the peak's neighbours (per axis), so positions are no longer quantised
+to the 2-px grid; peaks and grouping are unchanged.
 
 Upsampling: the separable bicubic kernel (a = -0.75, half-pixel centres, replicated borders, as
 ``F.interpolate(mode="bicubic", align_corners=False)`` and ``cv2.INTER_CUBIC``) written as two small
@@ -327,12 +330,43 @@ def _assemble(n_frames: int, n_kpts: int, f: np.ndarray, t: np.ndarray, kscore: 
     return slots, f[roots[good][order]]
 
 
+def refine_peaks(heatmaps_up: np.ndarray, f: np.ndarray, t: np.ndarray, x: np.ndarray,
+                 y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-cell (x, y) of each peak: a parabola through the peak and its two neighbours, per axis.
+
+    heatmaps_up (N, H, W, 18) as :func:`upsample_heatmaps` returns; f, t, x, y: (P,) int peaks.
+    Offset ``(l - r) / (2 (l - 2c + r))`` with c the peak's value and l, r its neighbours on the
+    raw map (replicated at the borders), clipped to [-0.5, 0.5] grid px: a peak is strictly greater
+    than its neighbours, so the fitted vertex lies within half a cell of it; a flat or degenerate
+    fit gives 0; never outside the map. Returns float32 grid coordinates. Vectorised over all peaks.
+    """
+    _, h, w, _ = heatmaps_up.shape
+    c = heatmaps_up[f, y, x, t]
+
+    def offset(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        curv = lo - 2 * c + hi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(curv < 0, 0.5 * (lo - hi) / curv, 0.0)
+        return np.clip(np.nan_to_num(d), -0.5, 0.5)
+
+    dx = offset(heatmaps_up[f, y, np.maximum(x - 1, 0), t], heatmaps_up[f, y, np.minimum(x + 1, w - 1), t])
+    dy = offset(heatmaps_up[f, np.maximum(y - 1, 0), x, t], heatmaps_up[f, np.minimum(y + 1, h - 1), x, t])
+    fx = np.clip(x + dx, 0, w - 1)  # a border peak never moves off the map
+    fy = np.clip(y + dy, 0, h - 1)
+    return fx.astype(np.float32), fy.astype(np.float32)
+
+
 def decode_poses_batch(heatmaps: np.ndarray | torch.Tensor, pafs: np.ndarray | torch.Tensor,
-                       upsample: int = 4) -> list[list[np.ndarray]]:
+                       upsample: int = 4, *, refine: bool = False) -> list[list[np.ndarray]]:
     """People per frame from (N, 19|18, H, W) heatmaps and (N, 38, H, W) PAFs at stride 8.
 
     Each person is an (18, 3) float32 array (x, y, score) in network-input pixels, all -1 for a
     missing joint; people are in the original post-processing's order.
+
+    ``refine``: report each joint at its sub-cell peak (:func:`refine_peaks`) instead of the
+    integer grid cell (``8 / upsample`` network-input px). Which peaks are found and how they are
+    grouped into people is unchanged (grouping works on the integer cells, as the original);
+    off reproduces the official demo exactly.
     """
     hm = _as_numpy(heatmaps, "heatmaps", (18, 19))
     pf = _as_numpy(pafs, "pafs", (38,))
@@ -343,12 +377,14 @@ def decode_poses_batch(heatmaps: np.ndarray | torch.Tensor, pafs: np.ndarray | t
     n = hm.shape[0]
     if n == 0:
         return []
-    f, t, x, y, kscore = find_peaks(upsample_heatmaps(hm, upsample))
+    up = upsample_heatmaps(hm, upsample)
+    f, t, x, y, kscore = find_peaks(up)
     cand = _limb_candidates(n, f, t, x, y, pf, upsample)
     conns = _choose_connections(*cand)
     slots, person_frame = _assemble(n, len(x), f, t, kscore, *conns)
     to_input = STRIDE / upsample
-    table = np.stack([x * to_input, y * to_input, kscore], axis=1).astype(np.float32)
+    fx, fy = refine_peaks(up, f, t, x, y) if refine else (x, y)
+    table = np.stack([fx * to_input, fy * to_input, kscore], axis=1).astype(np.float32)
     table = np.concatenate([table, np.full((1, 3), -1, np.float32)])  # index -1 -> missing row
     people = table[slots]  # (P, 18, 3)
     out: list[list[np.ndarray]] = [[] for _ in range(n)]
@@ -358,7 +394,7 @@ def decode_poses_batch(heatmaps: np.ndarray | torch.Tensor, pafs: np.ndarray | t
 
 
 def decode_poses(heatmaps: np.ndarray | torch.Tensor, pafs: np.ndarray | torch.Tensor,
-                 upsample: int = 4) -> list[np.ndarray]:
+                 upsample: int = 4, *, refine: bool = False) -> list[np.ndarray]:
     """People in one frame from (19|18, H, W) heatmaps and (38, H, W) PAFs at stride 8.
 
     See :func:`decode_poses_batch`; coordinates are network-input pixels.
@@ -366,7 +402,7 @@ def decode_poses(heatmaps: np.ndarray | torch.Tensor, pafs: np.ndarray | torch.T
     if getattr(heatmaps, "ndim", 0) != 3 or getattr(pafs, "ndim", 0) != 3:
         raise ValueError("decode_poses takes one frame: heatmaps (19, H, W) and pafs (38, H, W); "
                          "use decode_poses_batch for (N, C, H, W)")
-    return decode_poses_batch(heatmaps[None], pafs[None], upsample)[0]
+    return decode_poses_batch(heatmaps[None], pafs[None], upsample, refine=refine)[0]
 
 
 # ------------------------------------------------------------------------------------- reference

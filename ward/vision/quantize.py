@@ -52,8 +52,9 @@ POSE_PCK_DELTA = 0.01
 VSVIG_P_DELTA = 0.02
 """Largest |p_int8 - p_fp32| on any clip."""
 
-RECIPE = "nncf-ptq-v1"
-"""Names the quantization recipe below; stored with each verdict so a changed recipe rebuilds."""
+RECIPE = "nncf-ptq-v2"
+"""Names the quantization recipe and gate below; stored with each verdict so a changed recipe rebuilds
+(v2: the pose gate decodes with sub-cell peak refinement, as served)."""
 
 POSE_IGNORED: tuple[str, ...] = ()
 """Node-name patterns (regular expressions) kept in fp32 in the pose network (see docs/inference.md#int8)."""
@@ -225,7 +226,7 @@ def pose_gate(fp32_onnx: str | Path, int8_model: str | Path | Any, held_out: Pos
     """Compare an int8 pose model with the fp32 ONNX on held-out frames (see the module docstring)."""
     from ward.vision.pose_decode import STRIDE, decode_poses_batch  # noqa: PLC0415
 
-    DECODE_STEP_PX = STRIDE / upsample  # noqa: N806 (joints sit on this grid: 1 px agreement = the same cell)
+    DECODE_STEP_PX = STRIDE / upsample  # noqa: N806 (the decoder's grid; joints are refined within a cell)
     runners = {"fp32": OpenVINORunner(fp32_onnx, "fp32"), "int8": OpenVINORunner(int8_model, "int8")}
     people: dict[str, list[list[np.ndarray]]] = {name: [] for name in runners}
     n = len(held_out.frames)
@@ -234,7 +235,7 @@ def pose_gate(fp32_onnx: str | Path, int8_model: str | Path | Any, held_out: Pos
         x, scale, pad = _pose_inputs(held_out.frames[s], height)
         for name, run in runners.items():
             heat, pafs = run(x)[:2]
-            people[name] += decode_poses_batch(heat, pafs, upsample)
+            people[name] += decode_poses_batch(heat, pafs, upsample, refine=True)  # as PoseEstimator serves
     agree = near = joints = visible = 0
     hits = {"fp32": 0, "int8": 0}
     for i, gt_frame in enumerate(np.asarray(held_out.patients, np.float32)):
