@@ -5,7 +5,7 @@ shipped small pose model, every engine's network outputs are computed once and d
 without (the official demo's 2-px grid) and with refinement (:func:`ward.vision.pose_decode.refine_peaks`).
 Reported per engine and mode: PCK@0.1 and mean error (frame px) against the simulator's ground
 truth, and the issue-15 gate against torch fp32 in the same mode (share of the selected patient's
-joints within 1 network-input px; PCK delta). Also the decode time per frame, on and off.
+joints within 1 network-input px; PCK delta; how many of the joints fp32 found the engine did not). Also the decode time per frame, on and off.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pose_refine.py --frames 96 \
         --json docs/results/bench_pose_refine.json
@@ -14,8 +14,7 @@ joints within 1 network-input px; PCK delta). Also the decode time per frame, on
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +22,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _util import add_json_option, report  # noqa: E402
+
 POSE_CKPT = ROOT / "models" / "ward-pose-small.pt"
 SEED = 800_000
 BATCH = 8
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=96)
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path)
+    add_json_option(ap, "bench_pose_refine")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -71,8 +73,7 @@ def main() -> None:
             self.i += len(batch)
             return out
 
-    results: dict = {"frames": len(frames), "seed": SEED, "height": args.height, "checkpoint": POSE_CKPT.name,
-                     "threads": args.threads, "load_average": os.getloadavg(), "engines": {}}
+    rows = []
     for refine in (False, True):
         mode = "refine" if refine else "grid"
         dets = {name: decode(maps, refine) for name, maps in outputs.items()}
@@ -80,7 +81,7 @@ def main() -> None:
         ref_acc = pose_accuracy(Replay(ref), frames, people)
         for name, d in dets.items():
             acc = pose_accuracy(Replay(d), frames, people)
-            close = total = 0
+            close = total = missed = 0
             for ref_c, c, ppl in zip(ref, d, people):
                 gt = ppl[0]
                 ref_p, p = match_patient(ref_c, gt)[0], match_patient(c, gt)[0]
@@ -89,16 +90,17 @@ def main() -> None:
                 joints = (gt[:, 2] > 0) & (ref_p[:, 2] >= 0)
                 total += int(joints.sum())
                 if p is None:
+                    missed += int(joints.sum())
                     continue
                 ok = joints & (p[:, 2] >= 0)
+                missed += int((joints & ~ok).sum())
                 dist = np.linalg.norm(p[ok, :2] - ref_p[ok, :2], axis=1) * scale
                 close += int((dist <= 1.0).sum())
-            row = {"pck@0.1": acc["pck@0.1"], "mean_error_px": acc["mean_error_px"],
+            row = {"engine": name, "decode": mode, "pck@0.1": acc["pck@0.1"], "mean_error_px": acc["mean_error_px"],
                    "detection_rate": acc["detection_rate"], "within_1px_share": close / total,
-                   "pck_delta": abs(acc["pck@0.1"] - ref_acc["pck@0.1"]), "joints": total}
-            results["engines"].setdefault(name, {})[mode] = row
-            print(f"{name:14s} {mode:6s} pck {row['pck@0.1']:.4f} err {row['mean_error_px']:.3f}px "
-                  f"within1px {row['within_1px_share']:.4f} dpck {row['pck_delta']:.4f}", flush=True)
+                   "pck_delta": abs(acc["pck@0.1"] - ref_acc["pck@0.1"]), "joints": total,
+                   "joints_not_found": missed}
+            rows.append(row)
 
     maps = outputs["torch-fp32"]
     timing = {}
@@ -110,10 +112,10 @@ def main() -> None:
             decode(maps, refine)
             best.append((time.perf_counter() - t0) / len(frames) * 1e3)
         timing["refine" if refine else "grid"] = min(best)
-    results["decode_ms_per_frame"] = timing
-    print(f"decode ms/frame (min of 5, batches of {BATCH}): {timing}; load average {os.getloadavg()}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"decode ms/frame (min of 5, batches of {BATCH}): {timing}")
+    report("bench_pose_refine", rows, {"decode_ms_per_frame": timing, "frames": len(frames), "seed": SEED,
+                                       "height": args.height, "checkpoint": POSE_CKPT.name,
+                                       "threads": args.threads}, args.json)
 
 
 if __name__ == "__main__":
