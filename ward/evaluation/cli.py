@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
               streams: Optional[Path] = typer.Option(
                   None, "--streams", help="also save the scored streams (npz) for `ward eval-tune`"),
               replay: Optional[list[Path]] = typer.Option(
-                  None, "--replay", help="summarise streams saved earlier with --streams under --rule "
-                                         "(no rendering, no model; repeat to merge shards)"),
+                  None, "--replay", help="summarise streams saved earlier with --streams (a file) or --cache "
+                                         "(a folder) under --rule (no rendering, no model; repeat to merge shards)"),
               shard: str = typer.Option("0/1", "--shard", help="K/N: score every N-th scenario from K (run N "
                                                                "processes in parallel, then --replay their streams)"),
               backend: Optional[str] = typer.Option(
@@ -126,7 +126,12 @@ def register(app: typer.Typer) -> None:
                                           "serve_configs/ward.yaml, else auto)"),
               precision: Optional[str] = typer.Option(
                   None, "--precision", help="auto | fp32 | bf16 | int8 (default: as --backend)"),
-              threads: Optional[int] = typer.Option(None)) -> None:
+              jobs: int = typer.Option(1, "--jobs", help="scoring processes in parallel (each with --threads, default "
+                                                          "cores // jobs); same result as one process"),
+              cache: Optional[Path] = typer.Option(
+                  None, "--cache", help="folder: save each scenario's scored streams as soon as it is done and skip "
+                                        "those already there (resume an interrupted run; --replay DIR reads it)"),
+              threads: Optional[int] = typer.Option(None, help="threads per scoring process")) -> None:
         """Seizure-detection benchmark on held-out simulated scenarios: VSViG + rule vs the motion baseline."""
         from ward.config import engine_defaults
         from ward.evaluation.run import EvalConfig, print_table, run_eval
@@ -137,11 +142,11 @@ def register(app: typer.Typer) -> None:
                 k, n = (int(x) for x in shard.split("/"))
             except ValueError:
                 raise ValueError(f"--shard must look like K/N (e.g. 0/2), got {shard!r}") from None
-            if n > 1 and not streams:
-                raise ValueError("--shard needs --streams (the shards are merged with --replay)")
+            if n > 1 and not (streams or cache):
+                raise ValueError("--shard needs --streams or --cache (the shards are merged with --replay)")
             cfg = EvalConfig(fast=fast, seed=seed, hours=hours, seizures_per_type=n_seizures, vsvig=str(vsvig),
                              pose=str(pose), batch=batch, threads=threads, rule=rule_cfg,
-                             rule_source=rule_source, shard=(k, n),
+                             rule_source=rule_source, shard=(k, n), jobs=jobs,
                              vsvig_engine=engine_defaults("vsvig", backend, precision),
                              pose_engine=engine_defaults("pose", backend, precision))
             if replay:
@@ -149,7 +154,8 @@ def register(app: typer.Typer) -> None:
 
                 res = replay_eval(replay, cfg, json_path=json_path, png_path=png, log=typer.echo)
             else:
-                res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo, streams_path=streams)
+                res = run_eval(cfg, json_path=json_path, png_path=png, log=typer.echo, streams_path=streams,
+                               cache_dir=cache)
         except (ValueError, FileNotFoundError) as exc:
             raise typer.BadParameter(str(exc)) from None
         print_table(res)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,8 +43,8 @@ from ward.pipeline import BedPipeline, ClipScorer
 from ward.sim.pose_noise import MIRROR_18, PoseNoise, noisy_keypoints
 
 EVAL_SEED = 900_000
-__all__ = ["EVAL_SEED", "EvalConfig", "MIRROR_18", "PoseNoise", "noisy_keypoints", "run_eval", "replay_eval",
-           "score_scenario", "eval_scenarios"]  # MIRROR_18, PoseNoise, noisy_keypoints: from ward.sim.pose_noise
+__all__ = ["EVAL_SEED", "EvalConfig", "EvalInterrupted", "MIRROR_18", "PoseNoise", "StreamCache", "noisy_keypoints",
+           "run_eval", "replay_eval", "score_scenario", "scenario_rng", "eval_scenarios"]  # MIRROR_18, PoseNoise, noisy_keypoints: from ward.sim.pose_noise
 TRAIN_SEEDS = "1000-2999 (VSViG clips), 3000-3999 (pose frames)"
 FPS = MODEL_FPS
 TAIL_S = {"focal_clonic": 90, "tonic": 40, "tonic_clonic": 120, "hypermotor": 60, "myoclonic": 25}
@@ -67,6 +68,10 @@ class EvalConfig:
     width: int = 640
     height: int = 360
     chunk_s: float = 1800.0
+    pose_batch: int = 8
+    """Frames per pose-network call on the full path (a chunk of rendered frames is posed in these batches)."""
+    jobs: int = 1
+    """Scenario-scoring processes (``ward eval --jobs N``); each runs ``threads`` (default cores // jobs) threads."""
     shard: tuple[int, int] = (0, 1)
     """(k, n): score only every n-th scenario starting at k (parallel runs, merged by `replay_eval`)."""
     noise: PoseNoise = field(default_factory=PoseNoise)
@@ -136,10 +141,25 @@ def _engine(model: Any) -> dict[str, str] | None:
     return asdict(e) if e is not None else None
 
 
+def scenario_rng(base: int, sc: Any) -> np.random.Generator:
+    """The pose-noise generator of one scenario: its own stream, so a scenario scores the same
+    alone, in any shard or process, and when resumed from a cache."""
+    return np.random.default_rng([int(base), 77, int(sc.seed)])
+
+
+def _batched(pose: Any, batch: int) -> Callable[[np.ndarray], list[Any]]:
+    """The pose estimator over a chunk of frames, ``batch`` frames per network call."""
+    if batch < 1:
+        raise ValueError(f"pose batch must be >= 1, got {batch}")
+    return lambda frames: [ppl for s in range(0, len(frames), batch) for ppl in pose(frames[s:s + batch])]
+
+
 def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generator,
-                   pose: Any = None, chunk_frames: int = 360) -> dict[str, np.ndarray]:
+                   pose: Any = None, chunk_frames: int = 360,
+                   on_frames: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """One scenario through the bed pipeline (``ward.pipeline``, as in the ward): t_end, VSViG p,
-    target, baseline score (per clip), keypoints used. Frames are rendered and posed in chunks."""
+    target, baseline score (per clip), keypoints used. Frames are rendered and posed in chunks
+    (``cfg.pose_batch`` frames per pose-network call); ``on_frames(n)`` after each chunk (progress)."""
     from ward.sim.labels import target
     from ward.sim.render import SimCamera
 
@@ -154,6 +174,7 @@ def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generato
     else:
         k18_all = np.zeros((n, 18, 3), np.float32)
         pipeline = BedPipeline(bed_roi_from_track(tr["kpts"], cam.width, cam.height))
+        pose_fn = _batched(pose, cfg.pose_batch)
     scorer = ClipScorer(vsvig_score_fn(model), cfg.batch)
     pooled: list[np.ndarray] = []
     buf = np.empty((min(n, chunk_frames), cam.height, cam.width, 3), np.uint8)  # reused: no page faults per chunk
@@ -167,13 +188,15 @@ def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generato
         if pose is None:
             posed = pipeline.push(frames, t, patient=k18_all[a:b])
         else:
-            posed = pipeline.push(frames, t, pose=pose)
+            posed = pipeline.push(frames, t, pose=pose_fn)
             k18_all[a:b] = posed.keypoints
         for clip in posed.clips:
             scorer.add(pipeline.vsvig_inputs(clip))
             t_clips.append(clip.t_end)
         gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
         pooled.append(pool_frames(gray, cfg.baseline.grid_px))
+        if on_frames is not None:
+            on_frames(b - a)
     ends = clip_ends(n)
     p = scorer.finish()
     t_end = ends / FPS
@@ -235,34 +258,155 @@ def calibrate_baseline(scored: Sequence[dict[str, Any]], scenarios: Sequence[Any
     return best
 
 
+class EvalInterrupted(RuntimeError):
+    """Raised by ``run_eval(stop_after=k)`` once k scenarios are scored (tests of resuming a cache)."""
+
+
+STREAM_KEYS = ("t_end", "p", "target", "baseline")
+
+
+def cache_key(cfg: EvalConfig, base: int, model_given: Any = None) -> dict[str, Any]:
+    """What a scored stream depends on besides its scenario: models (SHA-256), engines, pose and noise
+    settings, frame size, evaluation seed. A cache made under another key is refused."""
+    from ward.vision.engines import checkpoint_key, resolve
+
+    def engine(spec: tuple[str, str]) -> list[str]:
+        e = resolve(*spec, "cpu")  # type: ignore[arg-type]
+        return [e.backend, e.precision]
+
+    key: dict[str, Any] = {"path": "fast" if cfg.fast else "full", "eval_seed": int(base),
+                           "vsvig": str(cfg.vsvig), "pose": None if cfg.fast else str(cfg.pose),
+                           "frame": [cfg.width, cfg.height], "fps": FPS, "baseline": cfg.baseline.model_dump()}
+    if model_given is not None:
+        key["vsvig_sha256"] = f"a model given by the caller ({type(model_given).__name__})"
+    else:
+        key["vsvig_sha256"] = checkpoint_key(cfg.vsvig)
+        key["vsvig_engine"] = engine(cfg.vsvig_engine)
+    if cfg.fast:
+        key["pose_noise"] = asdict(cfg.noise)
+    else:
+        key.update(pose_sha256=checkpoint_key(cfg.pose), pose_engine=engine(cfg.pose_engine), pose_height=POSE_HEIGHT)
+    return key
+
+
+class StreamCache:
+    """A folder of scored streams, one npz per scenario (``scenario_<seed>.npz``, written atomically
+    as soon as the scenario is scored), under a ``cache.json`` holding the :func:`cache_key`.
+
+    ``ward eval --cache DIR`` skips the scenarios already there, so an interrupted run resumes; a
+    folder made with other weights or settings is refused. ``ward eval --replay DIR`` reads it."""
+
+    MANIFEST = "cache.json"
+
+    def __init__(self, root: str | Path, key: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.key = json.loads(json.dumps(key))  # as stored (lists, not tuples)
+        manifest = self.root / self.MANIFEST
+        if manifest.is_file():
+            old = json.loads(manifest.read_text()).get("key", {})
+            if old != self.key:
+                diff = sorted(k for k in set(old) | set(self.key) if old.get(k) != self.key.get(k))
+                raise ValueError(f"{self.root} holds streams scored with other settings ({', '.join(diff)} differ: "
+                                 + "; ".join(f"{k}: cached {old.get(k)!r}, now {self.key.get(k)!r}" for k in diff)
+                                 + "); use another --cache folder, or delete this one to score again")
+        elif self.root.exists() and any(self.root.iterdir()):
+            raise ValueError(f"{self.root} is not empty and holds no {self.MANIFEST}: not a `ward eval --cache` "
+                             "folder; give a new or empty folder")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            _atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps({"key": self.key}, indent=2)))
+
+    def path(self, sc: Any) -> Path:
+        return self.root / f"scenario_{int(sc.seed)}.npz"
+
+    def get(self, sc: Any) -> dict[str, np.ndarray] | None:
+        """The scenario's cached streams, or None when it has not been scored yet."""
+        path = self.path(sc)
+        if not path.is_file():
+            return None
+        (meta, streams), = load_streams(path)
+        if meta["seed"] != int(sc.seed) or abs(meta["duration_s"] - float(sc.duration_s)) > 1e-6:
+            raise ValueError(f"{path} holds scenario {meta['seed']} of {meta['duration_s']} s, not {sc.seed} of "
+                             f"{sc.duration_s} s (other --hours or scenario settings): use another --cache folder")
+        return streams
+
+    def put(self, sc: Any, scored: dict[str, np.ndarray]) -> None:
+        _atomic_write(self.path(sc), lambda tmp: save_streams(tmp, [scored], [sc], self.key["eval_seed"], self.key),
+                      suffix=".npz")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any], suffix: str = "") -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# one scoring process of `ward eval --jobs N`: models loaded once per process
+_WORKER: dict[str, Any] = {}
+
+
+def _load_models(cfg: EvalConfig) -> tuple[Any, Any]:
+    from ward.vision.vsvig_engine import load_vsvig_scorer
+
+    if not Path(cfg.vsvig).is_file():
+        raise FileNotFoundError(f"VSViG weights not found: {cfg.vsvig} (train with `ward train vsvig` or pass --vsvig)")
+    backend, precision = cfg.vsvig_engine
+    model = load_vsvig_scorer(cfg.vsvig, backend=backend, precision=precision, num_threads=cfg.threads)
+    pose = None if cfg.fast else _load_pose(cfg.pose, *cfg.pose_engine, num_threads=cfg.threads)
+    return model, pose
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
+
+def _worker_init(cfg: EvalConfig, scenarios: list[Any], base: int, cache: StreamCache | None) -> None:
+    _set_threads(cfg.threads)
+    model, pose = _load_models(cfg)
+    _WORKER.update(cfg=cfg, scenarios=scenarios, base=base, cache=cache, model=model, pose=pose)
+
+
+@flush_denormals()
+def _worker_score(i: int) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
+    w = _WORKER
+    sc = w["scenarios"][i]
+    s = score_scenario(sc, w["model"], w["cfg"], scenario_rng(w["base"], sc), w["pose"])
+    s = {k: s[k] for k in STREAM_KEYS}
+    if w["cache"] is not None:
+        w["cache"].put(sc, s)
+    return i, s, {"vsvig": _engine(w["model"]), "pose": None if w["pose"] is None else _engine(w["pose"])}
+
+
 @flush_denormals()
 def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str | Path | None = None,
              log: Callable[[str], None] = print, model: Any = None,
-             progress: bool = True, streams_path: str | Path | None = None) -> dict[str, Any]:
+             progress: bool = True, streams_path: str | Path | None = None,
+             cache_dir: str | Path | None = None, stop_after: int | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result dict (also written to json_path / png_path when given).
 
     ``streams_path`` saves every scenario's scored streams (npz) so the rule can be re-run or tuned
-    (`ward eval-tune`) without scoring the footage again.
+    (`ward eval-tune`) without scoring the footage again. ``cache_dir`` (:class:`StreamCache`) saves
+    each scenario's streams as soon as it is scored and skips those already there (resume).
+    ``cfg.jobs`` > 1 scores scenarios in that many processes (longest first, each with
+    ``cfg.threads`` threads, default cores // jobs); the result is the single-process one.
+    ``stop_after``: raise :class:`EvalInterrupted` after scoring that many scenarios (tests).
     """
     from tqdm import tqdm
 
-    from ward.vision.vsvig_engine import load_vsvig_scorer
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    if model is None:
-        if not Path(cfg.vsvig).is_file():
-            raise FileNotFoundError(f"VSViG weights not found: {cfg.vsvig} (train with `ward train vsvig` or pass --vsvig)")
-        backend, precision = cfg.vsvig_engine
-        model = load_vsvig_scorer(cfg.vsvig, backend=backend, precision=precision, num_threads=cfg.threads)
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    pose = None
-    if not cfg.fast:
-        pose = _load_pose(cfg.pose, *cfg.pose_engine, num_threads=cfg.threads)
-    engines = {"vsvig": _engine(model), "pose": None if pose is None else _engine(pose)}
-    log("engines: " + "; ".join(f"{k} {_engine_text(e)}" for k, e in engines.items() if k == "vsvig" or pose is not None))
+    jobs = int(cfg.jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1:
+        if model is not None:
+            raise ValueError("jobs > 1 loads the models in each scoring process: do not pass model=")
+        if not cfg.threads:
+            cfg = replace(cfg, threads=max(1, (os.cpu_count() or 1) // jobs))
     base = EVAL_SEED if cfg.seed is None else int(cfg.seed)
     log(f"evaluation seed {base} ({'default held-out' if cfg.seed is None else 'user-given'}); "
         f"training seeds {TRAIN_SEEDS}; path: {'fast (ground truth + pose noise)' if cfg.fast else 'full (pose network)'}")
@@ -272,22 +416,88 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
         raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
     if n > 1:
         scenarios = scenarios[k::n]
-        log(f"shard {k}/{n}: {len(scenarios)} scenarios; merge the shards' --streams files with --replay")
+        log(f"shard {k}/{n}: {len(scenarios)} scenarios; merge the shards' --streams files (or --cache folders) "
+            "with --replay")
     if not scenarios:
         raise ValueError("nothing to evaluate: give --seizures-per-type > 0 or --hours > 0")
-    rng = np.random.default_rng([base, 77])
-    scored = []
-    for sc in tqdm(scenarios, desc="eval scenarios", unit="scenario", disable=not progress):
-        scored.append(score_scenario(sc, model, cfg, rng, pose))
+    cache = StreamCache(cache_dir, cache_key(cfg, base, model)) if cache_dir else None
+    scored: list[dict[str, np.ndarray] | None] = [None] * len(scenarios)
+    if cache is not None:
+        for i, sc in enumerate(scenarios):
+            scored[i] = cache.get(sc)
+        done = sum(s is not None for s in scored)
+        log(f"cache {cache_dir}: {done} of {len(scenarios)} scenarios already scored" + (", resuming" if done else ""))
+    todo = sorted((i for i, s in enumerate(scored) if s is None), key=lambda i: -scenarios[i].n_frames)
+    n_frames = sum(sc.n_frames for sc in scenarios)
+    todo_frames = sum(scenarios[i].n_frames for i in todo)
+    engines: dict[str, Any] = {}
+    bar = tqdm(total=todo_frames, desc=f"ward eval ({'fast' if cfg.fast else 'full'} path, {jobs} job(s))",
+               unit="frame", unit_scale=True, disable=not progress, smoothing=0.1)
+    t_score = time.time()
+    try:
+        if jobs == 1:
+            _set_threads(cfg.threads)
+            if model is None:
+                model, pose = _load_models(cfg)
+            else:
+                pose = None if cfg.fast else _load_pose(cfg.pose, *cfg.pose_engine, num_threads=cfg.threads)
+            if isinstance(model, torch.nn.Module):
+                model.eval()
+            engines = {"vsvig": _engine(model), "pose": None if pose is None else _engine(pose)}
+            for j, i in enumerate(todo):
+                if stop_after is not None and j >= stop_after:
+                    raise EvalInterrupted(f"stopped after {stop_after} scenarios (stop_after)")
+                sc = scenarios[i]
+                s = score_scenario(sc, model, cfg, scenario_rng(base, sc), pose, on_frames=bar.update)
+                scored[i] = {k: s[k] for k in STREAM_KEYS}
+                if cache is not None:
+                    cache.put(sc, scored[i])
+        elif todo:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            log(f"{jobs} scoring processes, {cfg.threads} thread(s) each")
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                     initargs=(cfg, scenarios, base, cache)) as pool:
+                futures = [pool.submit(_worker_score, i) for i in todo]
+                try:
+                    for j, fut in enumerate(as_completed(futures)):
+                        i, s, engines = fut.result()
+                        scored[i] = s
+                        bar.update(scenarios[i].n_frames)
+                        if stop_after is not None and j + 1 >= stop_after:
+                            raise EvalInterrupted(f"stopped after {stop_after} scenarios (stop_after)")
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+    if not engines:  # everything came from the cache
+        engines = {"vsvig": None, "pose": None}
+        if cache is not None:
+            engines = {m: {"backend": e[0], "precision": e[1], "device": "cpu", "reason": "every scenario from the cache"}
+                       if (e := cache.key.get(f"{m}_engine")) else None for m in ("vsvig", "pose")}
+    else:
+        log("engines: " + "; ".join(f"{k} {_engine_text(e)}" for k, e in engines.items()
+                                    if k == "vsvig" or not cfg.fast))
+    done_scored: list[dict[str, np.ndarray]] = [s for s in scored if s is not None]
+    assert len(done_scored) == len(scenarios)
+    score_s = time.time() - t_score
     if streams_path:
-        save_streams(streams_path, scored, scenarios, base,
+        save_streams(streams_path, done_scored, scenarios, base,
                      {"vsvig": str(cfg.vsvig), "path": "fast" if cfg.fast else "full",
                       "pose": None if cfg.fast else str(cfg.pose), "engine": engines})
         log(f"wrote {streams_path}")
-    res = summarise(scored, scenarios, cfg, base)
+    res = summarise(done_scored, scenarios, cfg, base)
     res["seconds"] = round(time.time() - t0, 1)
     res["engine"] = engines
-    _write_outputs(res, scored, scenarios, json_path, png_path, log)
+    res["throughput"] = {"frames": int(n_frames), "frames_scored_now": int(todo_frames), "jobs": jobs,
+                         "threads_per_job": cfg.threads, "scoring_seconds": round(score_s, 1),
+                         "frames_per_s": round(todo_frames / score_s, 1) if todo_frames and score_s > 0 else None,
+                         "loadavg": [round(x, 2) for x in os.getloadavg()],
+                         "cache": None if cache_dir is None else str(cache_dir)}
+    _write_outputs(res, done_scored, scenarios, json_path, png_path, log)
     return res
 
 
@@ -348,7 +558,7 @@ def replay_eval(streams_paths: str | Path | Sequence[str | Path], cfg: EvalConfi
         raise ValueError("replay needs at least one streams file")
     data: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
     bases, infos = set(), set()
-    for p in paths:
+    for p in [f for q in paths for f in stream_files(q)]:
         data += load_streams(p)
         with np.load(p) as z:
             bases.add(int(z["eval_seed"]))
@@ -390,8 +600,23 @@ def save_streams(path: str | Path, scored: Sequence[dict[str, Any]], scenarios: 
     np.savez_compressed(path, **arrays)
 
 
+def stream_files(path: str | Path) -> list[Path]:
+    """The npz files of a `--streams` file or a `--cache` folder (its scenarios, by seed)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("scenario_*.npz"), key=lambda f: int(f.stem.split("_")[1]))
+        if not files:
+            raise ValueError(f"{p}: no scored scenarios (scenario_<seed>.npz) in this folder")
+        return files
+    if not p.is_file():
+        raise FileNotFoundError(f"streams not found: {p}")
+    return [p]
+
+
 def load_streams(path: str | Path) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
-    """(meta, streams) per scenario, as written by `save_streams`."""
+    """(meta, streams) per scenario, as written by `save_streams` (a file, or a `--cache` folder)."""
+    if Path(path).is_dir():
+        return [x for f in stream_files(path) for x in load_streams(f)]
     with np.load(path) as z:
         n = len({k.split("/")[0] for k in z.files if "/" in k})
         out = []
@@ -414,13 +639,17 @@ def evaluate_streams(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarra
     return evaluate(recs)
 
 
+POSE_HEIGHT = 256
+"""Network input height of the full path's pose model (as the ward serves it)."""
+
+
 def _load_pose(path: str, backend: str = "auto", precision: str = "auto", *, num_threads: int | None = None) -> Any:
     """A PoseEstimator for the full path (frames -> people per frame), BN folded as in the ward."""
     from ward.vision.pose import PoseEstimator  # the pose concern's estimator
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"pose weights not found: {path} (train with `ward train pose` or pass --pose)")
-    return PoseEstimator.from_checkpoint(path, height=256, device="cpu", backend=backend, precision=precision,
+    return PoseEstimator.from_checkpoint(path, height=POSE_HEIGHT, device="cpu", backend=backend, precision=precision,
                                          num_threads=num_threads)
 
 
