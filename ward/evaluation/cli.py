@@ -71,17 +71,24 @@ def register(app: typer.Typer) -> None:
                                                             "(validation seeds, never the evaluation seed)"),
                   rule: Optional[Path] = typer.Option(None, "--rule", help="starting rule (as for ward eval; default: the "
                                                                                 "shipped serve_configs/ward.yaml)"),
-                  out: Optional[Path] = typer.Option(None, "--out", help="write the best rule here (YAML)"),
-                  top: int = typer.Option(10, help="rows to print"),
-                  min_sensitivity: float = typer.Option(
-                      0.8, "--min-sensitivity", help="rules below this sensitivity rank last")) -> None:
-        """Rank decision-rule parameters on saved validation streams (false alarms, sensitivity, latency)."""
+                  out: Optional[Path] = typer.Option(None, "--out", help="write the chosen rule here (YAML)"),
+                  json_path: Optional[Path] = typer.Option(
+                      None, "--json", help="write both stages' constraints, messages and top candidates here"),
+                  top: int = typer.Option(10, help="candidates per stage to print and keep in --json"),
+                  max_false_alarms: float = typer.Option(
+                      1.0, "--max-false-alarms-per-24h", help="alarm-tier constraint: false alarms per 24 h of "
+                                                               "non-seizure footage"),
+                  max_reviews: float = typer.Option(
+                      50.0, "--max-reviews-per-24h", help="review-tier constraint: review events per 24 h outside "
+                                                          "seizures")) -> None:
+        """Tune the rule on saved validation streams: alarms (<= N false alarms/24 h at the highest sensitivity,
+        then the earliest alarm), then the review tier (<= M review events/24 h, most seizures flagged early)."""
         import json as _json
 
         import yaml
 
         from ward.evaluation.run import EVAL_SEED, load_streams
-        from ward.evaluation.tune import tune_rule
+        from ward.evaluation.tune import tune
 
         try:
             base, _ = _load_rule(rule)
@@ -89,16 +96,23 @@ def register(app: typer.Typer) -> None:
         except (ValueError, FileNotFoundError, OSError) as exc:
             raise typer.BadParameter(str(exc)) from None
         seeds = {m["seed"] for m, _ in data}
-        if any(EVAL_SEED <= s < EVAL_SEED + 100_000 for s in seeds):
+        if any(s >= EVAL_SEED for s in seeds):
             raise typer.BadParameter(f"{streams} holds evaluation-seed scenarios ({EVAL_SEED}+): tune on "
                                      "validation seeds (`ward eval --seed 800000 ...`), never on the test seeds")
-        rows = tune_rule(data, base, min_sensitivity=min_sensitivity)
-        for r in rows[:top]:
-            typer.echo(_json.dumps(r))
+        try:
+            res = tune(data, base, max_false_alarms_per_24h=max_false_alarms, max_reviews_per_24h=max_reviews,
+                       top=top)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        _print_tune(res)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(_json.dumps({"streams": str(streams), **res}, indent=2, default=float))
+            typer.echo(f"wrote {json_path}")
         if out:
-            best = {**base.model_dump(), **rows[0]["rule"]}
-            out.write_text("# chosen by `ward eval-tune` on validation streams " + str(streams) + "\n"
-                           + yaml.safe_dump(best, sort_keys=False))
+            header = (f"# chosen by `ward eval-tune` on validation streams {streams}\n"
+                      f"# {res['alarm']['message']}\n# {res['review']['message']}\n")
+            out.write_text(header + yaml.safe_dump(res["rule"], sort_keys=False))
             typer.echo(f"wrote {out}")
 
     @app.command("eval")
@@ -159,3 +173,28 @@ def register(app: typer.Typer) -> None:
         except (ValueError, FileNotFoundError) as exc:
             raise typer.BadParameter(str(exc)) from None
         print_table(res)
+
+
+def _print_tune(res: dict) -> None:
+    """Both stages' top candidates as tables, and whether each constraint was met."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(v, pct: bool = False) -> str:
+        return "-" if v is None else f"{100 * v:.0f} %" if pct else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    console = Console()
+    for stage, cols in (("alarm", ("sensitivity", "min_type_sensitivity", "false_alarms_per_24h",
+                                   "median_latency_after_eeg_s", "median_advance_before_clinical_s")),
+                        ("review", ("n_flagged_early", "n_flagged", "review_events_per_24h",
+                                    "median_flag_latency_after_eeg_s"))):
+        st = res[stage]
+        t = Table(title=f"{stage} tier: {st['n_feasible']}/{st['n_candidates']} candidates meet the constraint")
+        for c in ("#", "ok", *cols, "rule"):
+            t.add_column(c)
+        for i, r in enumerate(st["top"]):
+            t.add_row(str(i + 1), "yes" if r["feasible"] else "no",
+                      *(f(r[c], c in ("sensitivity", "min_type_sensitivity")) for c in cols),
+                      " ".join(f"{k}={v:g}" for k, v in r["rule"].items()))
+        console.print(t)
+        console.print(st["message"], style=None if st["feasible"] else "bold red")

@@ -198,6 +198,7 @@ def evaluate(recordings: Sequence[Recording], *, pre_tolerance_s: float = 0.0, p
         "n_detected": overall["n_detected"],
         "false_alarms": len(false_alarm_list),
         "review_events_per_24h": per_day(reviews_outside),
+        "review_events": reviews_outside,
         "review_events_in_seizures": reviews_inside,
         "clip_rmse": rmse,
         "hours_total": total_s / 3600.0,
