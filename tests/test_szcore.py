@@ -137,4 +137,4 @@ def test_cross_check_table_prints(capsys):
     cc = szcore_crosscheck([rec("o", 3600, [sz(100, 160)], [(90, 130)])]).to_dict()
     print_szcore(cc, Console(width=200))
     out = capsys.readouterr().out
-    assert "szcore_default" in out and "detection window (1)" in out
+    assert "SzCORE default" in out and "detection window (1)" in out

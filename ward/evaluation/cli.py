@@ -175,26 +175,33 @@ def register(app: typer.Typer) -> None:
         print_table(res)
 
 
+_SHORT = {"p_floor": "floor", "alarm_threshold": "thr", "release_threshold": "rel", "tau_rise_s": "rise",
+          "tau_decay_s": "decay", "min_duration_s": "min", "review_threshold": "thr", "review_release": "rel",
+          "review_min_duration_s": "min", "tau_review_s": "tau"}
+
+
 def _print_tune(res: dict) -> None:
-    """Both stages' top candidates as tables, and whether each constraint was met."""
+    """Both stages' top candidates as compact tables, and whether each constraint was met."""
     from rich.console import Console
     from rich.table import Table
 
     def f(v, pct: bool = False) -> str:
-        return "-" if v is None else f"{100 * v:.0f} %" if pct else f"{v:.2f}" if isinstance(v, float) else str(v)
+        return "-" if v is None else f"{100 * v:.0f}%" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
 
     console = Console()
-    for stage, cols in (("alarm", ("sensitivity", "min_type_sensitivity", "false_alarms_per_24h",
-                                   "median_latency_after_eeg_s", "median_advance_before_clinical_s")),
-                        ("review", ("n_flagged_early", "n_flagged", "review_events_per_24h",
-                                    "median_flag_latency_after_eeg_s"))):
+    for stage, cols in (("alarm", (("sens", "sensitivity"), ("min type", "min_type_sensitivity"),
+                                   ("FA/24h", "false_alarms_per_24h"), ("lat s", "median_latency_after_eeg_s"),
+                                   ("adv s", "median_advance_before_clinical_s"))),
+                        ("review", (("early", "n_flagged_early"), ("flagged", "n_flagged"),
+                                    ("rev/24h", "review_events_per_24h"),
+                                    ("lat s", "median_flag_latency_after_eeg_s")))):
         st = res[stage]
         t = Table(title=f"{stage} tier: {st['n_feasible']}/{st['n_candidates']} candidates meet the constraint")
-        for c in ("#", "ok", *cols, "rule"):
-            t.add_column(c)
+        for c in ("#", "ok", *(c for c, _ in cols), "rule"):
+            t.add_column(c, overflow="fold")
         for i, r in enumerate(st["top"]):
             t.add_row(str(i + 1), "yes" if r["feasible"] else "no",
-                      *(f(r[c], c in ("sensitivity", "min_type_sensitivity")) for c in cols),
-                      " ".join(f"{k}={v:g}" for k, v in r["rule"].items()))
+                      *(f(r[k], k in ("sensitivity", "min_type_sensitivity")) for _, k in cols),
+                      " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in r["rule"].items()))
         console.print(t)
         console.print(st["message"], style=None if st["feasible"] else "bold red")

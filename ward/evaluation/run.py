@@ -731,13 +731,12 @@ def print_szcore(cc: Mapping[str, Any], console: Any = None) -> None:
     def f(v: Any, pct: bool = False) -> str:
         return "-" if v is None else f"{100 * v:.0f} %" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
 
-    t = Table(title="event metrics cross-checked with SzCORE timescoring (docs/detection.md#metrics)")
-    for c in ("scorer", "detected", "sensitivity", "false alarms", "FA/24h (own denominator)",
-              "FA/24h non-seizure"):
+    t = Table(title="SzCORE cross-check (FA/24h: each scorer's own denominator; docs/detection.md)")
+    for c in ("scorer", "detected", "sens.", "FA", "FA/24h", "FA/24h non-sz"):
         t.add_column(c)
-    for key in ("ward", "szcore_mirrored", "szcore_default"):
+    for key, label in (("ward", "ward"), ("szcore_mirrored", "SzCORE mirrored"), ("szcore_default", "SzCORE default")):
         s = cc[key]
-        t.add_row(key, f"{s['n_detected']}/{s['n_seizures']}", f(s["sensitivity"], True), str(s["false_alarms"]),
+        t.add_row(label, f"{s['n_detected']}/{s['n_seizures']}", f(s["sensitivity"], True), str(s["false_alarms"]),
                   f(s["false_alarms_per_24h"]), f(s["false_alarms_per_24h_non_seizure"]))
     console = console or Console()
     console.print(t)
