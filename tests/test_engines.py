@@ -143,6 +143,36 @@ def test_pose_cache_is_keyed_by_checkpoint(tmp_path, monkeypatch):
     assert len(calls) == 2 and second != first and first.exists()
 
 
+def test_replicas_starting_at_once_export_a_checkpoint_once(tmp_path, monkeypatch):
+    """Concurrent first uses (replicas of one node starting together) export once; the others wait and reuse."""
+    import threading
+
+    from ward.vision import export
+    from ward.vision.openpose import build_openpose, save_openpose_checkpoint
+
+    monkeypatch.setenv(engines.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+    real = export.export_pose_onnx
+    monkeypatch.setattr(export, "export_pose_onnx", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    torch.manual_seed(0)
+    ckpt = save_openpose_checkpoint(build_openpose("small").eval(), tmp_path / "a.pt")
+    got, errors = [], []
+
+    def first_use():
+        try:
+            got.append(export.pose_model_file(ckpt, height=64))
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(got) == 3 and len(set(got)) == 1, (errors, got)
+    assert len(calls) == 1, calls
+
+
 def test_int8_without_quantize_module_says_so(monkeypatch, tmp_path):
     import builtins
 

@@ -9,20 +9,23 @@ tolerance. A wrong export therefore fails loudly at the first start, never silen
 
 Files live under ``cache_dir()/<checkpoint_key>/`` (:mod:`ward.vision.engines`): a changed
 checkpoint gets a new folder. Every file is written under a temporary name and renamed into place,
-so replicas starting at once never read half a file (both may export; the last rename wins, with
-identical content). int8 models come from :mod:`ward.vision.quantize`, which calibrates on
+so no reader ever sees half a file; and the build of each cached file holds an exclusive lock
+(``fcntl.flock`` on ``<file>.lock`` next to it), so replicas starting at once on one machine export
+(or quantize) a checkpoint once: the others wait for the lock and then find the file. int8 models come from :mod:`ward.vision.quantize`, which calibrates on
 simulated data and enforces its own accuracy gate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import os
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -87,6 +90,27 @@ def check_parity(onnx_file: str | Path, reference: Callable[..., Sequence[torch.
                           + f" (max abs, tolerance {tolerance:g}); the model has ops or control flow the "
                           "exporter traced differently: do not serve this file, report the model and torch version")
     return diffs
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive inter-process lock for building ``path`` (blocks while another process builds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _cached(path: Path, build: Callable[[], Any]) -> Path:
+    """``path``, built by ``build()`` first unless it exists; one builder at a time (see :func:`build_lock`)."""
+    if not path.is_file():
+        with build_lock(path):
+            if not path.is_file():  # another process may have built it while we waited
+                build()
+    return path
 
 
 def _finish(tmp: Path, path: Path) -> Path:
@@ -217,17 +241,17 @@ def pose_model_file(checkpoint: str | Path, *, config: str | None = None, refine
     """
     _check_precision(precision)
     onnx = pose_onnx_path(checkpoint, config=config, refinement_stages=refinement_stages)
-    if not onnx.is_file():
+
+    def export() -> None:
         from ward.vision.openpose import load_openpose  # noqa: PLC0415
 
-        model = load_openpose(checkpoint, config, refinement_stages, trusted=trusted)
-        export_pose_onnx(model, onnx, height=height)
+        export_pose_onnx(load_openpose(checkpoint, config, refinement_stages, trusted=trusted), onnx, height=height)
+
+    _cached(onnx, export)
     if precision != "int8":
         return onnx
     xml = onnx.with_name(f"{onnx.stem}-int8-h{height}.xml")
-    if not xml.is_file():
-        int8_module().quantize_pose(onnx, xml, height)
-    return xml
+    return _cached(xml, lambda: int8_module().quantize_pose(onnx, xml, height))
 
 
 def vsvig_onnx_path(checkpoint: str | Path, *, variant: str | None = None, graph_mode: str | None = None,
@@ -242,15 +266,16 @@ def vsvig_model_file(checkpoint: str | Path, *, variant: str | None = None, grap
     """The cached ONNX (fp32, bf16) or int8 IR of a VSViG checkpoint, exported on first use."""
     _check_precision(precision)
     onnx = vsvig_onnx_path(checkpoint, variant=variant, graph_mode=graph_mode, partition_order=partition_order)
-    if not onnx.is_file():
+
+    def export() -> None:
         from ward.vision.vsvig import load_vsvig  # noqa: PLC0415
 
         model = load_vsvig(checkpoint, variant=variant, graph_mode=graph_mode,  # type: ignore[arg-type]
                            partition_order=partition_order)
         export_vsvig_onnx(model, onnx)
+
+    _cached(onnx, export)
     if precision != "int8":
         return onnx
     xml = onnx.with_name(f"{onnx.stem}-int8.xml")
-    if not xml.is_file():
-        int8_module().quantize_vsvig(onnx, xml)
-    return xml
+    return _cached(xml, lambda: int8_module().quantize_vsvig(onnx, xml))
