@@ -72,4 +72,70 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc)) from None
         typer.echo(f"wrote {path}")
 
+    @ds.command()
+    def generate(out: Path = typer.Option(..., "--out", help="dataset directory (ward.frames/1; re-run to resume)"),
+                 patients: int = typer.Option(1000, "--patients", help="simulated patients (one scenario each)"),
+                 seed_start: int = typer.Option(1000, "--seed-start", help="first seed (training range 1000-2999)"),
+                 seizure_seconds: float = typer.Option(90.0, "--seizure-seconds", help="length of seizure scenarios"),
+                 free_seconds: float = typer.Option(60.0, "--free-seconds", help="length of seizure-free scenarios"),
+                 seizure_share: float = typer.Option(0.6, "--seizure-share", help="share of patients with a seizure"),
+                 gt_fraction: float = typer.Option(0.2, "--gt-fraction",
+                                                   help="share of scenarios cut at ground truth + pose noise"),
+                 shard: Optional[str] = typer.Option(None, "--shard", help="K/N: render only every N-th scenario from K"),
+                 jobs: int = typer.Option(1, "--jobs", help="worker processes on this machine (each a shard)"),
+                 pose: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose", help="pose model weights"),
+                 backend: Optional[str] = typer.Option(None, "--backend", help="pose engine: auto | torch | openvino"),
+                 precision: Optional[str] = typer.Option(None, "--precision", help="auto | fp32 | bf16 | int8"),
+                 pose_height: int = typer.Option(256, "--pose-height", help="pose network input height"),
+                 threads: Optional[int] = typer.Option(None, "--threads", help="threads per job")) -> None:
+        """Render training scenarios in-process through the bed pipeline into ward.frames/1 (resumable)."""
+        from ward.dataset.generate import GenerateConfig, generate as run, write_manifest
+
+        try:
+            k, n = (int(v) for v in shard.split("/")) if shard else (0, 1)
+        except ValueError:
+            raise typer.BadParameter(f"--shard must be K/N, got {shard!r}") from None
+        try:
+            from ward.config import engine_defaults
+
+            b, p = engine_defaults("pose", backend, precision)
+            cfg = GenerateConfig(out=str(out), patients=patients, seed_start=seed_start, seizure_seconds=seizure_seconds,
+                                 free_seconds=free_seconds, seizure_share=seizure_share, gt_fraction=gt_fraction,
+                                 pose=str(pose), backend=b, precision=p, pose_height=pose_height, threads=threads)
+            if jobs > 1:
+                if shard:
+                    raise ValueError("give --shard or --jobs, not both")
+                import multiprocessing as mp
+
+                with mp.get_context("spawn").Pool(jobs) as pool:
+                    stats = pool.starmap(_job, [(cfg, (j, jobs)) for j in range(jobs)])
+                write_manifest(cfg)
+                typer.echo(f"jobs: {stats}")
+            else:
+                stats = run(cfg, (k, n), log=typer.echo)
+                typer.echo(f"this run: {stats}")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"wrote {out / 'manifest.json'}")
+
+    @ds.command()
+    def sheet(data: Path = typer.Argument(..., help="a ward.frames/1 dataset"),
+              out: Path = typer.Option(Path("sheet.png"), "--out"),
+              per_kind: int = typer.Option(2, "--per-kind", help="clips per seizure type / hard-negative kind"),
+              frames: int = typer.Option(8, "--frames", help="frames drawn per clip")) -> None:
+        """Contact sheet: clips per seizure type and hard-negative kind as rows of skeletons and patches."""
+        from ward.dataset.sheet import contact_sheet
+
+        try:
+            contact_sheet(data, out, per_kind=per_kind, n_frames=frames)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"wrote {out}")
+
     app.add_typer(ds, name="dataset")
+
+
+def _job(cfg, shard):  # a --jobs worker (module level: picklable)
+    from ward.dataset.generate import generate
+
+    return generate(cfg, shard, log=lambda m: print(f"[job {shard[0]}] {m}", flush=True))

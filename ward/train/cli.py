@@ -27,20 +27,35 @@ def register(app: typer.Typer) -> None:
               max_val_clips: int = typer.Option(600, "--max-val-clips"),
               no_augment: bool = typer.Option(False, "--no-augment"),
               init: Optional[Path] = typer.Option(None, help="start from these VSViG weights (fine-tune)"),
-              threads: Optional[int] = typer.Option(None, help="torch CPU threads")) -> None:
-        """Train VSViG-light (paper graph mode): MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
+              threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+              precision: str = typer.Option("auto", "--precision",
+                                            help="auto | fp32 | bf16 (autocast); auto: bf16 only where the CPU has "
+                                                 "native bf16 and a measured step is faster"),
+              preclinical_weight: float = typer.Option(
+                  3.0, "--preclinical-weight", help="ward.frames/1: sampling weight of pre-clinical clips within a "
+                                                    "seizure type's positive clips"),
+              max_minutes: Optional[float] = typer.Option(
+                  None, "--max-minutes", help="stop cleanly after this long (last.ckpt); continue with --resume"),
+              variant: str = typer.Option("light", "--variant", help="light | base (VSViG-base: ~4x the compute)")
+              ) -> None:
+        """Train VSViG (paper graph mode) on ward.frames/1 or ward.clips/1: MSE on soft labels, Adam + StepLR, checkpoint every epoch. (paper graph mode): MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
         from ward.train.vsvig import VSViGTrainConfig, train_vsvig
 
         cfg = VSViGTrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,
                                weight_decay=weight_decay, step_size=step_size, gamma=gamma, device=device, seed=seed,
                                clips_per_epoch=clips_per_epoch, pos_fraction=pos_fraction or None,
                                max_val_clips=max_val_clips, augment=not no_augment, threads=threads,
-                               init=str(init) if init else None)
+                               init=str(init) if init else None, precision=precision,
+                               preclinical_weight=preclinical_weight, max_minutes=max_minutes, variant=variant)
+        if variant not in ("light", "base"):
+            raise typer.BadParameter(f"--variant must be light or base, got {variant!r}")
         try:
             res = train_vsvig(cfg, resume=resume, log=typer.echo)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        typer.echo(f"best: {res['best']}\nlast: {res['last']}")
+        typer.echo(f"best: {res['best']}\nlast: {res['last']}\nprecision: {res['precision']}, "
+                   f"{res['train_clips_per_s']:.1f} training clips/s" + (" (stopped: --resume to continue)"
+                                                                          if res["stopped"] else ""))
 
     @tr.command("pose")
     def pose(config: str = typer.Option("small", help="network configuration (small or official)"),

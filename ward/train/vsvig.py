@@ -37,6 +37,8 @@ from ward.core.numerics import flush_denormals
 
 TRAINED_ON = "simulated data (ward.sim), not for clinical use"
 CLIP_FORMAT = "ward.clips/1"
+FRAMES_FORMAT = "ward.frames/1"
+_VOLATILE = ("created_utc", "command")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -55,10 +57,18 @@ class ClipSet:
     def __len__(self) -> int:
         return int(self.label.shape[0])
 
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.patches[idx], self.kpts[idx], self.label[idx]
+
 
 def manifest_hash(data_dir: str | Path) -> str:
-    """sha256 of manifest.json: identifies the data a model was trained on."""
-    return hashlib.sha256((Path(data_dir) / "manifest.json").read_bytes()).hexdigest()
+    """sha256 of manifest.json: identifies the data a model was trained on. For ward.frames/1 the
+    manifest is rewritten after every generation run: its time and command line are left out."""
+    raw = (Path(data_dir) / "manifest.json").read_bytes()
+    man = json.loads(raw)
+    if man.get("format") == FRAMES_FORMAT:
+        raw = json.dumps({k: v for k, v in man.items() if k not in _VOLATILE}, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()
 
 
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
@@ -67,8 +77,9 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{data_dir}: no manifest.json; build one with `ward dataset build --sim DIR --out {data_dir}`")
     man = json.loads(path.read_text())
-    if man.get("format") != CLIP_FORMAT:
-        raise ValueError(f"{path}: format {man.get('format')!r}, expected {CLIP_FORMAT!r}; rebuild the dataset")
+    if man.get("format") not in (CLIP_FORMAT, FRAMES_FORMAT):
+        raise ValueError(f"{path}: format {man.get('format')!r}, expected {CLIP_FORMAT!r} or {FRAMES_FORMAT!r}; "
+                         "rebuild the dataset")
     if list(man.get("joint_layout", VSVIG_15)) != list(VSVIG_15):
         raise ValueError(f"{path}: joint layout differs from ward.core.keypoints.VSVIG_15; rebuild the dataset")
     return man
@@ -160,6 +171,13 @@ class VSViGTrainConfig:
     partition_order: str | None = None
     init: str | None = None
     threads: int | None = None
+    precision: str = "fp32"
+    """fp32, bf16 (autocast on the forward pass) or auto (bf16 only where the CPU has native bf16 and
+    a measured training step is faster; CUDA: bf16 when supported)."""
+    preclinical_weight: float = 3.0
+    """ward.frames/1: sampling weight of pre-clinical clips among a seizure type's positive clips."""
+    max_minutes: float | None = None
+    """Stop cleanly (last.ckpt mid-epoch) after this long; ``resume`` continues where it stopped."""
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -173,15 +191,16 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from exc
 
 
-def _batches(cs: ClipSet, idx: np.ndarray, bs: int, dev: torch.device):
-    for i in range(0, len(idx), bs):
-        j = np.sort(idx[i:i + bs])
-        yield (torch.from_numpy(cs.patches[j]).to(dev, torch.float32), torch.from_numpy(cs.kpts[j]).to(dev),
-               torch.from_numpy(cs.label[j]).to(dev))
+def _batches(cs: Any, idx: np.ndarray, bs: int, dev: torch.device, start: int = 0):
+    """Batches of ``idx`` from batch number ``start`` on (a ClipSet or a FrameSet: ``take``)."""
+    for i in range(start * bs, len(idx), bs):
+        p, k, y = cs.take(np.sort(idx[i:i + bs]))
+        yield (torch.from_numpy(p).to(dev, torch.float32), torch.from_numpy(np.ascontiguousarray(k)).to(dev),
+               torch.from_numpy(np.ascontiguousarray(y)).to(dev))
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, cs: ClipSet, batch_size: int = 64, device: torch.device | str = "cpu") -> np.ndarray:
+def predict(model: torch.nn.Module, cs: Any, batch_size: int = 64, device: torch.device | str = "cpu") -> np.ndarray:
     """Probabilities of every clip of a ClipSet (eval mode)."""
     model.eval()
     dev = torch.device(device)
@@ -189,7 +208,7 @@ def predict(model: torch.nn.Module, cs: ClipSet, batch_size: int = 64, device: t
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def _val_metrics(pred: np.ndarray, cs: ClipSet) -> dict[str, float]:
+def _val_metrics(pred: np.ndarray, cs: Any) -> dict[str, float]:
     y = cs.label
     mse = float(np.mean((pred - y) ** 2))
     pos, neg = y >= 0.999, y <= 0
@@ -209,12 +228,76 @@ def _lineage(init: str | None) -> list[str]:
     return [*md.get("lineage", []), str(md.get("command", f"(weights {init}, command not recorded)"))]
 
 
+def native_bf16() -> bool:
+    """The CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast can be faster than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _step_seconds(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], bf16: bool, reps: int = 2) -> float:
+    """Seconds of one forward+backward on ``batch`` (weights unchanged: no optimiser step)."""
+    p, k, y = batch
+    dev_type = p.device.type
+    best = float("inf")
+    for _ in range(reps + 1):  # the first run warms up
+        t0 = time.perf_counter()
+        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(p, k)
+        loss = torch.mean((out.float() - y) ** 2)
+        loss.backward()
+        best = min(best, time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return best
+
+
+def choose_precision(requested: str, model: torch.nn.Module, batch: tuple[torch.Tensor, ...],
+                     dev: torch.device) -> tuple[str, dict[str, Any]]:
+    """fp32 or bf16 for training, and why (the measured step times when measured)."""
+    if requested not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {requested!r}")
+    if requested != "auto":
+        return requested, {"reason": "requested"}
+    if dev.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ("bf16" if ok else "fp32"), {"reason": "CUDA " + ("supports" if ok else "lacks") + " bf16"}
+    if not native_bf16():
+        return "fp32", {"reason": "CPU without native bf16 (avx512_bf16/amx_bf16)"}
+    model.eval()  # no BN statistics updated by the probe (timing is the same)
+    t32, t16 = _step_seconds(model, batch, False), _step_seconds(model, batch, True)
+    pick = "bf16" if t16 < 0.9 * t32 else "fp32"
+    return pick, {"reason": f"measured: fp32 {t32:.3f} s, bf16 {t16:.3f} s per step of {len(batch[2])} clips",
+                  "fp32_step_s": t32, "bf16_step_s": t16}
+
+
+def load_data(data: str | Path, split: str, max_clips: int | None = None, seed: int = 0) -> Any:
+    """A split of either format: ward.frames/1 (memory-mapped FrameSet) or ward.clips/1 (ClipSet in RAM)."""
+    man = read_manifest(data)
+    if man["format"] == FRAMES_FORMAT:
+        from ward.train.frames import FrameSet
+
+        return FrameSet(data, split, max_clips, seed)
+    return load_split(data, split, max_clips, seed)
+
+
+def _epoch(cfg: VSViGTrainConfig, train: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    if hasattr(train, "phase"):
+        from ward.train.frames import frames_epoch_indices
+
+        return frames_epoch_indices(train, n, cfg.pos_fraction, cfg.preclinical_weight, rng)
+    return epoch_indices(train.label, n, cfg.pos_fraction, rng)
+
+
 @flush_denormals()
 def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int | None = None,
                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train (or resume) VSViG; returns {"best": path, "last": path, "history": [...]}.
+    """Train (or resume) VSViG; returns {"best": path, "last": path, "history": [...], "stopped": bool}.
 
-    ``max_steps`` stops after that many optimiser steps in total (tests, smoke runs).
+    ``max_steps`` stops after that many optimiser steps in total (tests, smoke runs) and
+    ``cfg.max_minutes`` after that long: both save last.ckpt mid-epoch (the epoch's draws, the batch
+    reached, every RNG), so ``resume=True`` continues exactly where the run stopped.
     """
     from tqdm import tqdm
 
@@ -233,15 +316,18 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         raise ValueError(f"lr must be > 0, got {cfg.lr}")
     if cfg.pos_fraction is not None and not 0 < cfg.pos_fraction < 1:
         raise ValueError(f"pos_fraction must be in (0, 1) or None, got {cfg.pos_fraction}")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
+    t_start = time.time()
     dev = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    read_manifest(cfg.data)
+    man = read_manifest(cfg.data)
     man_hash = manifest_hash(cfg.data)
-    train = load_split(cfg.data, "train")
+    train = load_data(cfg.data, "train")
     if len(train) == 0:
         raise ValueError(f"{cfg.data}: the train split has no clips")
-    val = load_split(cfg.data, "val", cfg.max_val_clips, cfg.seed)
+    val = load_data(cfg.data, "val", cfg.max_val_clips, cfg.seed)
     if len(val) == 0:
         log("warning: no validation clips; the best checkpoint is chosen on training loss")
 
@@ -259,45 +345,99 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, float("inf")
+    partial: dict[str, Any] | None = None
+    clips_done, train_seconds = 0, 0.0
     last_path, best_path = out / "last.ckpt", out / "best.pt"
+    st: dict[str, Any] | None = None
     if resume and last_path.is_file():
         st = torch.load(last_path, map_location="cpu", weights_only=False)
         if st.get("manifest_sha256") != man_hash:
-            raise ValueError(f"{last_path} was trained on other data (manifest hash differs); use a new --out")
+            raise ValueError(f"{last_path} was trained on other data (manifest hash differs); use a new --out "
+                             "or the dataset it was trained on")
+        if st.get("config", {}).get("variant", cfg.variant) != cfg.variant:
+            raise ValueError(f"{last_path} is VSViG-{st['config']['variant']}, not {cfg.variant}; use a new --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         rng.bit_generator.state = st["np_rng"]
         gen.set_state(st["torch_gen"])
+        if "torch_rng" in st:
+            torch.set_rng_state(st["torch_rng"])
         start_epoch, step, best, history = st["epoch"], st["step"], st["best"], st["history"]
-        log(f"resumed from {last_path} at epoch {start_epoch} (step {step}, best val_mse {best:.4g})")
+        partial = st.get("partial")
+        clips_done, train_seconds = st.get("clips_done", 0), st.get("train_seconds", 0.0)
+        log(f"resumed from {last_path} at epoch {start_epoch}" + (f" batch {partial['batch']}" if partial else "")
+            + f" (step {step}, best val_mse {best:.4g})")
+    if st is not None and st.get("precision"):
+        precision, why = st["precision"], {"reason": "resumed run's precision"}
+    else:
+        probe = next(_batches(train, np.arange(min(len(train), cfg.batch_size)), cfg.batch_size, dev))
+        precision, why = choose_precision(cfg.precision, model, probe, dev)
+    log(f"precision: {precision} ({why['reason']})")
+    bf16 = precision == "bf16"
     n_epoch = cfg.clips_per_epoch or len(train)
+    data_info = {"format": man["format"],
+                 "patients": (man.get("counts", {}).get("total", {}).get("patients") if man["format"] == FRAMES_FORMAT
+                              else len(man.get("patients", {}))),
+                 "keypoints": man.get("keypoints"),
+                 "pose_model_sha256": (man.get("pose_model") or {}).get("sha256") if isinstance(man.get("pose_model"), dict)
+                 else None}
     meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
             "command": cfg.command, "train_config": {k: v for k, v in asdict(cfg).items() if k != "command"},
-            "n_train_clips": len(train), "n_val_clips": len(val), "lineage": _lineage(cfg.init)}
+            "n_train_clips": len(train), "n_val_clips": len(val), "lineage": _lineage(cfg.init),
+            "data_info": data_info, "precision": precision, "precision_choice": why, "device": str(dev),
+            "threads": torch.get_num_threads()}
 
+    def save_last(epoch_done: int, part: dict[str, Any] | None) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "epoch": epoch_done, "step": step, "best": best,
+                    "history": history, "config": asdict(cfg), "manifest_sha256": man_hash, "partial": part,
+                    "precision": precision, "clips_done": clips_done, "train_seconds": train_seconds},
+                   last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+
+    stopped = False
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        idx = epoch_indices(train.label, n_epoch, cfg.pos_fraction, rng)
-        losses = []
+        if partial is not None:
+            idx, b0, losses = np.asarray(partial["idx"]), int(partial["batch"]), list(partial["losses"])
+            partial = None
+        else:
+            idx, b0, losses = _epoch(cfg, train, n_epoch, rng), 0, []
         t0 = time.time()
-        bar = tqdm(_batches(train, idx, cfg.batch_size, dev), total=math.ceil(len(idx) / cfg.batch_size),
+        n_batches = math.ceil(len(idx) / cfg.batch_size)
+        bar = tqdm(_batches(train, idx, cfg.batch_size, dev, b0), total=n_batches - b0,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        b = b0
         for patches, kpts, y in bar:
+            ts = time.time()
             if cfg.augment:
                 patches, kpts = augment(patches, kpts, gen)
-            loss = torch.mean((model(patches, kpts) - y) ** 2)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                pred = model(patches, kpts)
+            loss = torch.mean((pred.float() - y) ** 2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            train_seconds += time.time() - ts
+            clips_done += int(y.shape[0])
             step += 1
+            b += 1
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            if max_steps is not None and step >= max_steps:
+            out_of_time = cfg.max_minutes is not None and time.time() - t_start >= 60 * cfg.max_minutes
+            if b < n_batches and ((max_steps is not None and step >= max_steps) or out_of_time):
+                stopped = True
                 break
+        if stopped:
+            save_last(epoch, {"idx": idx, "batch": b, "losses": losses})
+            log(f"stopped at epoch {epoch + 1} batch {b}/{n_batches} (step {step}); continue with --resume")
+            break
         sched.step()
         rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_mse": float(np.mean(losses)),
-                               "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+                               "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
+                               "train_clips_per_s": round(clips_done / max(train_seconds, 1e-9), 2)}
         if len(val):
             rec.update(_val_metrics(predict(model, val, 64, dev), val))
         history.append(rec)
@@ -306,14 +446,15 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
             best = score
             model.eval()
             save_vsvig_checkpoint(model, best_path, **meta, epoch=epoch + 1, metrics=rec,
+                                  train_clips_per_s=rec["train_clips_per_s"],
+                                  train_wall_s=round(train_seconds, 1),
                                   created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(), "epoch": epoch + 1,
-                    "step": step, "best": best, "history": history, "config": asdict(cfg),
-                    "manifest_sha256": man_hash}, last_path.with_suffix(".tmp"))
-        last_path.with_suffix(".tmp").replace(last_path)
+        save_last(epoch + 1, None)
         log(json.dumps(rec))
-        if max_steps is not None and step >= max_steps:
+        if (max_steps is not None and step >= max_steps) or \
+                (cfg.max_minutes is not None and time.time() - t_start >= 60 * cfg.max_minutes):
+            stopped = epoch + 1 < cfg.epochs
             break
     (out / "history.json").write_text(json.dumps(history, indent=2))
-    return {"best": best_path, "last": last_path, "history": history}
+    return {"best": best_path, "last": last_path, "history": history, "stopped": stopped, "precision": precision,
+            "train_clips_per_s": clips_done / max(train_seconds, 1e-9), "clips": clips_done}

@@ -1,0 +1,98 @@
+"""Training windows over a ``ward.frames/1`` dataset (``ward dataset generate``), memory-mapped.
+
+A clip is the 30 frames ending at a ``clip_end`` frame of one scenario; nothing is copied until a
+batch is gathered (:meth:`FrameSet.take`), so a dataset far larger than RAM trains from disk and the
+page cache.
+
+Sampling (:func:`frames_epoch_indices`): ``pos_fraction`` of each epoch's draws are clips with a label
+> 0, split equally over the seizure types present (types balanced whatever their clip counts); within
+a type a clip whose last frame is in the pre-clinical phase (EEG onset -> clinical onset) is drawn
+``preclinical_weight`` times as often as the others. The rest are drawn uniformly from the label-0
+clips (seizure-free patients' hard negatives, and the calm before and after seizures).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ward.core.clip import CLIP_FRAMES
+from ward.dataset.generate import FRAMES_FORMAT, load_scenario_arrays
+
+PRECLINICAL = 1
+
+
+class FrameSet:
+    """The clips (windows) of one split of a ward.frames/1 dataset."""
+
+    def __init__(self, data_dir: str | Path, split: str, max_clips: int | None = None, seed: int = 0) -> None:
+        man = json.loads((Path(data_dir) / "manifest.json").read_text())
+        if man.get("format") != FRAMES_FORMAT:
+            raise ValueError(f"{data_dir}: format {man.get('format')!r}, expected {FRAMES_FORMAT!r}")
+        if split not in man["scenarios"]:
+            raise ValueError(f"{data_dir}: manifest has no split {split!r} (has {sorted(man['scenarios'])})")
+        self.names = list(man["scenarios"][split])
+        self.arrays: list[dict[str, np.ndarray]] = []
+        scen, ends, types = [], [], []
+        for i, name in enumerate(self.names):
+            d = Path(data_dir) / "scenarios" / name
+            a = load_scenario_arrays(d)
+            meta = json.loads((d / "meta.json").read_text())
+            self.arrays.append(a)
+            e = np.flatnonzero(np.asarray(a["clip_end"]))
+            e = e[e >= CLIP_FRAMES - 1]
+            scen.append(np.full(len(e), i, np.int32))
+            ends.append(e.astype(np.int32))
+            types.append(np.full(len(e), meta["seizure_type"], dtype=object))
+        self.scen = np.concatenate(scen) if scen else np.zeros(0, np.int32)
+        self.end = np.concatenate(ends) if ends else np.zeros(0, np.int32)
+        self.seizure_type = np.concatenate(types).astype(str) if types else np.zeros(0, str)
+        self.label = np.array([self.arrays[s]["label"][e] for s, e in zip(self.scen, self.end)], np.float32)
+        self.phase = np.array([self.arrays[s]["phase"][e] for s, e in zip(self.scen, self.end)], np.int8)
+        if max_clips is not None and len(self) > max_clips:
+            keep = np.sort(np.random.default_rng(seed).choice(len(self), max_clips, replace=False))
+            for k in ("scen", "end", "seizure_type", "label", "phase"):
+                setattr(self, k, getattr(self, k)[keep])
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """patches (B, 30, 15, 3, 32, 32) uint8, kpts (B, 30, 15, 3) f32, label (B,) of windows ``idx``."""
+        idx = np.asarray(idx)
+        p = np.empty((len(idx), CLIP_FRAMES, *self.arrays[0]["patches"].shape[1:]), np.uint8) if len(idx) else \
+            np.zeros((0, CLIP_FRAMES, 15, 3, 32, 32), np.uint8)
+        k = np.empty((len(idx), CLIP_FRAMES, 15, 3), np.float32)
+        for r, j in enumerate(idx):
+            a, e = self.arrays[self.scen[j]], int(self.end[j])
+            p[r] = a["patches"][e - CLIP_FRAMES + 1:e + 1]
+            k[r] = a["kpts"][e - CLIP_FRAMES + 1:e + 1]
+        return p, k, self.label[idx]
+
+    def describe(self) -> dict[str, Any]:
+        return {"clips": len(self), "scenarios": len(self.names),
+                "positive": int((self.label > 0).sum()), "preclinical": int((self.phase == PRECLINICAL).sum())}
+
+
+def frames_epoch_indices(fs: FrameSet, n: int, pos_fraction: float | None, preclinical_weight: float,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Window indices for one epoch (see the module docstring); ``pos_fraction=None``: a plain permutation."""
+    if preclinical_weight <= 0:
+        raise ValueError(f"preclinical_weight must be > 0, got {preclinical_weight}")
+    pos = fs.label > 0
+    if pos_fraction is None or not pos.any() or pos.all():
+        return rng.permutation(len(fs))[:n] if n <= len(fs) else rng.integers(0, len(fs), n)
+    n_pos = int(round(n * pos_fraction))
+    pos_types = sorted(set(fs.seizure_type[pos]))
+    w = np.zeros(len(fs))
+    for t in pos_types:
+        m = pos & (fs.seizure_type == t)
+        wt = np.where(fs.phase[m] == PRECLINICAL, preclinical_weight, 1.0)
+        w[m] = wt / wt.sum() / len(pos_types)
+    neg = np.flatnonzero(~pos)
+    out = np.concatenate([rng.choice(len(fs), n_pos, replace=True, p=w / w.sum()),
+                          rng.choice(neg, n - n_pos, replace=True)])
+    return rng.permutation(out)
