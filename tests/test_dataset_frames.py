@@ -1,0 +1,164 @@
+"""ward.frames/1: generation plan, on-disk round trip, resume/shards, manifest, and training on it.
+
+Tiny: 3-4 scenarios of 20-60 s at 6 fps with ground-truth keypoints + pose noise (--gt-fraction 1;
+the pose model path is the eval full path's, tested there), VSViG-light for a few steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ward.core.clip import CLIP_FRAMES
+from ward.dataset.generate import (ARRAYS, FRAMES_FORMAT, GenerateConfig, generate, load_scenario_arrays,
+                                   plan_scenarios)
+from ward.sim.behaviours import BEHAVIOURS, SCENE_EVENTS
+from ward.sim.seizures import SEIZURE_TYPES
+
+
+def _cfg(out: Path, **kw) -> GenerateConfig:
+    base = dict(out=str(out), patients=3, seed_start=1000, seizure_seconds=60, free_seconds=20, gt_fraction=1.0,
+                threads=1, command="test")
+    return GenerateConfig(**{**base, **kw})
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("frames")
+    generate(_cfg(out), log=_quiet)
+    return out
+
+
+def test_plan_balances_types_and_forces_every_hard_negative():
+    plan = plan_scenarios(GenerateConfig(out="x", patients=1000))
+    types = Counter(p.seizure_type for p in plan)
+    assert types["none"] == 400 and all(types[t] == 120 for t in SEIZURE_TYPES)
+    free = [p for p in plan if p.seizure_type == "none"]
+    assert set(p.forced_behaviour for p in free) == set(BEHAVIOURS)
+    assert set(p.forced_event for p in free) == set(SCENE_EVENTS)
+    assert all(1000 <= p.seed <= 2999 for p in plan)
+    # any shard keeps the mix: types balanced to within one per type
+    shard = Counter(p.seizure_type for p in plan[1::4])
+    assert max(shard[t] for t in SEIZURE_TYPES) - min(shard[t] for t in SEIZURE_TYPES) <= 1
+
+
+@pytest.mark.parametrize("start,n", [(999, 2), (2998, 3), (900000, 1), (3000, 1)])
+def test_seeds_outside_the_training_range_are_refused(start, n):
+    with pytest.raises(ValueError, match="training range 1000-2999"):
+        plan_scenarios(GenerateConfig(out="x", patients=n, seed_start=start))
+
+
+def test_round_trip_mmap_windows_match_the_pipeline_clips(small):
+    man = json.loads((small / "manifest.json").read_text())
+    assert man["format"] == FRAMES_FORMAT and man["complete"] and man["planned_scenarios"] == 3
+    names = [n for v in man["scenarios"].values() for n in v]
+    assert len(names) == 3
+    total_clips = 0
+    for name in names:
+        d = small / "scenarios" / name
+        a = load_scenario_arrays(d)
+        meta = json.loads((d / "meta.json").read_text())
+        f = meta["frames"]
+        assert all(isinstance(a[k], np.memmap) for k in ARRAYS)
+        assert a["patches"].shape == (f, 15, 3, 32, 32) and a["patches"].dtype == np.uint8
+        assert a["kpts"].shape == (f, 15, 3) and a["kpts"].dtype == np.float32
+        assert a["label"].shape == (f,) and a["phase"].dtype == np.int8 and a["clip_end"].dtype == bool
+        ends = np.flatnonzero(a["clip_end"])
+        assert len(ends) == meta["clips"] and ends[0] == CLIP_FRAMES - 1 and (np.diff(ends) == 6).all()
+        total_clips += len(ends)
+        # every frame of every clip holds a patient (ground truth: the patient is always in view)
+        assert (np.asarray(a["kpts"][: ends[-1] + 1, :, 2]).sum(-1) > 0).mean() > 0.9
+        assert 0 <= float(a["label"].min()) and float(a["label"].max()) <= 1
+        if meta["seizure"]:
+            s = meta["seizure"]
+            t = np.arange(f) / 6.0
+            assert (a["phase"][(t >= s["eeg_onset_s"]) & (t < s["clinical_onset_s"])] == 1).all()
+            assert float(np.asarray(a["label"])[(t >= s["clinical_onset_s"]) & (t < s["end_s"])].min()) == 1.0
+    assert man["counts"]["total"]["clips"] == total_clips
+    assert sum(man["counts"][s]["patients"] for s in ("train", "val", "test")) == 3
+
+
+def test_resume_skips_complete_and_redoes_an_interrupted_scenario(small, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(small, out)
+    root = out / "scenarios"
+    victim = sorted(p.name for p in root.iterdir())[1]
+    before = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    ref = np.load(root / victim / "patches.npy")
+    (root / victim).rename(root / f".tmp-{victim}-12345")  # an interrupted run left only a tmp dir
+    stats = generate(_cfg(out), log=_quiet)
+    assert stats["scenarios"] == 1
+    assert not list(root.glob(".tmp-*"))
+    assert np.array_equal(np.load(root / victim / "patches.npy"), ref)  # deterministic from the seed
+    for name, m in before.items():
+        if name != victim:
+            assert (root / name).stat().st_mtime_ns == m  # untouched
+    assert generate(_cfg(out), log=_quiet)["scenarios"] == 0
+
+
+def test_shards_union_is_the_whole_and_the_manifest_ends_consistent(small, tmp_path):
+    out = tmp_path / "sharded"
+    generate(_cfg(out), shard=(1, 2), log=_quiet)
+    part = json.loads((out / "manifest.json").read_text())
+    assert not part["complete"] and part["counts"]["total"]["patients"] == 1
+    generate(_cfg(out), shard=(0, 2), log=_quiet)
+    whole, ref = (json.loads((d / "manifest.json").read_text()) for d in (out, small))
+    assert whole["complete"] and whole["scenarios"] == ref["scenarios"] and whole["counts"] == ref["counts"]
+    assert whole["hard_negative_clips"] == ref["hard_negative_clips"]
+    for name in (p.name for p in (small / "scenarios").iterdir()):
+        assert np.array_equal(np.load(out / "scenarios" / name / "kpts.npy"),
+                              np.load(small / "scenarios" / name / "kpts.npy"))
+
+
+def test_train_on_frames_resume_restores_identical_state(small, tmp_path):
+    from ward.train.frames import FrameSet, frames_epoch_indices
+    from ward.train.vsvig import VSViGTrainConfig, train_vsvig
+
+    fs = FrameSet(small, "train")
+    p, k, y = fs.take(np.arange(min(3, len(fs))))
+    assert p.shape[1:] == (30, 15, 3, 32, 32) and k.shape[1:] == (30, 15, 3) and np.isfinite(k).all()
+    if (fs.label > 0).any() and not (fs.label > 0).all():
+        idx = frames_epoch_indices(fs, 400, 0.5, 3.0, np.random.default_rng(0))
+        assert 0.4 < (fs.label[idx] > 0).mean() < 0.6
+
+    def cfg(out):
+        return VSViGTrainConfig(data=str(small), out=str(out), epochs=2, batch_size=4, clips_per_epoch=12, seed=3,
+                                threads=1, max_val_clips=8, precision="fp32", command="test")
+
+    straight = train_vsvig(cfg(tmp_path / "a"), max_steps=5, progress=False, log=_quiet)
+    assert all(np.isfinite(h["train_mse"]) for h in straight["history"])
+    first = train_vsvig(cfg(tmp_path / "b"), max_steps=2, progress=False, log=_quiet)  # stops mid-epoch 1
+    assert first["stopped"]
+    train_vsvig(cfg(tmp_path / "b"), resume=True, max_steps=5, progress=False, log=_quiet)
+    sa = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)
+    sb = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)
+    assert sa["step"] == sb["step"] == 5
+    for key, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][key]), key
+    md = torch.load(tmp_path / "a" / "best.pt", weights_only=False)["metadata"]
+    assert md["precision"] == "fp32" and md["data_info"]["format"] == FRAMES_FORMAT and md["train_clips_per_s"] > 0
+
+
+def test_resume_refuses_other_data(small, tmp_path):
+    from ward.train.vsvig import VSViGTrainConfig, train_vsvig
+
+    c = VSViGTrainConfig(data=str(small), out=str(tmp_path / "r"), epochs=1, batch_size=4, clips_per_epoch=4,
+                         threads=1, max_val_clips=4, precision="fp32", command="test")
+    train_vsvig(c, max_steps=1, progress=False, log=_quiet)
+    other = tmp_path / "other"
+    shutil.copytree(small, other)
+    man = json.loads((other / "manifest.json").read_text())
+    man["counts"]["total"]["clips"] += 1
+    (other / "manifest.json").write_text(json.dumps(man))
+    c.data = str(other)
+    with pytest.raises(ValueError, match="other data"):
+        train_vsvig(c, resume=True, max_steps=2, progress=False, log=_quiet)
