@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ward.core.clip import CLIP_FRAMES
-from ward.dataset.generate import (ARRAYS, FRAMES_FORMAT, GenerateConfig, generate, load_scenario_arrays,
+from ward.dataset.generate import (ARRAYS, FRAMES_FORMAT, GenerateConfig, generate, load_scenario_arrays, make_scenario,
                                    plan_scenarios)
 from ward.sim.behaviours import BEHAVIOURS, SCENE_EVENTS
 from ward.sim.seizures import SEIZURE_TYPES
@@ -162,3 +162,18 @@ def test_resume_refuses_other_data(small, tmp_path):
     c.data = str(other)
     with pytest.raises(ValueError, match="other data"):
         train_vsvig(c, resume=True, max_steps=2, progress=False, log=_quiet)
+
+
+def test_uncovered_patients_show_their_legs_to_the_simulator_ground_truth():
+    from ward.sim.render import SimCamera
+
+    cfg = GenerateConfig(out="x", patients=1000, free_seconds=20)
+    plan = plan_scenarios(cfg)
+    share = np.mean([p.uncovered for p in plan])
+    assert 0.25 < share < 0.35
+    legs = slice(8, 14)  # OpenPose-18 hips, knees, ankles
+    covered = next(p for p in plan if not p.uncovered and p.seizure_type == "none")
+    uncovered = next(p for p in plan if p.uncovered and p.seizure_type == "none")
+    vis = {p.uncovered: (SimCamera(make_scenario(p, cfg)).track()["kpts"][:, legs, 2] > 0).mean()
+           for p in (covered, uncovered)}
+    assert vis[True] > 0.8 and vis[False] < 0.2

@@ -81,6 +81,8 @@ def register(app: typer.Typer) -> None:
                  seizure_share: float = typer.Option(0.6, "--seizure-share", help="share of patients with a seizure"),
                  gt_fraction: float = typer.Option(0.2, "--gt-fraction",
                                                    help="share of scenarios cut at ground truth + pose noise"),
+                 uncovered_share: float = typer.Option(
+                     0.3, "--uncovered-share", help="share of patients with the blanket folded at the foot end (legs in view)"),
                  shard: Optional[str] = typer.Option(None, "--shard", help="K/N: render only every N-th scenario from K"),
                  jobs: int = typer.Option(1, "--jobs", help="worker processes on this machine (each a shard)"),
                  pose: Path = typer.Option(Path("models/ward-pose-small.pt"), "--pose", help="pose model weights"),
@@ -101,6 +103,7 @@ def register(app: typer.Typer) -> None:
             b, p = engine_defaults("pose", backend, precision)
             cfg = GenerateConfig(out=str(out), patients=patients, seed_start=seed_start, seizure_seconds=seizure_seconds,
                                  free_seconds=free_seconds, seizure_share=seizure_share, gt_fraction=gt_fraction,
+                                 uncovered_share=uncovered_share,
                                  pose=str(pose), backend=b, precision=p, pose_height=pose_height, threads=threads)
             if jobs > 1:
                 if shard:

@@ -73,6 +73,9 @@ class GenerateConfig:
     hard_negative_rate: float = 3.0
     """Random behaviours per minute in seizure-free scenarios (the simulator's default is 1.2)."""
     gt_fraction: float = 0.2
+    uncovered_share: float = 0.3
+    """Share of patients whose blanket is folded at the foot end (hips and legs in view); the
+    simulator's default appearance always covers them (as every evaluation scenario does)."""
     pose: str = "models/ward-pose-small.pt"
     backend: str = "auto"
     precision: str = "auto"
@@ -96,6 +99,7 @@ class PlannedScenario:
     forced_behaviour: str | None
     forced_event: str | None
     gt: bool           # ground truth + pose noise instead of the pose model
+    uncovered: bool = False  # blanket folded at the foot end: legs in view
 
     @property
     def name(self) -> str:
@@ -111,9 +115,9 @@ def plan_scenarios(cfg: GenerateConfig) -> list[PlannedScenario]:
     if cfg.seed_start < lo or last > hi:
         raise ValueError(f"seeds {cfg.seed_start}-{last} leave the VSViG training range {lo}-{hi} (3000-3999 are "
                          f"pose frames, 800000+ validation, 900000+ evaluation): lower --patients or move --seed-start")
-    if not 0 <= cfg.gt_fraction <= 1 or not 0 <= cfg.seizure_share <= 1:
-        raise ValueError(f"--gt-fraction and the seizure share must be in [0, 1], got {cfg.gt_fraction}, "
-                         f"{cfg.seizure_share}")
+    if not 0 <= cfg.gt_fraction <= 1 or not 0 <= cfg.seizure_share <= 1 or not 0 <= cfg.uncovered_share <= 1:
+        raise ValueError(f"--gt-fraction, --seizure-share and --uncovered-share must be in [0, 1], got "
+                         f"{cfg.gt_fraction}, {cfg.seizure_share}, {cfg.uncovered_share}")
     if cfg.seizure_seconds < 60 or cfg.free_seconds < 20:
         raise ValueError("seizure scenarios need >= 60 s (EEG onset at 8-30 s plus the onset gap) and "
                          "seizure-free ones >= 20 s")
@@ -122,20 +126,33 @@ def plan_scenarios(cfg: GenerateConfig) -> list[PlannedScenario]:
     for i in range(cfg.patients):
         seed = cfg.seed_start + i
         gt = bool(np.random.default_rng([seed, 61]).random() < cfg.gt_fraction)
+        unc = bool(np.random.default_rng([seed, 64]).random() < cfg.uncovered_share)
         # seizure and seizure-free patients interleaved, so any prefix or shard keeps the mix
         is_seiz = (i * n_seiz) // cfg.patients != ((i + 1) * n_seiz) // cfg.patients
         if is_seiz:
             k = ((i + 1) * n_seiz) // cfg.patients - 1
-            out.append(PlannedScenario(i, seed, f"sim{seed:05d}", SEIZURE_TYPES[k % len(SEIZURE_TYPES)], None, None, gt))
+            out.append(PlannedScenario(i, seed, f"sim{seed:05d}", SEIZURE_TYPES[k % len(SEIZURE_TYPES)], None, None, gt,
+                                       unc))
         else:
             k = i - ((i + 1) * n_seiz) // cfg.patients
             out.append(PlannedScenario(i, seed, f"sim{seed:05d}", "none", BEHAVIOURS[k % len(BEHAVIOURS)],
-                                       SCENE_EVENTS[k % len(SCENE_EVENTS)], gt))
+                                       SCENE_EVENTS[k % len(SCENE_EVENTS)], gt, unc))
     return out
 
 
 def make_scenario(p: PlannedScenario, cfg: GenerateConfig) -> Any:
-    """The simulator scenario of one planned patient."""
+    """The simulator scenario of one planned patient (blanket folded at the foot end when ``p.uncovered``)."""
+    sc = _make_scenario(p, cfg)
+    if not p.uncovered:
+        return sc
+    from ward.sim.scenario import Scenario
+
+    data = sc.model_dump()
+    data["appearance"]["blanket_top"] = round(float(np.random.default_rng([p.seed, 65]).uniform(1.9, 2.05)), 3)
+    return Scenario.model_validate(data)
+
+
+def _make_scenario(p: PlannedScenario, cfg: GenerateConfig) -> Any:
     from ward.sim.behaviours import DURATION_RANGE
     from ward.sim.scenario import BehaviourSpec, EventSpec, SeizureSpec, random_scenario
 
@@ -176,9 +193,11 @@ def _intervals(items: Sequence[Any]) -> list[dict[str, Any]]:
     return [{"kind": b.kind, "start_s": float(b.start_s), "duration_s": float(b.duration_s)} for b in items]
 
 
-def render_scenario(p: PlannedScenario, cfg: GenerateConfig, pose: Any, split: str) -> tuple[dict[str, np.ndarray],
-                                                                                           dict[str, Any]]:
-    """One scenario through the bed pipeline -> (per-frame arrays, meta)."""
+def render_scenario(p: PlannedScenario, cfg: GenerateConfig, pose: Any, split: str,
+                    timings: dict[str, float] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One scenario through the bed pipeline -> (per-frame arrays, meta). ``timings`` accumulates the
+    seconds spent rendering (``render_s``), in the pose model (``pose_s``) and in the rest of the
+    pipeline (``pipeline_s``: patient selection, patches, clips)."""
     from ward.sim.render import SimCamera
 
     sc = make_scenario(p, cfg)
@@ -200,13 +219,28 @@ def render_scenario(p: PlannedScenario, cfg: GenerateConfig, pose: Any, split: s
                                   for b in tr["behaviour"]], np.int8)}
     buf = np.empty((min(n, cfg.chunk_frames), cam.height, cam.width, 3), np.uint8)
     n_clips = 0
+    tm = timings if timings is not None else {}
+    for key in ("render_s", "pose_s", "pipeline_s"):
+        tm.setdefault(key, 0.0)
+
+    def timed_pose(frames: np.ndarray) -> Any:
+        t0 = time.perf_counter()
+        people = pose(frames)
+        tm["pose_s"] += time.perf_counter() - t0
+        return people
+
     for a in range(0, n, cfg.chunk_frames):
         b = min(n, a + cfg.chunk_frames)
         frames = buf[:b - a]
+        t0 = time.perf_counter()
         for r, i in enumerate(range(a, b)):
             frames[r] = cam.frame(i)[0]
+        t1 = time.perf_counter()
+        tm["render_s"] += t1 - t0
+        pose_before = tm["pose_s"]
         t = np.arange(a, b) / MODEL_FPS
-        posed = pipeline.push(frames, t, patient=k18_all[a:b]) if use_gt else pipeline.push(frames, t, pose=pose)
+        posed = pipeline.push(frames, t, patient=k18_all[a:b]) if use_gt else pipeline.push(frames, t, pose=timed_pose)
+        tm["pipeline_s"] += time.perf_counter() - t1 - (tm["pose_s"] - pose_before)
         for clip in posed.clips:
             patches, kpts = pipeline.vsvig_inputs(clip)
             idx = np.rint(clip.t * MODEL_FPS).astype(int)
@@ -230,6 +264,7 @@ def render_scenario(p: PlannedScenario, cfg: GenerateConfig, pose: Any, split: s
         "clips_by_phase": {PHASES[k]: int((arr["phase"][arr["clip_end"]] == k).sum()) for k in range(len(PHASES))},
         "behaviours": _intervals(sc.behaviours), "events": _intervals(sc.events), "hard_negative_clips": kinds,
         "forced": {"behaviour": p.forced_behaviour, "event": p.forced_event},
+        "legs_uncovered": p.uncovered, "blanket_top_m": float(sc.appearance.blanket_top),
         "keypoints": "ground_truth+noise" if use_gt else "pose_model",
         "pose_noise": asdict(cfg.noise) if use_gt else None,
         "behaviour_names": list(BEHAVIOUR_NAMES), "phase_names": list(PHASES),
@@ -309,12 +344,22 @@ def generate(cfg: GenerateConfig, shard: tuple[int, int] = (0, 1), *, log: Calla
         engine = asdict(pose.engine)
     log(f"shard {shard[0]}/{shard[1]}: {len(mine)} scenarios, {len(mine) - len(todo)} already complete, "
         f"{len(todo)} to render")
+    if engine:
+        log(f"pose engine: {engine}")
     t0, frames, clips = time.time(), 0, 0
+    timings: dict[str, float] = {}
+    by_source: dict[str, dict[str, float]] = {}
     for j, p in enumerate(todo):
-        arrays, meta = render_scenario(p, cfg, None if p.gt else pose, splits[p.patient])
+        ts = time.time()
+        arrays, meta = render_scenario(p, cfg, None if p.gt else pose, splits[p.patient], timings)
+        src = by_source.setdefault(meta["keypoints"], {"scenarios": 0, "frames": 0, "clips": 0, "seconds": 0.0})
+        src["scenarios"] += 1
+        src["frames"] += meta["frames"]
+        src["clips"] += meta["clips"]
         meta["pose_engine"] = None if p.gt else engine
         meta["pose_model"] = None if p.gt else str(cfg.pose)
         write_scenario(root, p.name, arrays, meta)
+        src["seconds"] += time.time() - ts
         frames += meta["frames"]
         clips += meta["clips"]
         dt = time.time() - t0
@@ -323,6 +368,8 @@ def generate(cfg: GenerateConfig, shard: tuple[int, int] = (0, 1), *, log: Calla
     seconds = time.time() - t0
     write_manifest(cfg, plan, splits)
     return {"scenarios": len(todo), "frames": frames, "clips": clips, "seconds": round(seconds, 2),
+            "stage_seconds": {k: round(v, 2) for k, v in timings.items()}, "by_keypoints": by_source,
+            "pose_engine": engine,
             "frames_per_s": frames / seconds if seconds > 0 else None,
             "clips_per_s": clips / seconds if seconds > 0 else None}
 
@@ -341,6 +388,7 @@ def write_manifest(cfg: GenerateConfig, plan: Sequence[PlannedScenario] | None =
     hard: dict[str, int] = {k: 0 for k in (*BEHAVIOURS, *SCENE_EVENTS)}
     hard_scen: dict[str, int] = {k: 0 for k in hard}
     engines: set[str] = set()
+    uncovered = 0
     for p in plan:
         d = root / p.name
         if not is_complete(d):
@@ -349,6 +397,7 @@ def write_manifest(cfg: GenerateConfig, plan: Sequence[PlannedScenario] | None =
         c = counts[meta["split"]]
         names[meta["split"]].append(p.name)
         c["patients"] += 1
+        uncovered += bool(meta.get("legs_uncovered"))
         c["frames"] += meta["frames"]
         c["clips"] += meta["clips"]
         c["clips_by_type"][meta["seizure_type"]] = c["clips_by_type"].get(meta["seizure_type"], 0) + meta["clips"]
@@ -370,7 +419,7 @@ def write_manifest(cfg: GenerateConfig, plan: Sequence[PlannedScenario] | None =
         "patients": {p.patient: splits[p.patient] for p in plan},
         "counts": {**counts, "total": {"patients": n_done, "frames": sum(c["frames"] for c in counts.values()),
                                        "clips": sum(c["clips"] for c in counts.values())}},
-        "hard_negative_clips": hard, "hard_negative_scenarios": hard_scen,
+        "hard_negative_clips": hard, "hard_negative_scenarios": hard_scen, "patients_legs_uncovered": uncovered,
         "pose_model": {"path": str(pose_path), "sha256": sha256_file(pose_path) if pose_path.is_file() else None,
                        "height": cfg.pose_height, "engines": [json.loads(e) for e in sorted(engines)]},
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("command", "out")},

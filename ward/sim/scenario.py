@@ -101,7 +101,9 @@ class Appearance(_Strict):
     wall: BGR
     body_scale: float = Field(ge=0.7, le=1.2)
     pelvis_x: float = Field(ge=-0.15, le=0.15)
-    blanket_top: float = Field(ge=0.5, le=1.2, description="blanket edge, m from the head end of the mattress")
+    blanket_top: float = Field(ge=0.5, le=2.05, description="blanket edge, m from the head end of the mattress "
+                               "(0.72-0.98 drawn by default: hips and legs covered; 1.9-2.05: folded at the foot "
+                               "end, legs uncovered)")
     camera_jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
