@@ -32,7 +32,8 @@ NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinic
                 "No clinical performance has been measured.**")
 EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",
                  "n_train_clips", "n_val_clips", "epoch", "metrics", "history", "train_seeds", "heldout_seeds",
-                 "input_height", "notes", "selection")
+                 "input_height", "notes", "selection", "data_info", "precision", "precision_choice",
+                 "train_clips_per_s", "train_wall_s", "device", "threads")
 """Checkpoint metadata copied to docs/results/model_<name>.json (not the partition orders or layouts)."""
 SUMS = dict(reversed(line.split()) for line in (ROOT / "models/SHA256SUMS").read_text().splitlines())
 
