@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 
 from ward.core.clip import CLIP_FRAMES
-from ward.dataset.generate import FRAMES_FORMAT, load_scenario_arrays
+from ward.dataset.generate import FRAMES_FORMAT
+
+MAPPED = ("patches", "kpts")
+"""Arrays kept memory-mapped (one open file each); the small per-frame ones are read into memory."""
 
 PRECLINICAL = 1
 
@@ -35,11 +38,13 @@ class FrameSet:
         if split not in man["scenarios"]:
             raise ValueError(f"{data_dir}: manifest has no split {split!r} (has {sorted(man['scenarios'])})")
         self.names = list(man["scenarios"][split])
+        _allow_open_files(len(MAPPED) * len(self.names))
         self.arrays: list[dict[str, np.ndarray]] = []
         scen, ends, types = [], [], []
         for i, name in enumerate(self.names):
             d = Path(data_dir) / "scenarios" / name
-            a = load_scenario_arrays(d)
+            a = {k: np.load(d / f"{k}.npy", mmap_mode="r" if k in MAPPED else None)
+                 for k in (*MAPPED, "label", "phase", "clip_end")}
             meta = json.loads((d / "meta.json").read_text())
             self.arrays.append(a)
             e = np.flatnonzero(np.asarray(a["clip_end"]))
@@ -75,6 +80,21 @@ class FrameSet:
     def describe(self) -> dict[str, Any]:
         return {"clips": len(self), "scenarios": len(self.names),
                 "positive": int((self.label > 0).sum()), "preclinical": int((self.phase == PRECLINICAL).sum())}
+
+
+def _allow_open_files(n: int) -> None:
+    """Each memory-mapped array holds a file descriptor: raise the soft limit (up to the hard one)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + 512
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise ValueError(f"this split memory-maps {n} files but the open-file limit is {hard} "
+                             f"(ulimit -Hn): raise it (e.g. `ulimit -n {need}` as allowed, or in limits.conf)")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def frames_epoch_indices(fs: FrameSet, n: int, pos_fraction: float | None, preclinical_weight: float,

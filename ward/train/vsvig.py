@@ -265,8 +265,15 @@ def choose_precision(requested: str, model: torch.nn.Module, batch: tuple[torch.
         return ("bf16" if ok else "fp32"), {"reason": "CUDA " + ("supports" if ok else "lacks") + " bf16"}
     if not native_bf16():
         return "fp32", {"reason": "CPU without native bf16 (avx512_bf16/amx_bf16)"}
-    model.eval()  # no BN statistics updated by the probe (timing is the same)
-    t32, t16 = _step_seconds(model, batch, False), _step_seconds(model, batch, True)
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.train()  # timed as trained; the BN statistics the probe updates are put back after it
+    for bf in (False, True, False, True):  # warm-up: first calls of either are slow (kernels, allocations)
+        _step_seconds(model, batch, bf, reps=0)
+    t32 = t16 = float("inf")
+    for _ in range(2):  # alternated, the best of each
+        t32 = min(t32, _step_seconds(model, batch, False, reps=1))
+        t16 = min(t16, _step_seconds(model, batch, True, reps=1))
+    model.load_state_dict(saved)
     pick = "bf16" if t16 < 0.9 * t32 else "fp32"
     return pick, {"reason": f"measured: fp32 {t32:.3f} s, bf16 {t16:.3f} s per step of {len(batch[2])} clips",
                   "fp32_step_s": t32, "bf16_step_s": t16}
