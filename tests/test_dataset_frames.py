@@ -177,3 +177,26 @@ def test_uncovered_patients_show_their_legs_to_the_simulator_ground_truth():
     vis = {p.uncovered: (SimCamera(make_scenario(p, cfg)).track()["kpts"][:, legs, 2] > 0).mean()
            for p in (covered, uncovered)}
     assert vis[True] > 0.8 and vis[False] < 0.2
+
+
+def test_contact_sheet_draws_every_seizure_type_and_kind_present(small, tmp_path):
+    from ward.dataset.sheet import _pick_rows, contact_sheet
+
+    rows = _pick_rows(small, per_kind=1)
+    man = json.loads((small / "manifest.json").read_text())
+    types = {t for s in ("train", "val", "test") for t in man["counts"][s]["clips_by_type"]} - {"none"}
+    assert {r[0].split(" (")[0] for r in rows} >= types
+    out = contact_sheet(small, tmp_path / "sheet.png", per_kind=1, n_frames=4)
+    assert out.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no manifest"):
+        contact_sheet(tmp_path, tmp_path / "x.png")
+
+
+def test_precision_choice_is_explicit_or_measured():
+    from ward.train.vsvig import choose_precision
+
+    dev = torch.device("cpu")
+    assert choose_precision("fp32", None, (), dev)[0] == "fp32"  # type: ignore[arg-type]
+    assert choose_precision("bf16", None, (), dev)[0] == "bf16"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="auto, fp32 or bf16"):
+        choose_precision("fp16", None, (), dev)  # type: ignore[arg-type]
