@@ -13,13 +13,17 @@ order, the same chunking), timing each stage separately in one process:
 * ``patches``: the 15 joint patches (``extract_patches``) and the clip ring;
 * ``baseline``: the motion baseline's grey pooling (``pool_frames``);
 * ``vsvig``: VSViG on the clips (one per second), on its engine;
-* ``rule``: the decision rule and the metrics (once per run, per frame here).
+* ``rule``: the decision rule and the metrics (once per run, per frame here);
+
+``total_ms`` is their sum (wall time per frame), ``cpu_ms`` the process's CPU time per frame (all its
+threads), which a loaded machine inflates far less than wall time.
 
 Then it projects the wall time of the headline run (6 h of seizure-free footage + 20 seizures,
 4 per type: ~150k frames at 6 fps) for 1 and 2 parallel shards (``ward eval --jobs N``); with N
 shards on N cores each shard runs 1 thread, so the 2-shard projection uses a 1-thread measurement
 (``--threads 1``) and assumes the shards do not slow each other beyond that, which holds only on a
-quiet machine with that many free cores.
+quiet machine with that many free cores; ``*_from_cpu_min`` projects the same from the 1-thread CPU
+time instead of wall time (the figure to trust when other jobs load the machine).
 
     .venv/bin/python benchmarks/bench_fullpath.py [--minutes 3] [--threads 2] [--chunk 360]
         [--backend auto --precision auto] [--json PATH]
@@ -57,13 +61,12 @@ def headline_frames(fps: float = 6.0) -> int:
 
 def profile(minutes: float, threads: int, chunk: int, backend: str, precision: str, seed: int) -> dict:
     """Seconds per stage over ~``minutes`` of footage (one seizure scenario + seizure-free footage)."""
-    import cv2
-
     from ward.alarms.rule import run_rule
     from ward.config import RuleConfig
     from ward.core.clip import clip_ends
     from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
-    from ward.evaluation.run import FPS, EvalConfig, _load_pose, bed_roi_from_track, eval_scenarios, vsvig_score_fn
+    from ward.evaluation.run import (FPS, EvalConfig, _load_pose, bed_roi_from_track, eval_scenarios, gray_frames,
+                                     vsvig_score_fn)
     from ward.pipeline import BedPipeline, ClipScorer
     from ward.sim.render import SimCamera
     from ward.vision.pose import preprocess, to_frame_pixels
@@ -87,6 +90,7 @@ def profile(minutes: float, threads: int, chunk: int, backend: str, precision: s
         tm[stage] += now - t
         return now
 
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for sc in scenarios:
         cam = SimCamera(sc)
         n = cam.n_frames
@@ -125,8 +129,7 @@ def profile(minutes: float, threads: int, chunk: int, backend: str, precision: s
             for x in inputs:
                 scorer.add(x)
             t = clock("vsvig", t)
-            gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
-            pooled.append(pool_frames(gray, bc.grid_px))
+            pooled.append(pool_frames(gray_frames(frames), bc.grid_px))
             t = clock("baseline", t)
         p = scorer.finish()
         t = clock("vsvig", t)
@@ -134,7 +137,8 @@ def profile(minutes: float, threads: int, chunk: int, backend: str, precision: s
         run_rule(clip_ends(n) / FPS, p, RuleConfig())
         clock("rule", t)
         n_frames += n
-    return {"n_frames": n_frames, "seconds": dict(tm), "load_s": load_s,
+    return {"n_frames": n_frames, "seconds": dict(tm), "load_s": load_s, "cpu_s": time.process_time() - cpu0,
+            "wall_s": time.perf_counter() - wall0,
             "engines": {"pose": str(pose.engine), "vsvig": str(getattr(vsvig, "engine", "torch"))}}
 
 
@@ -150,14 +154,16 @@ def main() -> None:
     args = ap.parse_args()
 
     total = headline_frames()
-    rows, proj = [], {}
+    rows, proj, cpu = [], {}, {}
     for th in args.threads:
         r = profile(args.minutes, th, args.chunk, args.backend, args.precision, args.seed)
         ms = {s: 1e3 * r["seconds"].get(s, 0.0) / r["n_frames"] for s in STAGES}
         tot = sum(ms.values())
         rows.append({"threads": th, **{f"{s}_ms": round(v, 2) for s, v in ms.items()},
-                     "total_ms": round(tot, 2), "frames": r["n_frames"], "fps": round(1e3 / tot, 1)})
+                     "total_ms": round(tot, 2), "cpu_ms": round(1e3 * r["cpu_s"] / r["n_frames"], 2),
+                     "frames": r["n_frames"], "fps": round(1e3 / tot, 1)})
         proj[th] = tot
+        cpu[th] = 1e3 * r["cpu_s"] / r["n_frames"]
         print(f"threads {th}: engines {r['engines']}; model load {r['load_s']:.1f} s", flush=True)
     ncores = os.cpu_count() or 1
     projections = {}
@@ -166,6 +172,8 @@ def main() -> None:
     if 1 in proj:
         for k in sorted({2, ncores}):
             projections[f"{k}_shards_min"] = round(total * proj[1] / 1e3 / 60 / k, 1)
+            # from CPU time: what the run costs whatever else loads the machine, spread over k free cores
+            projections[f"{k}_shards_from_cpu_min"] = round(total * cpu[1] / 1e3 / 60 / k, 1)
     print(f"\nheadline run: {total} frames (6 h seizure-free + 20 seizures at 6 fps); projected wall time "
           f"{projections} (minutes; the k-shard figure assumes k free cores, 1 thread per shard)\n")
     report("bench_fullpath", rows, {"headline_frames": total, "projected_minutes": projections,

@@ -154,6 +154,12 @@ def _batched(pose: Any, batch: int) -> Callable[[np.ndarray], list[Any]]:
     return lambda frames: [ppl for s in range(0, len(frames), batch) for ppl in pose(frames[s:s + batch])]
 
 
+def gray_frames(frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) BGR -> (N, H, W) grey, OpenCV's conversion in one call for the whole chunk."""
+    n, h, w, _ = frames.shape
+    return cv2.cvtColor(frames.reshape(n * h, w, 3), cv2.COLOR_BGR2GRAY).reshape(n, h, w)
+
+
 def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generator,
                    pose: Any = None, chunk_frames: int = 360,
                    on_frames: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -193,8 +199,7 @@ def score_scenario(sc: Any, model: Any, cfg: EvalConfig, rng: np.random.Generato
         for clip in posed.clips:
             scorer.add(pipeline.vsvig_inputs(clip))
             t_clips.append(clip.t_end)
-        gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames])
-        pooled.append(pool_frames(gray, cfg.baseline.grid_px))
+        pooled.append(pool_frames(gray_frames(frames), cfg.baseline.grid_px))
         if on_frames is not None:
             on_frames(b - a)
     ends = clip_ends(n)
@@ -431,9 +436,11 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     n_frames = sum(sc.n_frames for sc in scenarios)
     todo_frames = sum(scenarios[i].n_frames for i in todo)
     engines: dict[str, Any] = {}
+    if jobs > 1 and todo:
+        log(f"{jobs} scoring processes, {cfg.threads} thread(s) each")
     bar = tqdm(total=todo_frames, desc=f"ward eval ({'fast' if cfg.fast else 'full'} path, {jobs} job(s))",
                unit="frame", unit_scale=True, disable=not progress, smoothing=0.1)
-    t_score = time.time()
+    t_score, cpu0 = time.time(), _cpu_seconds()
     try:
         if jobs == 1:
             _set_threads(cfg.threads)
@@ -456,7 +463,6 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            log(f"{jobs} scoring processes, {cfg.threads} thread(s) each")
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                      initargs=(cfg, scenarios, base, cache)) as pool:
                 futures = [pool.submit(_worker_score, i) for i in todo]
@@ -483,7 +489,7 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
                                     if k == "vsvig" or not cfg.fast))
     done_scored: list[dict[str, np.ndarray]] = [s for s in scored if s is not None]
     assert len(done_scored) == len(scenarios)
-    score_s = time.time() - t_score
+    score_s, cpu_s = time.time() - t_score, _cpu_seconds() - cpu0
     if streams_path:
         save_streams(streams_path, done_scored, scenarios, base,
                      {"vsvig": str(cfg.vsvig), "path": "fast" if cfg.fast else "full",
@@ -495,10 +501,21 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
     res["throughput"] = {"frames": int(n_frames), "frames_scored_now": int(todo_frames), "jobs": jobs,
                          "threads_per_job": cfg.threads, "scoring_seconds": round(score_s, 1),
                          "frames_per_s": round(todo_frames / score_s, 1) if todo_frames and score_s > 0 else None,
+                         "cpu_seconds": round(cpu_s, 1),
+                         "cpu_ms_per_frame": round(1e3 * cpu_s / todo_frames, 2) if todo_frames else None,
                          "loadavg": [round(x, 2) for x in os.getloadavg()],
                          "cache": None if cache_dir is None else str(cache_dir)}
     _write_outputs(res, done_scored, scenarios, json_path, png_path, log)
     return res
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children (the --jobs workers):
+    what scoring cost whatever else loads the machine."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def _engine_text(e: Mapping[str, str] | None) -> str:
