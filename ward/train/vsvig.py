@@ -376,7 +376,9 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         log(f"resumed from {last_path} at epoch {start_epoch}" + (f" batch {partial['batch']}" if partial else "")
             + f" (step {step}, best val_mse {best:.4g})")
     if st is not None and st.get("precision"):
-        precision, why = st["precision"], {"reason": "resumed run's precision"}
+        precision = st["precision"]
+        why = {**st.get("precision_choice", {}), "resumed": True}
+        why.setdefault("reason", "the resumed run's precision")
     else:
         probe = next(_batches(train, np.arange(min(len(train), cfg.batch_size)), cfg.batch_size, dev))
         precision, why = choose_precision(cfg.precision, model, probe, dev)
@@ -387,6 +389,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
                  "patients": (man.get("counts", {}).get("total", {}).get("patients") if man["format"] == FRAMES_FORMAT
                               else len(man.get("patients", {}))),
                  "keypoints": man.get("keypoints"),
+                 "train_clips_by_keypoints": man.get("counts", {}).get("train", {}).get("clips_by_keypoints"),
                  "pose_model_sha256": (man.get("pose_model") or {}).get("sha256") if isinstance(man.get("pose_model"), dict)
                  else None}
     meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
@@ -400,7 +403,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
                     "np_rng": rng.bit_generator.state, "torch_gen": gen.get_state(),
                     "torch_rng": torch.get_rng_state(), "epoch": epoch_done, "step": step, "best": best,
                     "history": history, "config": asdict(cfg), "manifest_sha256": man_hash, "partial": part,
-                    "precision": precision, "clips_done": clips_done, "train_seconds": train_seconds},
+                    "precision": precision, "precision_choice": why, "clips_done": clips_done, "train_seconds": train_seconds},
                    last_path.with_suffix(".tmp"))
         last_path.with_suffix(".tmp").replace(last_path)
 
