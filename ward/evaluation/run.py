@@ -370,17 +370,19 @@ def _set_threads(threads: int | None) -> None:
         cv2.setNumThreads(threads)
 
 
-def _worker_init(cfg: EvalConfig, scenarios: list[Any], base: int, cache: StreamCache | None) -> None:
+def _worker_init(cfg: EvalConfig, scenarios: list[Any], base: int, cache: StreamCache | None, frames_done: Any) -> None:
     _set_threads(cfg.threads)
     model, pose = _load_models(cfg)
-    _WORKER.update(cfg=cfg, scenarios=scenarios, base=base, cache=cache, model=model, pose=pose)
+    _WORKER.update(cfg=cfg, scenarios=scenarios, base=base, cache=cache, model=model, pose=pose,
+                   frames_done=frames_done)
 
 
 @flush_denormals()
 def _worker_score(i: int) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
     w = _WORKER
     sc = w["scenarios"][i]
-    s = score_scenario(sc, w["model"], w["cfg"], scenario_rng(w["base"], sc), w["pose"])
+    s = score_scenario(sc, w["model"], w["cfg"], scenario_rng(w["base"], sc), w["pose"],
+                       on_frames=w["frames_done"].put)
     s = {k: s[k] for k in STREAM_KEYS}
     if w["cache"] is not None:
         w["cache"].put(sc, s)
@@ -461,18 +463,29 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
                     cache.put(sc, scored[i])
         elif todo:
             import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            import queue
+            from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                     initargs=(cfg, scenarios, base, cache)) as pool:
+            ctx = mp.get_context("spawn")
+            frames_done = ctx.Queue()  # the workers' chunks, for the progress bar
+            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                                     initargs=(cfg, scenarios, base, cache, frames_done)) as pool:
                 futures = [pool.submit(_worker_score, i) for i in todo]
+                pending, finished = set(futures), 0
                 try:
-                    for j, fut in enumerate(as_completed(futures)):
-                        i, s, engines = fut.result()
-                        scored[i] = s
-                        bar.update(scenarios[i].n_frames)
-                        if stop_after is not None and j + 1 >= stop_after:
-                            raise EvalInterrupted(f"stopped after {stop_after} scenarios (stop_after)")
+                    while pending:
+                        done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                        while True:
+                            try:
+                                bar.update(frames_done.get_nowait())
+                            except queue.Empty:
+                                break
+                        for fut in done:
+                            i, s, engines = fut.result()
+                            scored[i] = s
+                            finished += 1
+                            if stop_after is not None and finished >= stop_after:
+                                raise EvalInterrupted(f"stopped after {stop_after} scenarios (stop_after)")
                 except BaseException:
                     for f in futures:
                         f.cancel()
