@@ -314,7 +314,8 @@ class StreamCache:
                 raise ValueError(f"{self.root} holds streams scored with other settings ({', '.join(diff)} differ: "
                                  + "; ".join(f"{k}: cached {old.get(k)!r}, now {self.key.get(k)!r}" for k in diff)
                                  + "); use another --cache folder, or delete this one to score again")
-        elif self.root.exists() and any(self.root.iterdir()):
+        elif self.root.exists() and any(not f.name.startswith(".") for f in self.root.iterdir()):
+            # (hidden files: another shard's manifest being written into the same folder)
             raise ValueError(f"{self.root} is not empty and holds no {self.MANIFEST}: not a `ward eval --cache` "
                              "folder; give a new or empty folder")
         else:
