@@ -44,6 +44,13 @@ os.environ["WARD_CACHE_DIR"] = str(_MODEL_CACHE_DIR)
 from ward.security import use_test_password_params  # noqa: E402
 
 use_test_password_params()
+# A test run started in the background by a non-interactive shell (`cmd &`, e.g. `nohup bash .ci/run &`)
+# inherits SIGINT ignored, and so would every `serve run` the tests start: it then never sees the
+# Ctrl-C the tests send. A Python handler here is reset to the default in children at exec.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Serve gives a starting HTTP proxy 5 s per readiness check and kills it after 3 misses; on 2 busy
 # cores its worker process can take longer to import, and serve.start() then fails with the proxy
 # "killed by ray.kill". Inherited by the Ray processes the tests start.

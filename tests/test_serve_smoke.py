@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,16 +52,6 @@ def test_serve_run_default_config(tmp_path):
         tree = descendants(proc.pid)
         assert any("ward.serve.supervisor" in cmdline(p) for p in tree), "the dashboard is not running"
         proc.send_signal(signal.SIGINT)
-        # Once (1 run of many, CI on 2 cores) Ray's `serve run` driver did not react to SIGINT at all for
-        # 90 s: no "Got KeyboardInterrupt" in its unbuffered log. A second Ctrl-C, as an operator would
-        # press, is allowed; the ward must still stop cleanly (exit 0, nothing left, ports free).
-        deadline = time.monotonic() + 45
-        while (proc.poll() is None and time.monotonic() < deadline
-               and "Got KeyboardInterrupt" not in (tmp_path / "serve.log").read_text()):
-            time.sleep(1)
-        if proc.poll() is None and "Got KeyboardInterrupt" not in (tmp_path / "serve.log").read_text():
-            print("serve run did not react to the first SIGINT within 45 s: a second one sent")
-            proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=90)
         assert rc == 0, (tmp_path / "serve.log").read_text()[-3000:]
         assert_nothing_left(tree, [port, app["dashboard"]["port"]], [str(cfg_path)])
