@@ -103,6 +103,10 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
     args.update(copy.deepcopy(shipped_runtime()))
     args["resources"]["camera_actors"]["beds_per_actor"] = 4
     args["batching"]["pose"]["max_batch_size"] = max(args["batching"]["pose"]["max_batch_size"], n_beds)
+    if a.pose_cpus:  # the Pose replica's logical CPUs, which also set its inference threads (ceil)
+        args["resources"]["pose"]["num_cpus"] = a.pose_cpus
+    if a.pose_replicas:
+        args["resources"]["pose"]["replicas"] = a.pose_replicas
     pose_path, _ = pose_checkpoint(pose_cfg, a.weights)
     args["models"]["pose"] = {"path": str(pose_path), "config": pose_cfg, "input_height": a.input_height}
     if a.weights and (a.weights / "ward-vsvig-light.pt").is_file():
@@ -196,6 +200,9 @@ def main(argv: list[str] | None = None) -> Path:
                     help="models.pose/vsvig.precision (default: the config's default)")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: Pose and VSViG on the GPU (num_gpus 0.5 each)")
     ap.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs given to Ray (ray.init num_cpus)")
+    ap.add_argument("--pose-cpus", type=float, default=None,
+                    help="resources.pose.num_cpus (default: the shipped 0.5 = 1 inference thread; 2.0 = 2 threads)")
+    ap.add_argument("--pose-replicas", type=int, default=None, help="resources.pose.replicas (default: shipped)")
     ap.add_argument("--stop-early", action="store_true", help="skip larger N once one is not sustained")
     ap.add_argument("--no-network", action="store_true", help="skip the in-process pose-stage comparison")
     ap.add_argument("--weights", type=Path, default=ROOT / "models")
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> Path:
         if not a.no_network:
             sat = rows[-1]
             b = max(1, round(sat["pose_batch_mean"]))
-            threads = max(1, math.ceil(shipped_runtime()["resources"]["pose"]["num_cpus"]))  # as the replica
+            threads = max(1, math.ceil(a.pose_cpus or shipped_runtime()["resources"]["pose"]["num_cpus"]))  # as the replica
             try:
                 sat["network_fps_same_batch"] = network_fps(cfg, a, b, threads)
                 sat["ward_vs_network"] = sat["ward_pose_fps"] / sat["network_fps_same_batch"]
@@ -232,7 +239,8 @@ def main(argv: list[str] | None = None) -> Path:
     out = report("bench_ward", rows, {"largest_sustained_beds": best, "duration_s": a.duration,
                                       "warmup_s": a.warmup, "input_height": a.input_height,
                                       "backend": a.backend or "config default", "precision": a.precision or "config default",
-                                      "device": a.device, "runtime": shipped_runtime()}, json_path=a.json)
+                                      "device": a.device, "runtime": shipped_runtime(),
+                                      "pose_cpus": a.pose_cpus, "pose_replicas": a.pose_replicas}, json_path=a.json)
     print("largest N sustained in real time (6 fps per bed, p95 < 2 s):", best)
     return out
 
