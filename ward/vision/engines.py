@@ -188,6 +188,10 @@ class OpenVINORunner:
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
                                   "PERFORMANCE_HINT": "LATENCY"}
+        # No thread pinning: OpenVINO pins its threads to cores it picks by itself, so two processes
+        # (Ray replicas, eval/generation jobs) land on the same core, and on 2-core VMs even one
+        # process's 2 threads did: measured 16 -> 37 frames/s, small pose, 2 threads (docs/inference.md).
+        config["ENABLE_CPU_PINNING"] = False
         if num_threads:
             config["INFERENCE_NUM_THREADS"] = int(num_threads)
         if cache is not None:
