@@ -109,8 +109,13 @@ def register(app: typer.Typer) -> None:
                 if shard:
                     raise ValueError("give --shard or --jobs, not both")
                 import multiprocessing as mp
+                import os
 
-                with mp.get_context("spawn").Pool(jobs) as pool:
+                from ward.core.lifetime import die_with_parent
+
+                # workers end with this process (a shard is one long task: orphans would render on)
+                with mp.get_context("spawn").Pool(jobs, initializer=die_with_parent,
+                                                   initargs=(os.getpid(),)) as pool:
                     stats = pool.starmap(_job, [(cfg, (j, jobs)) for j in range(jobs)])
                 write_manifest(cfg)
                 typer.echo(f"jobs: {stats}")

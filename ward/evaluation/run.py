@@ -35,6 +35,7 @@ import torch
 from ward.alarms.rule import run_rule
 from ward.config import RuleConfig
 from ward.core.clip import MODEL_FPS, clip_ends
+from ward.core.lifetime import die_with_parent
 from ward.core.numerics import flush_denormals
 from ward.evaluation.baseline import BaselineConfig, pool_frames, scores_from_frames
 from ward.evaluation.metrics import Recording, SeizureAnnotation, evaluate, event_intervals, event_times
@@ -371,7 +372,9 @@ def _set_threads(threads: int | None) -> None:
         cv2.setNumThreads(threads)
 
 
-def _worker_init(cfg: EvalConfig, scenarios: list[Any], base: int, cache: StreamCache | None, frames_done: Any) -> None:
+def _worker_init(cfg: EvalConfig, scenarios: list[Any], base: int, cache: StreamCache | None, frames_done: Any,
+                 parent_pid: int | None = None) -> None:
+    die_with_parent(parent_pid)  # no orphan scoring on when `ward eval` is killed
     _set_threads(cfg.threads)
     model, pose = _load_models(cfg)
     _WORKER.update(cfg=cfg, scenarios=scenarios, base=base, cache=cache, model=model, pose=pose,
@@ -470,7 +473,7 @@ def run_eval(cfg: EvalConfig, json_path: str | Path | None = None, png_path: str
             ctx = mp.get_context("spawn")
             frames_done = ctx.Queue()  # the workers' chunks, for the progress bar
             with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                     initargs=(cfg, scenarios, base, cache, frames_done)) as pool:
+                                     initargs=(cfg, scenarios, base, cache, frames_done, os.getpid())) as pool:
                 futures = [pool.submit(_worker_score, i) for i in todo]
                 pending, finished = set(futures), 0
                 try:

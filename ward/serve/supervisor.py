@@ -34,7 +34,6 @@ This module imports neither Ray nor torch at import time: the watchdog process r
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ward.core.lifetime import die_with_parent
 
 if TYPE_CHECKING:
     from ward.config import WardConfig
@@ -56,7 +57,6 @@ __all__ = ["DASHBOARD_SERVICE_USER", "DASHBOARD_TOKEN_NAME", "DashboardProcess",
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WATCH_POLL_S = 0.5
-_PR_SET_PDEATHSIG = 1
 
 
 DASHBOARD_SERVICE_USER = "svc-dashboard"
@@ -246,12 +246,6 @@ def _killpg(pgid: int, sig: int) -> None:
 
 # ------------------------------------------------------------------------------------- watchdog
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the watchdog (its parent thread) dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def watch(command: Sequence[str], parent_pid: int, poll_s: float = WATCH_POLL_S, grace_s: float = 8.0) -> int:
     """Run ``command``; end it when ``parent_pid`` stops being our parent or on a stop signal.
 
@@ -263,7 +257,7 @@ def watch(command: Sequence[str], parent_pid: int, poll_s: float = WATCH_POLL_S,
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    preexec = die_with_parent if sys.platform.startswith("linux") else None
     child = subprocess.Popen(list(command), preexec_fn=preexec)  # noqa: PLW1509 - no threads here
     while child.poll() is None and not stop and os.getppid() == parent_pid:
         time.sleep(poll_s)
