@@ -108,3 +108,19 @@ def test_bad_input_is_rejected():
         evaluate(recordings(), pre_tolerance_s=-1)
     with pytest.raises(ValueError, match="both"):
         evaluate(recordings(), clip_pred=[0.1])
+
+
+def test_roc_auc_matches_the_pairwise_count_with_ties():
+    from ward.evaluation.metrics import roc_auc
+
+    rng = np.random.default_rng(3)
+    pos = rng.integers(0, 6, 40) / 5.0          # few distinct values: many ties within and across classes
+    neg = rng.integers(0, 4, 55) / 5.0
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert roc_auc(pos, neg) == pytest.approx(pairs / (len(pos) * len(neg)), abs=1e-12)
+    assert roc_auc([0.9, 0.8], [0.1, 0.2, 0.3]) == 1.0
+    assert roc_auc([0.1], [0.9, 0.8]) == 0.0
+    assert roc_auc([0.5, 0.5], [0.5]) == 0.5
+    assert roc_auc([], [0.1]) is None and roc_auc([0.1], []) is None
+    with pytest.raises(ValueError, match="finite"):
+        roc_auc([float("nan")], [0.1])

@@ -204,3 +204,24 @@ def test_augment_drops_joint_patch_and_keypoint_together():
     assert torch.all(p2[~dropped] > 0)
     # parts never move: kept joints stay close to where they were (jitter only)
     assert torch.all((k2[~dropped][:, :2] - kpts[~dropped][:, :2]).abs() < 0.05)
+
+
+def test_validation_metrics_report_separation_per_type_and_phase():
+    from types import SimpleNamespace
+
+    from ward.train.vsvig import _val_metrics
+
+    label = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0.5, 0.5], np.float32)
+    types = np.array(["none", "none", "tonic", "tonic", "tonic", "tonic", "myoclonic", "myoclonic", "tonic", "tonic"])
+    phase = np.array([0, 0, 0, 3, 2, 2, 2, 2, 1, 1], np.int8)
+    pred = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.8, 0.25, 0.15, 0.35, 0.05], np.float32)
+    m = _val_metrics(pred, SimpleNamespace(label=label, seizure_type=types, phase=phase))
+    assert m["val_auc_clinical_by_type"]["tonic"] == 1.0           # both above every label-0 clip
+    assert m["val_auc_clinical_by_type"]["myoclonic"] == pytest.approx(3 / 8)  # 0.25 beats two, 0.15 one
+    assert m["val_auc_clinical"] == pytest.approx((8 + 3) / 16)
+    assert m["val_auc_preclinical"] == pytest.approx(3 / 8)       # 0.35 beats three, 0.05 none
+    assert m["val_p95_none"] == pytest.approx(np.percentile([0.1, 0.2, 0.3, 0.4], 95))
+    assert m["val_clips"] == 10 and set(m["val_auc_clinical_by_type"]) == {"tonic", "myoclonic"}
+    # a ClipSet has no phases: the pre-clinical figure is left out, the rest stays
+    m2 = _val_metrics(pred, SimpleNamespace(label=label, seizure_type=types))
+    assert "val_auc_preclinical" not in m2 and m2["val_auc_clinical"] == m["val_auc_clinical"]

@@ -98,6 +98,23 @@ def clip_rmse(pred: Sequence[float] | np.ndarray, target: Sequence[float] | np.n
     return float(np.sqrt(np.mean((p - y) ** 2)))
 
 
+def roc_auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float | None:
+    """Area under the ROC curve of scores that should be higher on ``positive`` than on ``negative``:
+    the probability that a random positive outscores a random negative, ties counting one half
+    (Mann-Whitney U / (n_pos * n_neg), with average ranks). None when either side is empty."""
+    pos = np.asarray(positive, dtype=float).ravel()
+    neg = np.asarray(negative, dtype=float).ravel()
+    if pos.size == 0 or neg.size == 0:
+        return None
+    if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+        raise ValueError("roc_auc: scores must be finite (found NaN or inf)")
+    values, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1            # 1-based rank of each distinct value's first copy
+    avg_rank = first_rank + (counts - 1) / 2.0             # tied values share the mean of their ranks
+    rank_sum = float(avg_rank[inverse[:pos.size]].sum())
+    return (rank_sum - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size)
+
+
 def _union_length(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
     """Length of the union of intervals clipped to [lo, hi]."""
     total, cur_a, cur_b = 0.0, None, None

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
                   None, "--clips-per-epoch", help="clips drawn per epoch (default: size of the train split)"),
               pos_fraction: float = typer.Option(0.4, "--pos-fraction",
                                                  help="share of seizure clips drawn per epoch (0 = natural mix)"),
-              max_val_clips: int = typer.Option(600, "--max-val-clips"),
+              max_val_clips: int = typer.Option(2000, "--max-val-clips"),
               no_augment: bool = typer.Option(False, "--no-augment"),
               init: Optional[Path] = typer.Option(None, help="start from these VSViG weights (fine-tune)"),
               threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
