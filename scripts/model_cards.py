@@ -99,6 +99,46 @@ def bench_section(ev: tuple[dict[str, Any] | None, str, str], what: str) -> str:
             + detection_table(res))
 
 
+def data_section(m: dict[str, Any], mpath: str) -> str:
+    """The card's Data section, from the training record (``data_info``, written by ``ward train``)."""
+    info = m.get("data_info") or {}
+    common = (f"Labels: `ward.sim.labels` (exponential rise from EEG to clinical onset, 1 during the clinical "
+              f"phase). Data manifest sha256 `{m['data_manifest_sha256']}`. Validation-rule seeds (800000+) and "
+              "evaluation seeds (900000+) are disjoint from all training seeds.")
+    if info.get("format") == "ward.frames/1":
+        g, seeds = info.get("generate_config") or {}, info.get("seeds") or {}
+        kp = info.get("train_clips_by_keypoints") or {}
+        cmd = (f"ward dataset generate --patients {g.get('patients')} --seed-start {g.get('seed_start')} "
+               f"--pose {g.get('pose')}")
+        return (f"Simulated patients made by the one pipeline (`{cmd}`; deterministic per seed, seeds "
+                f"{seeds.get('start')}-{seeds.get('stop')}): {info.get('patients')} patients, one scenario each "
+                f"({g.get('seizure_seconds'):g} s with a seizure, {100 * g.get('seizure_share', 0):.0f} % of them, the five "
+                f"types balanced; {g.get('free_seconds'):g} s seizure-free with forced confounders otherwise), rendered at "
+                f"{g.get('width')}x{g.get('height')}, 6 fps, split by patient "
+                f"{'/'.join(str(round(100 * f)) for f in g.get('split_fractions', []))}. 30-frame clips ending every "
+                f"second: {m['n_train_clips']} train clips from {info.get('train_patients')} patients, patches cut at the "
+                f"keypoints of the shipped pose model (sha256 `{info.get('pose_model_sha256')}`) for "
+                f"{kp.get('pose_model', 0)} of them and at ground truth + noise for {kp.get('ground_truth+noise', 0)}; "
+                f"validation on {m['n_val_clips']} clips of held-out patients (`{mpath}`). The earlier stages of the "
+                "lineage below trained on 84 scenarios with ground-truth keypoints (`scripts/make_train_data.sh`, "
+                "`scripts/make_train_data_more.sh`). " + common)
+    return ("Simulated scenarios rendered at 640x360, 6 fps, ground-truth keypoints, split by patient by the dataset\n"
+            "builder (seed 0): seeds 1000-1023 (180 s; 1000-1019 with one random seizure, 1020-1023 seizure-free,\n"
+            "`scripts/make_train_data.sh`) and 1024-1083 (150 s, one seizure each, types cycled so each of the five\n"
+            f"types has 12, `scripts/make_train_data_more.sh`); 30-frame clips every 2 s. {m['n_train_clips']} train "
+            f"clips,\nvalidation on {m['n_val_clips']} clips of held-out patients (`{mpath}`). " + common)
+
+
+def keypoint_limit(m: dict[str, Any]) -> str:
+    """The card's limitation about where the patches were cut."""
+    if (m.get("data_info") or {}).get("format") == "ward.frames/1":
+        return ("- Most patches were cut at the shipped pose model's keypoints, which never finds uncovered legs and\n"
+                "  loses arms in fast convulsions; the pre-clinical signs (a few degrees of head or hand motion) are\n"
+                "  barely separable from calm footage at 6 fps (`val_auc_preclinical` in the metrics).")
+    return ("- Patches were extracted at ground-truth keypoints; real pose errors are only approximated by\n"
+            "  augmentation (the benchmark's fast path adds pose noise; the full path uses the shipped pose model).")
+
+
 def vsvig_card(ev: tuple, val: tuple) -> None:
     """models/ward-vsvig-light.md from its checkpoint, its exported metadata and the eval JSON."""
     v = torch.load(ROOT / "models/ward-vsvig-light.pt", map_location="cpu", weights_only=True)
@@ -125,17 +165,13 @@ Every figure below comes from a committed JSON named beside it. This card is gen
 to `{mpath}`.
 
 ## Data
-Simulated scenarios rendered at 640x360, 6 fps, ground-truth keypoints, split by patient by the dataset
-builder (seed 0): seeds 1000-1023 (180 s; 1000-1019 with one random seizure, 1020-1023 seizure-free,
-`scripts/make_train_data.sh`) and 1024-1083 (150 s, one seizure each, types cycled so each of the five
-types has 12, `scripts/make_train_data_more.sh`); 30-frame clips every 2 s. {m['n_train_clips']} train clips,
-validation on {m['n_val_clips']} clips of held-out patients (`{mpath}`). Labels: `ward.sim.labels` (exponential rise
-from EEG to clinical onset, 1 during the clinical phase). Data manifest sha256 `{m['data_manifest_sha256']}`.
-Validation-rule seeds (800000+) and evaluation seeds (900000+) are disjoint from all training seeds.
+{data_section(m, mpath)}
 
 ## Reproduce
 The weights were trained in stages, each fine-tuning the previous one (`--init`), on the 2 shared CPU
-cores of a development machine:
+cores of a development machine. A path in a command names the file as it was when the command ran:
+`--init models/ward-vsvig-light.pt` means the weights shipped at that time (their sha256 is in the git
+history of `models/SHA256SUMS`), and data folders are made again from the commands in the Data section.
 
 {lineage}
     {m['command'].replace('.venv/bin/', '')}
@@ -144,7 +180,7 @@ Last stage's config: {json.dumps({k: tc.get(k) for k in ('epochs', 'batch_size',
 Exported: {selection}.
 
 ## Metrics (measured)
-Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (round(x, 4) if isinstance(x, float) else x) for k, x in mt.items()})}
+Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (float(f'{x:.4g}') if isinstance(x, float) else x) for k, x in mt.items()})}
 
 {bench_section(val, "Validation benchmark (seeds 800000+, the seeds the decision rule was chosen on)")}
 
@@ -155,8 +191,7 @@ Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (round(
 - A small CPU training budget: the last stage's {len(m.get('history') or [])} epochs took {sum(h.get('seconds', 0) for h in m.get('history') or []) / 60:.0f} min
   (`history` in `{mpath}`; the earlier stages' durations were not recorded); a GPU run of the official
   200 epochs on more scenarios should do better.
-- Patches were extracted at ground-truth keypoints; real pose errors are only approximated by
-  augmentation (the benchmark's fast path adds pose noise; the full path uses the shipped pose model).
+{keypoint_limit(m)}
 """)
 
 

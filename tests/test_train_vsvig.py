@@ -149,6 +149,9 @@ def test_exported_checkpoint_round_trips_and_resume_continues(tmp_path):
 def test_init_fine_tunes_from_a_checkpoint_and_refuses_a_foreign_file(tmp_path):
     data = _tiny_dataset(tmp_path / "data")
     first = train_vsvig(_cfg(data, tmp_path / "a", epochs=1), progress=False, log=lambda s: None)
+    ck = torch.load(first["best"], map_location="cpu", weights_only=False)
+    ck["metadata"]["selection"] = "a note written by hand about the init run"
+    torch.save(ck, first["best"])
     # lr ~0: the fine-tuned weights must still be the init weights (BatchNorm statistics do move) and
     # the partition orders came along
     tuned = train_vsvig(_cfg(data, tmp_path / "b", epochs=1, lr=1e-12, init=str(first["best"])),
@@ -161,6 +164,10 @@ def test_init_fine_tunes_from_a_checkpoint_and_refuses_a_foreign_file(tmp_path):
     torch.testing.assert_close(b.partition_order, a.partition_order)
     lineage = torch.load(tuned["best"], map_location="cpu", weights_only=True)["metadata"]["lineage"]
     assert lineage == ["pytest"]  # the init run's command, so the chain can be reproduced
+    meta = torch.load(tuned["best"], map_location="cpu", weights_only=True)["metadata"]
+    assert "selection" not in meta  # the init run's hand-written note is not the fine-tuned run's
+    assert meta["history"] == tuned["history"][:meta["epoch"]]  # this run's epochs, not the init run's
+    assert meta["train_config"]["init"] == str(first["best"])
     fresh = train_vsvig(_cfg(data, tmp_path / "c", epochs=1, lr=1e-12, seed=5), progress=False, log=lambda s: None)
     pf = dict(load_vsvig(fresh["best"]).named_parameters())
     assert any(not torch.allclose(pf[n], pa[n]) for n in pa)  # without --init the start differs: init mattered

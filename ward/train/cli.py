@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
                   None, "--max-minutes", help="stop cleanly after this long (last.ckpt); continue with --resume"),
               variant: str = typer.Option("light", "--variant", help="light | base (VSViG-base: ~4x the compute)")
               ) -> None:
-        """Train VSViG (paper graph mode) on ward.frames/1 or ward.clips/1: MSE on soft labels, Adam + StepLR, checkpoint every epoch. (paper graph mode): MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
+        """Train VSViG (paper graph mode) on ward.frames/1 or ward.clips/1: MSE on soft labels, Adam + StepLR, checkpoint every epoch."""
         from ward.train.vsvig import VSViGTrainConfig, train_vsvig
 
         cfg = VSViGTrainConfig(data=str(data), out=str(out), epochs=epochs, batch_size=batch_size, lr=lr,

@@ -295,6 +295,24 @@ def choose_precision(requested: str, model: torch.nn.Module, batch: tuple[torch.
                   "fp32_step_s": t32, "bf16_step_s": t16}
 
 
+def describe_data(man: dict[str, Any]) -> dict[str, Any]:
+    """What a model card needs to know about the training data, from the dataset's manifest: format,
+    patients, keypoint sources and, for ward.frames/1, the seeds and the generation settings (so the
+    data can be made again: `ward dataset generate` is deterministic per seed)."""
+    frames = man["format"] == FRAMES_FORMAT
+    pose = man.get("pose_model")
+    info = {"format": man["format"],
+            "patients": (man.get("counts", {}).get("total", {}).get("patients") if frames
+                         else len(man.get("patients", {}))),
+            "keypoints": man.get("keypoints"),
+            "train_clips_by_keypoints": man.get("counts", {}).get("train", {}).get("clips_by_keypoints"),
+            "pose_model_sha256": pose.get("sha256") if isinstance(pose, dict) else None}
+    if frames:
+        info.update(seeds=man.get("seeds"), complete=man.get("complete"), generate_config=man.get("config"),
+                    train_patients=man.get("counts", {}).get("train", {}).get("patients"))
+    return info
+
+
 def load_data(data: str | Path, split: str, max_clips: int | None = None, seed: int = 0) -> Any:
     """A split of either format: ward.frames/1 (memory-mapped FrameSet) or ward.clips/1 (ClipSet in RAM)."""
     man = read_manifest(data)
@@ -359,6 +377,9 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         # fine-tune: the strict loader refuses a mismatched file; its partition orders come along
         model = load_vsvig(cfg.init, variant=cfg.variant, graph_mode="paper",  # type: ignore[arg-type]
                            partition_order=cfg.partition_order).to(dev)
+        # the init file's record (its metrics, history, hand-written notes) describes another run: the
+        # new checkpoint must not inherit it; the chain is kept in `lineage` instead
+        model.metadata = {}
     else:
         orders = load_partition_orders(cfg.partition_order) if cfg.partition_order else generate_partition_orders(0)
         model = build_vsvig(cfg.variant, "paper", orders).to(dev)  # type: ignore[arg-type]
@@ -401,13 +422,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
     log(f"precision: {precision} ({why['reason']})")
     bf16 = precision == "bf16"
     n_epoch = cfg.clips_per_epoch or len(train)
-    data_info = {"format": man["format"],
-                 "patients": (man.get("counts", {}).get("total", {}).get("patients") if man["format"] == FRAMES_FORMAT
-                              else len(man.get("patients", {}))),
-                 "keypoints": man.get("keypoints"),
-                 "train_clips_by_keypoints": man.get("counts", {}).get("train", {}).get("clips_by_keypoints"),
-                 "pose_model_sha256": (man.get("pose_model") or {}).get("sha256") if isinstance(man.get("pose_model"), dict)
-                 else None}
+    data_info = describe_data(man)
     meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
             "command": cfg.command, "train_config": {k: v for k, v in asdict(cfg).items() if k != "command"},
             "n_train_clips": len(train), "n_val_clips": len(val), "lineage": _lineage(cfg.init),
@@ -471,7 +486,7 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         if score < best:
             best = score
             model.eval()
-            save_vsvig_checkpoint(model, best_path, **meta, epoch=epoch + 1, metrics=rec,
+            save_vsvig_checkpoint(model, best_path, **meta, epoch=epoch + 1, metrics=rec, history=list(history),
                                   train_clips_per_s=rec["train_clips_per_s"],
                                   train_wall_s=round(train_seconds, 1),
                                   created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
