@@ -16,7 +16,7 @@ after a failure). Then the ward's Pose throughput (posed frames/s of the largest
 the pose stage's own throughput at the same (mean) batch size and engine, measured in this process.
 
 ``--backend``/``--precision`` set ``models.pose`` and ``models.vsvig`` (default: the config's
-default, auto). Weights: ``DIR/ward-pose-<config>.pt`` (``DIR/official/pose.pth`` for official) and
+default, auto); ``--vsvig-precision`` overrides the precision for VSViG alone. Weights: ``DIR/ward-pose-<config>.pt`` (``DIR/official/pose.pth`` for official) and
 ``DIR/ward-vsvig-light.pt`` when present, else random init (timing does not depend on the values,
 decoding a little does).
 """
@@ -113,6 +113,8 @@ def run_ward(n_beds: int, a: argparse.Namespace, pose_cfg: str, tmp: Path) -> di
         args["models"]["vsvig"]["path"] = str(a.weights / "ward-vsvig-light.pt")
     for model in ("pose", "vsvig"):
         args["models"][model].update({k: v for k, v in (("backend", a.backend), ("precision", a.precision)) if v})
+    if a.vsvig_precision:  # e.g. pose in bf16 for speed, VSViG kept in fp32 (cheap, and bf16 misses its gate)
+        args["models"]["vsvig"]["precision"] = a.vsvig_precision
         if a.device.startswith("cuda"):
             args["resources"][model]["num_gpus"] = 0.5
     ray.init(address="local", num_cpus=a.ray_cpus, num_gpus=1 if a.device.startswith("cuda") else 0,
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> Path:
                     help="models.pose/vsvig.backend (default: the config's default)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
                     help="models.pose/vsvig.precision (default: the config's default)")
+    ap.add_argument("--vsvig-precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
+                    help="models.vsvig.precision only, overriding --precision for VSViG")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: Pose and VSViG on the GPU (num_gpus 0.5 each)")
     ap.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs given to Ray (ray.init num_cpus)")
     ap.add_argument("--pose-cpus", type=float, default=None,
@@ -239,6 +243,7 @@ def main(argv: list[str] | None = None) -> Path:
     out = report("bench_ward", rows, {"largest_sustained_beds": best, "duration_s": a.duration,
                                       "warmup_s": a.warmup, "input_height": a.input_height,
                                       "backend": a.backend or "config default", "precision": a.precision or "config default",
+                                      "vsvig_precision": a.vsvig_precision or a.precision or "config default",
                                       "device": a.device, "runtime": shipped_runtime(),
                                       "pose_cpus": a.pose_cpus, "pose_replicas": a.pose_replicas}, json_path=a.json)
     print("largest N sustained in real time (6 fps per bed, p95 < 2 s):", best)

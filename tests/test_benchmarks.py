@@ -127,8 +127,10 @@ def test_bench_ward_one_short_run(tmp_path: Path) -> None:
 
     out = bench_ward.main(["--beds", "1", "--duration", "3", "--warmup", "0", "--pose", "small",
                            "--input-height", "64", "--no-network", "--weights", str(tmp_path),
-                           "--json", str(tmp_path / "ward.json")])
-    (row,) = json.loads(out.read_text())["rows"]
+                           "--vsvig-precision", "fp32", "--json", str(tmp_path / "ward.json")])
+    res = json.loads(out.read_text())
+    (row,) = res["rows"]
+    assert res["vsvig_precision"] == "fp32" and "fp32" in row["vsvig_engine"]
     for key in ("beds_at_6fps", "posed_fps_min", "lat_p95_s", "dropped_per_s", "cpu_per_bed", "sustained"):
         assert key in row, key
     assert row["beds"] == 1 and row["seconds"] >= 3

@@ -15,7 +15,8 @@ Both model families (pose, VSViG) are served by one of two backends:
   an AVX-512 BF16 CPU it misses the accuracy gates, even with the decoder's sub-cell peak
   refinement (pose: 97.3 % of the patient's joints within 1 px of fp32 on 96 validation frames,
   gate 99 %, the rest mostly joints that bf16 does not find at all; VSViG |dp| up to 0.057, gate
-  0.02; docs/inference.md), so it must be asked for (and only runs where the CPU has native bf16:
+  0.02; docs/inference.md), and on an AMX CPU too (pose 97.2-97.9 %, VSViG |dp| 0.026; there it
+  runs the official pose stage at 5.5-6x torch fp32), so it must be asked for (and only runs where the CPU has native bf16:
   AMX or AVX-512 BF16). int8 is never
   chosen by ``auto`` either: it must be asked for, and its model passes the accuracy gate when it
   is built (:mod:`ward.vision.export`).
