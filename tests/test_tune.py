@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ward.config import RuleConfig
-from ward.evaluation.tune import tune, tune_review, tune_rule
+from ward.evaluation.tune import alarm_rows, operating_points, tune, tune_review, tune_rule
 
 HOURS_QUIET = 2.0
 
@@ -115,9 +115,17 @@ def test_eval_tune_cli_writes_rule_and_json_and_refuses_evaluation_seeds(tmp_pat
     save_streams(val, [s], [sc], 800000)
     out, js = tmp_path / "rule.yaml", tmp_path / "tune.json"
     r = CliRunner().invoke(app, ["eval-tune", str(val), "--rule", "defaults", "--out", str(out), "--json", str(js),
-                                 "--top", "3", "--max-false-alarms-per-24h", "1", "--max-reviews-per-24h", "50"])
+                                 "--top", "3", "--max-false-alarms-per-24h", "1", "--max-reviews-per-24h", "50",
+                                 "--curve", "0,1000000"])
     assert r.exit_code == 0, r.output
     data = json.loads(js.read_text())
+    # the 20 s plateau is shorter than the seizure's 35 s: a minimum duration catches the seizure without a
+    # false alarm; with any number allowed, a faster rule wins (earlier alarm, same sensitivity)
+    zero, lax = data["operating_points"]
+    assert (zero["feasible"], zero["false_alarms"], zero["sensitivity"]) == (True, 0, 1.0)
+    assert zero["rule"]["min_duration_s"] >= 10.0 > lax["rule"]["min_duration_s"]
+    assert lax["sensitivity"] == 1.0 and lax["median_latency_after_eeg_s"] < zero["median_latency_after_eeg_s"]
+    assert "operating points" in r.output
     assert data["alarm"]["max_false_alarms_per_24h"] == 1.0 and len(data["alarm"]["top"]) == 3
     # 140 s of non-seizure footage: the 20 s plateau at 150 s fires every rule that detects the seizure,
     # which is over any cap of 1 per 24 h here; the output says so
@@ -129,6 +137,32 @@ def test_eval_tune_cli_writes_rule_and_json_and_refuses_evaluation_seeds(tmp_pat
     save_streams(bad, [s], [Scenario(seed=900001, duration_s=200, fps=6, seizures=sc.seizures)], 900000)
     r = CliRunner().invoke(app, ["eval-tune", str(bad)])
     assert r.exit_code != 0 and "never on the test seeds" in r.output
+    r = CliRunner().invoke(app, ["eval-tune", str(val), "--curve", "1,two"])
+    assert r.exit_code != 0 and "numbers separated by commas" in r.output
+
+
+def test_operating_points_price_each_false_alarm_budget():
+    # ~2 h of quiet footage: one false alarm is ~12 per 24 h, two ~24
+    streams = validation_streams()
+    rows = alarm_rows(streams, RuleConfig(), GRID)
+    pts = operating_points(rows, [30.0, 0.0, 15.0])
+    assert [p["max_false_alarms_per_24h"] for p in pts] == [0.0, 15.0, 30.0]
+    # no false alarm: only the convulsive seizure; one allowed: both seizures (the 10 s minimum hides the
+    # 8 s confounder); two allowed: both, and without the minimum duration, so the alarm comes earlier
+    assert [(p["sensitivity"], p["false_alarms"], p["feasible"]) for p in pts] == [(0.5, 0, True), (1.0, 1, True),
+                                                                                   (1.0, 2, True)]
+    assert pts[2]["median_latency_after_eeg_s"] < pts[1]["median_latency_after_eeg_s"]
+    # each point is what tune_rule chooses under that cap, from the same replays
+    for p in pts:
+        best = tune_rule(streams, RuleConfig(), GRID, max_false_alarms_per_24h=p["max_false_alarms_per_24h"])[0]
+        assert {k: v for k, v in p.items() if k != "max_false_alarms_per_24h"} == best
+    res = tune(streams, RuleConfig(), max_false_alarms_per_24h=15.0, alarm_grid=GRID,
+               review_grid={"review_threshold": (0.35,)}, curve=[0.0, 15.0])
+    assert res["operating_points"][1]["rule"] == res["alarm"]["chosen"]["rule"]
+    assert "operating_points" not in tune(streams, RuleConfig(), alarm_grid=GRID,
+                                          review_grid={"review_threshold": (0.35,)})
+    with pytest.raises(ValueError, match=">= 0"):
+        operating_points(rows, [1.0, -2.0])
 
 
 @pytest.mark.parametrize("cap", [-1.0])

@@ -80,7 +80,11 @@ def register(app: typer.Typer) -> None:
                                                                "non-seizure footage"),
                   max_reviews: float = typer.Option(
                       50.0, "--max-reviews-per-24h", help="review-tier constraint: review events per 24 h outside "
-                                                          "seizures")) -> None:
+                                                          "seizures"),
+                  curve: Optional[str] = typer.Option(
+                      None, "--curve", help="comma-separated false-alarm caps per 24 h, e.g. 0,1,2,5,10: also print "
+                                            "(and keep in --json) the best alarm rule under each, the price of each "
+                                            "false-alarm budget")) -> None:
         """Tune the rule on saved validation streams: alarms (<= N false alarms/24 h at the highest sensitivity,
         then the earliest alarm), then the review tier (<= M review events/24 h, most seizures flagged early)."""
         import json as _json
@@ -100,8 +104,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{streams} holds evaluation-seed scenarios ({EVAL_SEED}+): tune on "
                                      "validation seeds (`ward eval --seed 800000 ...`), never on the test seeds")
         try:
+            caps = [float(c) for c in curve.split(",") if c.strip()] if curve else []
+        except ValueError:
+            raise typer.BadParameter(f"--curve {curve!r}: give numbers separated by commas, e.g. 0,1,2,5,10") from None
+        try:
             res = tune(data, base, max_false_alarms_per_24h=max_false_alarms, max_reviews_per_24h=max_reviews,
-                       top=top)
+                       top=top, curve=caps)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         _print_tune(res)
@@ -205,3 +213,15 @@ def _print_tune(res: dict) -> None:
                       " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in r["rule"].items()))
         console.print(t)
         console.print(st["message"], style=None if st["feasible"] else "bold red")
+    points = res.get("operating_points") or []
+    if points:
+        t = Table(title="operating points: the best alarm rule under each false-alarm cap (same replays)")
+        for c in ("cap FA/24h", "ok", "sens", "FA/24h", "per type", "lat s", "adv s", "rule"):
+            t.add_column(c, overflow="fold")
+        for r in points:
+            t.add_row(f"{r['max_false_alarms_per_24h']:g}", "yes" if r["feasible"] else "no",
+                      f(r["sensitivity"], True), f(r["false_alarms_per_24h"]),
+                      " ".join(f"{k[:4]} {f(v, True)}" for k, v in sorted(r["per_type_sensitivity"].items())),
+                      f(r["median_latency_after_eeg_s"]), f(r["median_advance_before_clinical_s"]),
+                      " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in r["rule"].items()))
+        console.print(t)

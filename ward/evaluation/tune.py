@@ -23,6 +23,10 @@ The alarm grid (:data:`ALARM_GRID`) spans the evidence floor, the alarm threshol
 time constants and the minimum duration; ``release_threshold`` is set to ``RELEASE_FRACTION`` of the
 alarm threshold when the starting one would not be below it.
 
+**Operating points** (``ward eval-tune --curve 0,1,2,5``, :func:`operating_points`): the same replayed rows
+ranked under each of several caps, so the price of a false-alarm budget in sensitivity and latency is read
+off one table instead of re-tuning per cap.
+
 **Stage 2, the review tier**, on the chosen alarm rule (the review parameters do not change when an
 alarm starts, so stage 1's figures hold). A seizure is *flagged* when an alarm or a review event starts
 in its detection window, at the first such start; it is flagged *early* when that start is at or before
@@ -129,24 +133,37 @@ def _replay(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], rul
     return res
 
 
-def _alarm_row(rule: RuleConfig, res: Mapping[str, Any], names: Sequence[str], distance: float,
-               max_fa: float) -> dict[str, Any]:
+def _alarm_row(rule: RuleConfig, res: Mapping[str, Any], names: Sequence[str], distance: float) -> dict[str, Any]:
+    """One alarm-grid point's figures, with its cap-independent merit (``_merit``) and false-alarm rate (``_fa``):
+    :func:`_rank_alarm` ranks the same rows under any cap."""
     fa = _rate(res, "false_alarms_per_24h", res["false_alarms"])
     per_type = {t: v["sensitivity"] for t, v in res["per_type"].items()}
     sens = _num(res["sensitivity"], 0.0)
     min_type = min((_num(v, 0.0) for v in per_type.values()), default=0.0)
-    feasible = fa <= max_fa + _EPS
-    key = (0.0 if feasible else 1.0, 0.0 if feasible else fa, -sens, -min_type,
-           _num(res["median_latency_after_eeg_s"], math.inf), -_num(res["median_advance_before_clinical_s"], -math.inf),
-           distance)
+    merit = (-sens, -min_type, _num(res["median_latency_after_eeg_s"], math.inf),
+             -_num(res["median_advance_before_clinical_s"], -math.inf), distance)
     d = rule.model_dump()
-    return {"rule": {k: d[k] for k in (*names, "release_threshold")}, "feasible": feasible,
+    return {"rule": {k: d[k] for k in (*names, "release_threshold")},
             "sensitivity": res["sensitivity"], "min_type_sensitivity": min_type,
             "false_alarms_per_24h": res["false_alarms_per_24h"], "false_alarms": res["false_alarms"],
             "median_latency_after_eeg_s": res["median_latency_after_eeg_s"],
             "median_advance_before_clinical_s": res["median_advance_before_clinical_s"],
             "review_events_per_24h": res["review_events_per_24h"],
-            "per_type_sensitivity": per_type, "_key": key}
+            "per_type_sensitivity": per_type, "_fa": fa, "_merit": merit}
+
+
+def _rank_alarm(rows: Sequence[dict[str, Any]], max_fa: float) -> list[dict[str, Any]]:
+    """The rows ranked under a cap (module docstring), as new dicts with ``feasible`` and no private keys."""
+    def key(r: Mapping[str, Any]) -> tuple:
+        ok = r["_fa"] <= max_fa + _EPS
+        return (0.0 if ok else 1.0, 0.0 if ok else r["_fa"], *r["_merit"])
+
+    out = []
+    for r in sorted(rows, key=key):
+        row = {k: v for k, v in r.items() if not k.startswith("_")}
+        row["feasible"] = r["_fa"] <= max_fa + _EPS
+        out.append(row)
+    return out
 
 
 def _review_row(rule: RuleConfig, res: Mapping[str, Any], names: Sequence[str], distance: float,
@@ -171,21 +188,41 @@ def _rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def alarm_rows(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], base: RuleConfig | None = None,
+               grid: Mapping[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
+    """Every alarm-grid point replayed over the streams, unranked (rank with :func:`_rank_alarm`)."""
+    base = base or RuleConfig()
+    grid = grid or ALARM_GRID
+    ref = base.model_dump()
+    rows = [_alarm_row(rule, _replay(streams, rule), list(grid), _distance(rule, ref, grid))
+            for rule in candidate_rules(base, grid)]
+    if not rows:
+        raise ValueError("the grid holds no valid rule (every combination was rejected by RuleConfig)")
+    return rows
+
+
+def _check_cap(cap: float) -> None:
+    if cap < 0:
+        raise ValueError(f"max_false_alarms_per_24h must be >= 0, got {cap}")
+
+
 def tune_rule(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], base: RuleConfig | None = None,
               grid: Mapping[str, Sequence[float]] | None = None,
               max_false_alarms_per_24h: float = MAX_FALSE_ALARMS_PER_24H) -> list[dict[str, Any]]:
     """Stage 1: every alarm-grid point, best first (see the module docstring);
     each row: {"rule": {...}, "feasible", "sensitivity", "false_alarms_per_24h", ...}."""
-    if max_false_alarms_per_24h < 0:
-        raise ValueError(f"max_false_alarms_per_24h must be >= 0, got {max_false_alarms_per_24h}")
-    base = base or RuleConfig()
-    grid = grid or ALARM_GRID
-    ref = base.model_dump()
-    rows = [_alarm_row(rule, _replay(streams, rule), list(grid), _distance(rule, ref, grid), max_false_alarms_per_24h)
-            for rule in candidate_rules(base, grid)]
-    if not rows:
-        raise ValueError("the grid holds no valid rule (every combination was rejected by RuleConfig)")
-    return _rank(rows)
+    _check_cap(max_false_alarms_per_24h)
+    return _rank_alarm(alarm_rows(streams, base, grid), max_false_alarms_per_24h)
+
+
+def operating_points(rows: Sequence[dict[str, Any]], caps: Iterable[float]) -> list[dict[str, Any]]:
+    """The price of each false-alarm budget: for every cap (false alarms per 24 h), the alarm rule stage 1
+    would choose under it, from the same replayed rows (:func:`alarm_rows`). Sensitivity never falls as the
+    cap grows; a cap no rule meets gives the rule with the fewest false alarms, ``feasible: false``."""
+    caps = sorted(float(c) for c in caps)
+    for c in caps:
+        _check_cap(c)
+    return [{"max_false_alarms_per_24h": c, **_rank_alarm(rows, c)[0]} for c in caps]
 
 
 def tune_review(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], rule: RuleConfig,
@@ -207,12 +244,16 @@ def tune(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], base: 
          max_false_alarms_per_24h: float = MAX_FALSE_ALARMS_PER_24H,
          max_reviews_per_24h: float = MAX_REVIEWS_PER_24H,
          alarm_grid: Mapping[str, Sequence[float]] | None = None,
-         review_grid: Mapping[str, Sequence[float]] | None = None, top: int = 10) -> dict[str, Any]:
+         review_grid: Mapping[str, Sequence[float]] | None = None, top: int = 10,
+         curve: Iterable[float] = ()) -> dict[str, Any]:
     """Both stages. Returns {"rule": the chosen RuleConfig as a dict, "alarm": {...}, "review": {...}}, where each
-    stage holds its constraint, whether any candidate met it, a message, the chosen row and the ``top`` rows."""
+    stage holds its constraint, whether any candidate met it, a message, the chosen row and the ``top`` rows;
+    with ``curve`` (false-alarm caps) also "operating_points" (:func:`operating_points`, same replays)."""
     base = base or RuleConfig()
-    alarm_rows = tune_rule(streams, base, alarm_grid, max_false_alarms_per_24h)
-    best = alarm_rows[0]
+    _check_cap(max_false_alarms_per_24h)
+    raw = alarm_rows(streams, base, alarm_grid)
+    ranked = _rank_alarm(raw, max_false_alarms_per_24h)
+    best = ranked[0]
     alarm_rule = RuleConfig.model_validate({**base.model_dump(), **best["rule"]})
     review_rows = tune_review(streams, alarm_rule, review_grid, max_reviews_per_24h)
     chosen = RuleConfig.model_validate({**alarm_rule.model_dump(), **review_rows[0]["rule"]})
@@ -228,13 +269,14 @@ def tune(streams: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], base: 
     return {
         "rule": chosen.model_dump(),
         "alarm": {"max_false_alarms_per_24h": max_false_alarms_per_24h, "feasible": best["feasible"],
-                  "n_candidates": len(alarm_rows), "n_feasible": sum(r["feasible"] for r in alarm_rows),
+                  "n_candidates": len(ranked), "n_feasible": sum(r["feasible"] for r in ranked),
                   "message": msg(best["feasible"], "alarm tier", max_false_alarms_per_24h, best,
                                  "false_alarms_per_24h"),
-                  "chosen": best, "top": alarm_rows[:top]},
+                  "chosen": best, "top": ranked[:top]},
         "review": {"max_reviews_per_24h": max_reviews_per_24h, "feasible": review_rows[0]["feasible"],
                    "n_candidates": len(review_rows), "n_feasible": sum(r["feasible"] for r in review_rows),
                    "message": msg(review_rows[0]["feasible"], "review tier", max_reviews_per_24h, review_rows[0],
                                   "review_events_per_24h"),
                    "chosen": review_rows[0], "top": review_rows[:top]},
+        **({"operating_points": operating_points(raw, curve)} if curve else {}),
     }
