@@ -188,6 +188,9 @@ _SHORT = {"p_floor": "floor", "alarm_threshold": "thr", "release_threshold": "re
           "review_min_duration_s": "min", "tau_review_s": "tau"}
 
 
+_TYPE_SHORT = {"focal_clonic": "FC", "hypermotor": "hyper", "myoclonic": "myo", "tonic": "tonic", "tonic_clonic": "TC"}
+
+
 def _print_tune(res: dict) -> None:
     """Both stages' top candidates as compact tables, and whether each constraint was met."""
     from rich.console import Console
@@ -221,7 +224,7 @@ def _print_tune(res: dict) -> None:
         for r in points:
             t.add_row(f"{r['max_false_alarms_per_24h']:g}", "yes" if r["feasible"] else "no",
                       f(r["sensitivity"], True), f(r["false_alarms_per_24h"]),
-                      " ".join(f"{k[:4]} {f(v, True)}" for k, v in sorted(r["per_type_sensitivity"].items())),
+                      " ".join(f"{_TYPE_SHORT.get(k, k)} {f(v, True)}" for k, v in sorted(r["per_type_sensitivity"].items())),
                       f(r["median_latency_after_eeg_s"]), f(r["median_advance_before_clinical_s"]),
                       " ".join(f"{_SHORT.get(k, k)}={v:g}" for k, v in r["rule"].items()))
         console.print(t)
