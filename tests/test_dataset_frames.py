@@ -148,6 +148,52 @@ def test_train_on_frames_resume_restores_identical_state(small, tmp_path):
     assert md["precision"] == "fp32" and md["data_info"]["format"] == FRAMES_FORMAT and md["train_clips_per_s"] > 0
 
 
+def test_hard_negative_frames_cover_behaviours_events_and_the_time_after():
+    from ward.train.frames import hard_negative_frames
+
+    meta = {"fps": 2.0, "behaviours": [{"kind": "turning_over", "start_s": 2.0, "duration_s": 1.0}],
+            "events": [{"kind": "compression", "start_s": 0.0, "duration_s": 30.0},
+                       {"kind": "camera_shake", "start_s": 20.0, "duration_s": 1.0}]}
+    hard = hard_negative_frames(meta, 60, after_s=3.0)  # 30 s at 2 fps
+    t = np.arange(60) / 2.0
+    expect = ((t >= 2.0) & (t < 6.0)) | ((t >= 20.0) & (t < 24.0))  # compression ignored
+    assert np.array_equal(hard, expect)
+
+
+def test_hard_negative_weight_draws_hard_clips_more_often(small):
+    from types import SimpleNamespace
+
+    from ward.train.frames import FrameSet, frames_epoch_indices
+
+    for split in ("train", "val", "test"):
+        fs = FrameSet(small, split)
+        assert fs.hard.shape == fs.label.shape and not (fs.hard & (fs.label > 0)).any()  # only label-0 clips
+    # the sampler alone, on windows with known labels: 300 seizure, 300 hard and 1400 calm label-0 windows
+    label = np.r_[np.ones(300), np.zeros(1700)].astype(np.float32)
+    hard = np.r_[np.zeros(300, bool), np.ones(300, bool), np.zeros(1400, bool)]
+    sets = SimpleNamespace(label=label, hard=hard, phase=np.where(label > 0, 2, 0).astype(np.int8),
+                           seizure_type=np.where(label > 0, "tonic", "none"))
+    share = {}
+    for w in (1.0, 8.0):
+        idx = frames_epoch_indices(_Sized(sets), 6000, 0.4, 3.0, np.random.default_rng(1), hard_negative_weight=w)
+        assert 0.37 < (label[idx] > 0).mean() < 0.43  # the seizure share is untouched
+        share[w] = hard[idx[label[idx] <= 0]].mean()
+    assert abs(share[1.0] - 300 / 1700) < 0.03  # weight 1: the natural mix
+    assert abs(share[8.0] - 2400 / 3800) < 0.03  # weight 8: 8 x 300 against 1400
+    with pytest.raises(ValueError, match="hard_negative_weight"):
+        frames_epoch_indices(_Sized(sets), 10, 0.4, 3.0, np.random.default_rng(0), hard_negative_weight=0)
+
+
+class _Sized:
+    """A stand-in FrameSet for the sampler: its per-window arrays, and len()."""
+
+    def __init__(self, ns) -> None:
+        self.label, self.hard, self.phase, self.seizure_type = ns.label, ns.hard, ns.phase, ns.seizure_type
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
 def test_resume_refuses_other_data(small, tmp_path):
     from ward.train.vsvig import VSViGTrainConfig, train_vsvig
 

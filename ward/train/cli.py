@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
               preclinical_weight: float = typer.Option(
                   3.0, "--preclinical-weight", help="ward.frames/1: sampling weight of pre-clinical clips within a "
                                                     "seizure type's positive clips"),
+              hard_negative_weight: float = typer.Option(
+                  1.0, "--hard-negative-weight", help="ward.frames/1: sampling weight of label-0 clips in or up to "
+                                                      "20 s after a behaviour or scene event (vs calm ones)"),
               max_minutes: Optional[float] = typer.Option(
                   None, "--max-minutes", help="stop cleanly after this long (last.ckpt); continue with --resume"),
               variant: str = typer.Option("light", "--variant", help="light | base (VSViG-base: ~4x the compute)")
@@ -46,7 +49,8 @@ def register(app: typer.Typer) -> None:
                                clips_per_epoch=clips_per_epoch, pos_fraction=pos_fraction or None,
                                max_val_clips=max_val_clips, augment=not no_augment, threads=threads,
                                init=str(init) if init else None, precision=precision,
-                               preclinical_weight=preclinical_weight, max_minutes=max_minutes, variant=variant)
+                               preclinical_weight=preclinical_weight, hard_negative_weight=hard_negative_weight,
+                               max_minutes=max_minutes, variant=variant)
         if variant not in ("light", "base"):
             raise typer.BadParameter(f"--variant must be light or base, got {variant!r}")
         try:

@@ -7,8 +7,13 @@ page cache.
 Sampling (:func:`frames_epoch_indices`): ``pos_fraction`` of each epoch's draws are clips with a label
 > 0, split equally over the seizure types present (types balanced whatever their clip counts); within
 a type a clip whose last frame is in the pre-clinical phase (EEG onset -> clinical onset) is drawn
-``preclinical_weight`` times as often as the others. The rest are drawn uniformly from the label-0
-clips (seizure-free patients' hard negatives, and the calm before and after seizures).
+``preclinical_weight`` times as often as the others. The rest are drawn from the label-0 clips
+(seizure-free patients' confounders, and the calm before and after seizures); a label-0 clip is *hard*
+(:attr:`FrameSet.hard`) when its last frame lies in a behaviour (turning over, scratching, ...) or a
+scene event (caregiver, lights off, camera shake; not stream-long compression), or less than
+``HARD_AFTER_S`` seconds after one ended, and is drawn ``hard_negative_weight`` times as often as a calm
+one. The after-window is there because the false alarms of the held-out benchmark started within 30 s
+after a turning-over: the new posture, not the movement, is what the model mistook.
 """
 
 from __future__ import annotations
@@ -26,6 +31,21 @@ MAPPED = ("patches", "kpts")
 """Arrays kept memory-mapped (one open file each); the small per-frame ones are read into memory."""
 
 PRECLINICAL = 1
+HARD_AFTER_S = 20.0
+"""A label-0 clip ending this long after a behaviour or scene event still counts as a hard negative."""
+HARD_EVENTS = ("caregiver", "lights_off", "camera_shake")
+"""Scene events whose clips are hard negatives (compression spans the whole stream: not an event to learn)."""
+
+
+def hard_negative_frames(meta: dict[str, Any], n_frames: int, after_s: float = HARD_AFTER_S) -> np.ndarray:
+    """Per frame: inside a behaviour or a scene event of :data:`HARD_EVENTS`, or < ``after_s`` after one."""
+    fps = float(meta["fps"])
+    t = np.arange(n_frames) / fps
+    hard = np.zeros(n_frames, bool)
+    spans = [*meta.get("behaviours", []), *(e for e in meta.get("events", []) if e["kind"] in HARD_EVENTS)]
+    for s in spans:  # a handful of intervals per scenario
+        hard |= (t >= s["start_s"]) & (t < s["start_s"] + s["duration_s"] + after_s)
+    return hard
 
 
 class FrameSet:
@@ -40,7 +60,7 @@ class FrameSet:
         self.names = list(man["scenarios"][split])
         _allow_open_files(len(MAPPED) * len(self.names))
         self.arrays: list[dict[str, np.ndarray]] = []
-        scen, ends, types = [], [], []
+        scen, ends, types, hard = [], [], [], []
         for i, name in enumerate(self.names):
             d = Path(data_dir) / "scenarios" / name
             a = {k: np.load(d / f"{k}.npy", mmap_mode="r" if k in MAPPED else None)
@@ -52,14 +72,17 @@ class FrameSet:
             scen.append(np.full(len(e), i, np.int32))
             ends.append(e.astype(np.int32))
             types.append(np.full(len(e), meta["seizure_type"], dtype=object))
+            hard.append(hard_negative_frames(meta, len(a["label"]))[e])
         self.scen = np.concatenate(scen) if scen else np.zeros(0, np.int32)
         self.end = np.concatenate(ends) if ends else np.zeros(0, np.int32)
         self.seizure_type = np.concatenate(types).astype(str) if types else np.zeros(0, str)
         self.label = np.array([self.arrays[s]["label"][e] for s, e in zip(self.scen, self.end)], np.float32)
         self.phase = np.array([self.arrays[s]["phase"][e] for s, e in zip(self.scen, self.end)], np.int8)
+        self.hard = (np.concatenate(hard) if hard else np.zeros(0, bool)) & (self.label <= 0)
+        """Label-0 windows ending in or just after a behaviour or scene event (module docstring)."""
         if max_clips is not None and len(self) > max_clips:
             keep = np.sort(np.random.default_rng(seed).choice(len(self), max_clips, replace=False))
-            for k in ("scen", "end", "seizure_type", "label", "phase"):
+            for k in ("scen", "end", "seizure_type", "label", "phase", "hard"):
                 setattr(self, k, getattr(self, k)[keep])
 
     def __len__(self) -> int:
@@ -78,8 +101,8 @@ class FrameSet:
         return p, k, self.label[idx]
 
     def describe(self) -> dict[str, Any]:
-        return {"clips": len(self), "scenarios": len(self.names),
-                "positive": int((self.label > 0).sum()), "preclinical": int((self.phase == PRECLINICAL).sum())}
+        return {"clips": len(self), "scenarios": len(self.names), "positive": int((self.label > 0).sum()),
+                "preclinical": int((self.phase == PRECLINICAL).sum()), "hard_negative": int(self.hard.sum())}
 
 
 def _allow_open_files(n: int) -> None:
@@ -98,10 +121,11 @@ def _allow_open_files(n: int) -> None:
 
 
 def frames_epoch_indices(fs: FrameSet, n: int, pos_fraction: float | None, preclinical_weight: float,
-                         rng: np.random.Generator) -> np.ndarray:
+                         rng: np.random.Generator, hard_negative_weight: float = 1.0) -> np.ndarray:
     """Window indices for one epoch (see the module docstring); ``pos_fraction=None``: a plain permutation."""
-    if preclinical_weight <= 0:
-        raise ValueError(f"preclinical_weight must be > 0, got {preclinical_weight}")
+    for name, v in (("preclinical_weight", preclinical_weight), ("hard_negative_weight", hard_negative_weight)):
+        if v <= 0:
+            raise ValueError(f"{name} must be > 0, got {v}")
     pos = fs.label > 0
     if pos_fraction is None or not pos.any() or pos.all():
         return rng.permutation(len(fs))[:n] if n <= len(fs) else rng.integers(0, len(fs), n)
@@ -113,6 +137,10 @@ def frames_epoch_indices(fs: FrameSet, n: int, pos_fraction: float | None, precl
         wt = np.where(fs.phase[m] == PRECLINICAL, preclinical_weight, 1.0)
         w[m] = wt / wt.sum() / len(pos_types)
     neg = np.flatnonzero(~pos)
-    out = np.concatenate([rng.choice(len(fs), n_pos, replace=True, p=w / w.sum()),
-                          rng.choice(neg, n - n_pos, replace=True)])
+    if hard_negative_weight == 1.0:  # the draws of runs made before hard negatives were weighted, unchanged
+        neg_draw = rng.choice(neg, n - n_pos, replace=True)
+    else:
+        wn = np.where(fs.hard[neg], hard_negative_weight, 1.0)
+        neg_draw = rng.choice(neg, n - n_pos, replace=True, p=wn / wn.sum())
+    out = np.concatenate([rng.choice(len(fs), n_pos, replace=True, p=w / w.sum()), neg_draw])
     return rng.permutation(out)

@@ -176,6 +176,9 @@ class VSViGTrainConfig:
     a measured training step is faster; CUDA: bf16 when supported)."""
     preclinical_weight: float = 3.0
     """ward.frames/1: sampling weight of pre-clinical clips among a seizure type's positive clips."""
+    hard_negative_weight: float = 1.0
+    """ward.frames/1: sampling weight of label-0 clips in or just after a behaviour or scene event
+    (``ward.train.frames``), relative to calm label-0 clips."""
     max_minutes: float | None = None
     """Stop cleanly (last.ckpt mid-epoch) after this long; ``resume`` continues where it stopped."""
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -327,7 +330,7 @@ def _epoch(cfg: VSViGTrainConfig, train: Any, n: int, rng: np.random.Generator) 
     if hasattr(train, "phase"):
         from ward.train.frames import frames_epoch_indices
 
-        return frames_epoch_indices(train, n, cfg.pos_fraction, cfg.preclinical_weight, rng)
+        return frames_epoch_indices(train, n, cfg.pos_fraction, cfg.preclinical_weight, rng, cfg.hard_negative_weight)
     return epoch_indices(train.label, n, cfg.pos_fraction, rng)
 
 
