@@ -184,6 +184,44 @@ def test_hard_negative_weight_draws_hard_clips_more_often(small):
         frames_epoch_indices(_Sized(sets), 10, 0.4, 3.0, np.random.default_rng(0), hard_negative_weight=0)
 
 
+def test_mined_negatives_replace_only_label0_draws_and_follow_the_loss():
+    from ward.train.vsvig import mine_negatives
+
+    labels = np.r_[np.ones(100), np.zeros(900)].astype(np.float32)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 1000, 5000)
+    pool = np.arange(100, 1000)
+    p_pool = np.where(pool < 150, 0.9, 0.03)  # 50 clips the model would alarm on
+    out = mine_negatives(idx, labels, 0.5, pool, p_pool, rng)
+    pos = labels[idx] > 0
+    assert np.array_equal(out[pos], idx[pos])  # seizure draws untouched
+    changed = out != idx
+    assert abs(changed.sum() - 0.5 * (~pos).sum()) <= 0.02 * (~pos).sum()  # half the label-0 draws (a few redrawn alike)
+    assert (labels[out] <= 0).sum() == (~pos).sum()
+    # weights p^2: 50 x 0.81 against 850 x 0.0009, so about 98 % of the mined draws are the 50 loud clips
+    assert ((out[changed] >= 100) & (out[changed] < 150)).mean() > 0.95
+    assert np.array_equal(mine_negatives(idx, labels, 0.0, pool, p_pool, rng), idx)
+    with pytest.raises(ValueError, match="mine_fraction"):
+        mine_negatives(idx, labels, 1.5, pool, p_pool, rng)
+
+
+def test_training_with_mining_resumes_to_the_same_weights(small, tmp_path):
+    from ward.train.vsvig import VSViGTrainConfig, train_vsvig
+
+    def cfg(out):
+        return VSViGTrainConfig(data=str(small), out=str(out), epochs=2, batch_size=4, clips_per_epoch=12, seed=5,
+                                threads=1, max_val_clips=8, precision="fp32", command="test", mine_fraction=0.5,
+                                mine_pool=16, hard_negative_weight=3.0)
+
+    straight = train_vsvig(cfg(tmp_path / "a"), max_steps=5, progress=False, log=_quiet)
+    assert "mine_pool_mean_p" in straight["history"][0]
+    train_vsvig(cfg(tmp_path / "b"), max_steps=4, progress=False, log=_quiet)  # stops in epoch 2
+    train_vsvig(cfg(tmp_path / "b"), resume=True, max_steps=5, progress=False, log=_quiet)
+    sa, sb = (torch.load(tmp_path / d / "last.ckpt", weights_only=False) for d in ("a", "b"))
+    for key, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][key]), key
+
+
 class _Sized:
     """A stand-in FrameSet for the sampler: its per-window arrays, and len()."""
 

@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
               hard_negative_weight: float = typer.Option(
                   1.0, "--hard-negative-weight", help="ward.frames/1: sampling weight of label-0 clips in or up to "
                                                       "20 s after a behaviour or scene event (vs calm ones)"),
+              mine_fraction: float = typer.Option(
+                  0.0, "--mine-fraction", help="share of label-0 draws chosen by the model's own loss (p^2) from "
+                                               "--mine-pool clips scored before each epoch (0: off)"),
+              mine_pool: int = typer.Option(6000, "--mine-pool", help="label-0 clips scored per epoch for mining"),
               max_minutes: Optional[float] = typer.Option(
                   None, "--max-minutes", help="stop cleanly after this long (last.ckpt); continue with --resume"),
               variant: str = typer.Option("light", "--variant", help="light | base (VSViG-base: ~4x the compute)")
@@ -50,6 +54,7 @@ def register(app: typer.Typer) -> None:
                                max_val_clips=max_val_clips, augment=not no_augment, threads=threads,
                                init=str(init) if init else None, precision=precision,
                                preclinical_weight=preclinical_weight, hard_negative_weight=hard_negative_weight,
+                               mine_fraction=mine_fraction, mine_pool=mine_pool,
                                max_minutes=max_minutes, variant=variant)
         if variant not in ("light", "base"):
             raise typer.BadParameter(f"--variant must be light or base, got {variant!r}")

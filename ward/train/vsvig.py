@@ -176,6 +176,12 @@ class VSViGTrainConfig:
     a measured training step is faster; CUDA: bf16 when supported)."""
     preclinical_weight: float = 3.0
     """ward.frames/1: sampling weight of pre-clinical clips among a seizure type's positive clips."""
+    mine_fraction: float = 0.0
+    """Share of each epoch's label-0 draws chosen by the model itself (:func:`mine_negatives`): drawn
+    from a pool of ``mine_pool`` label-0 clips with probability proportional to their current loss p^2,
+    so the clips it would raise a false alarm on come back until it stops doing so. 0: off."""
+    mine_pool: int = 6000
+    """label-0 clips scored before each epoch when ``mine_fraction`` > 0."""
     hard_negative_weight: float = 1.0
     """ward.frames/1: sampling weight of label-0 clips in or just after a behaviour or scene event
     (``ward.train.frames``), relative to calm label-0 clips."""
@@ -334,6 +340,35 @@ def _epoch(cfg: VSViGTrainConfig, train: Any, n: int, rng: np.random.Generator) 
     return epoch_indices(train.label, n, cfg.pos_fraction, rng)
 
 
+@torch.no_grad()
+def predict_indices(model: torch.nn.Module, cs: Any, idx: np.ndarray, batch_size: int = 64,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """Probabilities of the clips ``idx`` (sorted ascending) of a ClipSet or FrameSet, in eval mode."""
+    idx = np.asarray(idx)
+    if np.any(np.diff(idx) < 0):
+        raise ValueError("predict_indices needs ascending indices")
+    model.eval()
+    out = [model(p, k).float().cpu().numpy() for p, k, _ in _batches(cs, idx, batch_size, torch.device(device))]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def mine_negatives(idx: np.ndarray, labels: np.ndarray, fraction: float, pool: np.ndarray, p_pool: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Replace ``fraction`` of the label-0 draws in ``idx`` by clips of ``pool`` (label 0, scored ``p_pool``
+    by the model), drawn with probability proportional to their loss p^2 (uniform if all are 0)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"mine_fraction must be in [0, 1], got {fraction}")
+    out = np.array(idx, copy=True)
+    slots = np.flatnonzero(labels[out] <= 0)
+    k = int(round(fraction * len(slots)))
+    if k == 0 or len(pool) == 0:
+        return out
+    w = np.asarray(p_pool, np.float64) ** 2
+    w = w / w.sum() if w.sum() > 0 else None
+    out[rng.choice(slots, k, replace=False)] = rng.choice(pool, k, replace=True, p=w)
+    return out
+
+
 @flush_denormals()
 def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int | None = None,
                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -360,6 +395,8 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         raise ValueError(f"lr must be > 0, got {cfg.lr}")
     if cfg.pos_fraction is not None and not 0 < cfg.pos_fraction < 1:
         raise ValueError(f"pos_fraction must be in (0, 1) or None, got {cfg.pos_fraction}")
+    if not 0 <= cfg.mine_fraction <= 1 or cfg.mine_pool < 1:
+        raise ValueError(f"mine_fraction must be in [0, 1] and mine_pool >= 1, got {cfg.mine_fraction}, {cfg.mine_pool}")
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
     t_start = time.time()
@@ -446,9 +483,20 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         model.train()
         if partial is not None:
             idx, b0, losses = np.asarray(partial["idx"]), int(partial["batch"]), list(partial["losses"])
+            mined = dict(partial.get("mined", {}))
             partial = None
         else:
-            idx, b0, losses = _epoch(cfg, train, n_epoch, rng), 0, []
+            idx, b0, losses, mined = _epoch(cfg, train, n_epoch, rng), 0, [], {}
+            if cfg.mine_fraction > 0:
+                neg = np.flatnonzero(train.label <= 0)
+                pool = np.sort(rng.choice(neg, min(cfg.mine_pool, len(neg)), replace=False))
+                p_pool = predict_indices(model, train, pool, 64, dev)
+                idx = mine_negatives(idx, train.label, cfg.mine_fraction, pool, p_pool, rng)
+                mined = {"mine_pool_mean_p": float(p_pool.mean()), "mine_pool_p95": float(np.percentile(p_pool, 95)),
+                         "mine_pool_share_above_0.5": float((p_pool > 0.5).mean())}
+                log(f"epoch {epoch + 1}: mined {cfg.mine_fraction:.0%} of the label-0 draws from {len(pool)} scored "
+                    f"clips (mean p {mined['mine_pool_mean_p']:.3f}, p95 {mined['mine_pool_p95']:.3f})")
+                model.train()
         t0 = time.time()
         n_batches = math.ceil(len(idx) / cfg.batch_size)
         bar = tqdm(_batches(train, idx, cfg.batch_size, dev, b0), total=n_batches - b0,
@@ -475,13 +523,13 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
                 stopped = True
                 break
         if stopped:
-            save_last(epoch, {"idx": idx, "batch": b, "losses": losses})
+            save_last(epoch, {"idx": idx, "batch": b, "losses": losses, "mined": mined})
             log(f"stopped at epoch {epoch + 1} batch {b}/{n_batches} (step {step}); continue with --resume")
             break
         sched.step()
         rec: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_mse": float(np.mean(losses)),
                                "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
-                               "train_clips_per_s": round(clips_done / max(train_seconds, 1e-9), 2)}
+                               "train_clips_per_s": round(clips_done / max(train_seconds, 1e-9), 2), **mined}
         if len(val):
             rec.update(_val_metrics(predict(model, val, 64, dev), val))
         history.append(rec)
