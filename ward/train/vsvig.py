@@ -210,11 +210,8 @@ def _batches(cs: Any, idx: np.ndarray, bs: int, dev: torch.device, start: int = 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, cs: Any, batch_size: int = 64, device: torch.device | str = "cpu") -> np.ndarray:
-    """Probabilities of every clip of a ClipSet (eval mode)."""
-    model.eval()
-    dev = torch.device(device)
-    out = [model(p, k).float().cpu().numpy() for p, k, _ in _batches(cs, np.arange(len(cs)), batch_size, dev)]
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    """Probabilities of every clip of a ClipSet or FrameSet (eval mode)."""
+    return predict_indices(model, cs, np.arange(len(cs)), batch_size, device)
 
 
 def _val_metrics(pred: np.ndarray, cs: Any) -> dict[str, Any]:
