@@ -160,6 +160,26 @@ def test_hard_negative_frames_cover_behaviours_events_and_the_time_after():
     assert np.array_equal(hard, expect)
 
 
+def test_hard_kinds_narrow_the_hard_set_and_unknown_kinds_are_refused():
+    from ward.train.frames import check_hard_kinds, hard_negative_frames
+
+    meta = {"fps": 2.0, "behaviours": [{"kind": "turning_over", "start_s": 2.0, "duration_s": 1.0},
+                                       {"kind": "scratching", "start_s": 10.0, "duration_s": 1.0}],
+            "events": [{"kind": "camera_shake", "start_s": 20.0, "duration_s": 1.0}]}
+    t = np.arange(60) / 2.0
+    only = hard_negative_frames(meta, 60, after_s=3.0, kinds=("turning_over",))
+    assert np.array_equal(only, (t >= 2.0) & (t < 6.0))
+    shake = hard_negative_frames(meta, 60, after_s=3.0, kinds=("camera_shake", "sitting_up"))
+    assert np.array_equal(shake, (t >= 20.0) & (t < 24.0))
+    every = hard_negative_frames(meta, 60, after_s=3.0)
+    assert np.array_equal(every, only | shake | ((t >= 10.0) & (t < 14.0)))
+    with pytest.raises(ValueError, match="turning_ovr.*turning_over"):
+        check_hard_kinds(["turning_ovr"])
+    with pytest.raises(ValueError, match="compression"):  # not an event to learn: refused, named
+        check_hard_kinds(["compression"])
+    assert check_hard_kinds(None) is None and check_hard_kinds(["sitting_up"]) == ("sitting_up",)
+
+
 def test_hard_negative_weight_draws_hard_clips_more_often(small):
     from types import SimpleNamespace
 
@@ -220,6 +240,23 @@ def test_training_with_mining_resumes_to_the_same_weights(small, tmp_path):
     sa, sb = (torch.load(tmp_path / d / "last.ckpt", weights_only=False) for d in ("a", "b"))
     for key, v in sa["model"].items():
         assert torch.equal(v, sb["model"][key]), key
+
+
+def test_hard_kinds_reach_the_frame_set_and_a_bad_kind_stops_training_before_it_starts(small, tmp_path):
+    from ward.train.frames import FrameSet
+    from ward.train.vsvig import VSViGTrainConfig, train_vsvig
+
+    # the seizure-free patient (val split) turns over while a caregiver is at the bed
+    every = FrameSet(small, "val").hard
+    turning = FrameSet(small, "val", hard_kinds=("turning_over",)).hard
+    caregiver = FrameSet(small, "val", hard_kinds=("caregiver",)).hard
+    assert every.any() and np.array_equal(turning | caregiver, every)
+    assert not FrameSet(small, "val", hard_kinds=("sitting_up",)).hard.any()
+    cfg = VSViGTrainConfig(data=str(small), out=str(tmp_path / "x"), epochs=1, batch_size=4, clips_per_epoch=8,
+                           threads=1, precision="fp32", command="test", hard_negative_kinds=("tossing",))
+    with pytest.raises(ValueError, match="tossing"):
+        train_vsvig(cfg, progress=False, log=_quiet)
+    assert not (tmp_path / "x").exists()
 
 
 class _Sized:

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
               hard_negative_weight: float = typer.Option(
                   1.0, "--hard-negative-weight", help="ward.frames/1: sampling weight of label-0 clips in or up to "
                                                       "20 s after a behaviour or scene event (vs calm ones)"),
+              hard_kinds: Optional[str] = typer.Option(
+                  None, "--hard-kinds", help="comma-separated behaviours/scene events that make a label-0 clip "
+                                             "hard, e.g. turning_over,sitting_up (default: all)"),
               mine_fraction: float = typer.Option(
                   0.0, "--mine-fraction", help="share of label-0 draws chosen by the model's own loss (p^2) from "
                                                "--mine-pool clips scored before each epoch (0: off)"),
@@ -54,6 +57,8 @@ def register(app: typer.Typer) -> None:
                                max_val_clips=max_val_clips, augment=not no_augment, threads=threads,
                                init=str(init) if init else None, precision=precision,
                                preclinical_weight=preclinical_weight, hard_negative_weight=hard_negative_weight,
+                               hard_negative_kinds=tuple(k.strip() for k in hard_kinds.split(",") if k.strip())
+                               if hard_kinds is not None else None,
                                mine_fraction=mine_fraction, mine_pool=mine_pool,
                                max_minutes=max_minutes, variant=variant)
         if variant not in ("light", "base"):

@@ -185,6 +185,9 @@ class VSViGTrainConfig:
     hard_negative_weight: float = 1.0
     """ward.frames/1: sampling weight of label-0 clips in or just after a behaviour or scene event
     (``ward.train.frames``), relative to calm label-0 clips."""
+    hard_negative_kinds: tuple[str, ...] | None = None
+    """Which behaviours and scene events make a label-0 clip hard (None: every behaviour and
+    ``ward.train.frames.HARD_EVENTS``), e.g. ("turning_over", "sitting_up")."""
     max_minutes: float | None = None
     """Stop cleanly (last.ckpt mid-epoch) after this long; ``resume`` continues where it stopped."""
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -319,13 +322,14 @@ def describe_data(man: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def load_data(data: str | Path, split: str, max_clips: int | None = None, seed: int = 0) -> Any:
+def load_data(data: str | Path, split: str, max_clips: int | None = None, seed: int = 0,
+              hard_kinds: tuple[str, ...] | None = None) -> Any:
     """A split of either format: ward.frames/1 (memory-mapped FrameSet) or ward.clips/1 (ClipSet in RAM)."""
     man = read_manifest(data)
     if man["format"] == FRAMES_FORMAT:
         from ward.train.frames import FrameSet
 
-        return FrameSet(data, split, max_clips, seed)
+        return FrameSet(data, split, max_clips, seed, hard_kinds=hard_kinds)
     return load_split(data, split, max_clips, seed)
 
 
@@ -396,13 +400,16 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         raise ValueError(f"mine_fraction must be in [0, 1] and mine_pool >= 1, got {cfg.mine_fraction}, {cfg.mine_pool}")
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         raise ValueError(f"max_minutes must be > 0, got {cfg.max_minutes}")
+    from ward.train.frames import check_hard_kinds
+
+    check_hard_kinds(cfg.hard_negative_kinds)
     t_start = time.time()
     dev = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     man = read_manifest(cfg.data)
     man_hash = manifest_hash(cfg.data)
-    train = load_data(cfg.data, "train")
+    train = load_data(cfg.data, "train", hard_kinds=cfg.hard_negative_kinds)
     if len(train) == 0:
         raise ValueError(f"{cfg.data}: the train split has no clips")
     val = load_data(cfg.data, "val", cfg.max_val_clips, cfg.seed)
