@@ -71,6 +71,23 @@ def register(app: typer.Typer) -> None:
                    f"{res['train_clips_per_s']:.1f} training clips/s" + (" (stopped: --resume to continue)"
                                                                           if res["stopped"] else ""))
 
+    @tr.command("average")
+    def average(checkpoints: list[Path] = typer.Argument(..., help="ward VSViG checkpoints (best.pt) fine-tuned "
+                                                                    "from one starting point"),
+                out: Path = typer.Option(..., "--out", help="where to write the averaged checkpoint"),
+                weights: Optional[str] = typer.Option(None, "--weights", help="comma-separated weights "
+                                                                              "(default: uniform)"),
+                notes: str = typer.Option("", "--notes", help="free text kept in the checkpoint metadata")) -> None:
+        """Average the weights of VSViG checkpoints (a "model soup"): one model that behaves like their ensemble."""
+        from ward.train.average import average_checkpoints
+
+        try:
+            w = [float(x) for x in weights.split(",")] if weights else None
+            path = average_checkpoints(checkpoints, out, weights=w, notes=notes)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        typer.echo(f"wrote {path} (average of {len(checkpoints)} checkpoints)")
+
     @tr.command("pose")
     def pose(config: str = typer.Option("small", help="network configuration (small or official)"),
              sim_frames: int = typer.Option(2000, "--sim-frames", help="training frames drawn from the simulator"),
