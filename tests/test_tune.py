@@ -169,3 +169,35 @@ def test_operating_points_price_each_false_alarm_budget():
 def test_negative_caps_are_refused(cap):
     with pytest.raises(ValueError, match=">= 0"):
         tune_rule(validation_streams()[:1], max_false_alarms_per_24h=cap)
+
+
+def test_mix_streams_averages_p_clip_by_clip_and_refuses_streams_that_do_not_line_up(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def streams(path, p0, t0=(1.0, 2.0, 3.0), seed=800000):
+        np.savez(path, eval_seed=np.int64(seed), info="{}", **{"0/t_end": np.array(t0), "0/p": np.float32(p0),
+                                                               "0/target": np.zeros(3, np.float32),
+                                                               "0/meta": '{"seed": 1, "seizures": []}'})
+        return str(path)
+
+    a = streams(tmp_path / "a.npz", [0.1, 0.9, 0.5])
+    b = streams(tmp_path / "b.npz", [0.3, 0.1, 0.5])
+
+    def mix(*args):
+        return subprocess.run([sys.executable, str(root / "scripts" / "mix_streams.py"), *args],
+                              capture_output=True, text=True)
+
+    assert mix(a, b, "--out", str(tmp_path / "m.npz")).returncode == 0
+    m = np.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(m["0/p"], [0.2, 0.5, 0.5], rtol=1e-6)
+    assert np.array_equal(m["0/t_end"], [1.0, 2.0, 3.0]) and int(m["eval_seed"]) == 800000
+    assert mix(a, b, "--how", "min", "--out", str(tmp_path / "n.npz")).returncode == 0
+    np.testing.assert_allclose(np.load(tmp_path / "n.npz")["0/p"], [0.1, 0.1, 0.5], rtol=1e-6)
+    shifted = mix(a, streams(tmp_path / "c.npz", [0, 0, 0], t0=(1.0, 2.0, 4.0)), "--out", str(tmp_path / "x.npz"))
+    assert shifted.returncode != 0 and "clip times" in shifted.stderr
+    other = mix(a, streams(tmp_path / "d.npz", [0, 0, 0], seed=900000), "--out", str(tmp_path / "x.npz"))
+    assert other.returncode != 0 and "does not line up" in other.stderr and not (tmp_path / "x.npz").exists()
