@@ -33,7 +33,7 @@ NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinic
 EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",
                  "n_train_clips", "n_val_clips", "epoch", "metrics", "history", "train_seeds", "heldout_seeds",
                  "input_height", "notes", "selection", "data_info", "precision", "precision_choice",
-                 "train_clips_per_s", "train_wall_s", "device", "threads")
+                 "train_clips_per_s", "train_wall_s", "device", "threads", "averaged_from")
 """Checkpoint metadata copied to docs/results/model_<name>.json (not the partition orders or layouts)."""
 SUMS = dict(reversed(line.split()) for line in (ROOT / "models/SHA256SUMS").read_text().splitlines())
 
@@ -143,14 +143,36 @@ def vsvig_card(ev: tuple, val: tuple) -> None:
     """models/ward-vsvig-light.md from its checkpoint, its exported metadata and the eval JSON."""
     v = torch.load(ROOT / "models/ward-vsvig-light.pt", map_location="cpu", weights_only=True)
     m, mpath = export_metadata("ward-vsvig-light", v)
-    mt, tc = m["metrics"], m["train_config"]
+    mt, tc = m["metrics"], m.get("train_config") or {}
     nparam = sum(t.numel() for t in v["state_dict"].values() if t.dtype.is_floating_point)
-    lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
-    selection = (f"{m['selection']} (a note written by hand into the checkpoint metadata after training; the "
-                 "epoch-1 candidate was not kept, so its figures cannot be re-measured; the exported epoch's are "
-                 f"re-measured in the validation benchmark below and, for the default rule, in `{RESULTS}/"
-                 "eval_validation_default_rule.json`)"
-                 if m.get("selection") else f"the epoch with the lowest validation MSE ({mt['epoch']})")
+    soup = m.get("averaged_from") or []
+    if soup:  # a weight average (`ward train average`): each ingredient's chain, then the average
+        lineage = "\n\n".join(
+            f"    # ingredient {i + 1} of {len(soup)}, weight {g['weight']:.3g}, sha256 {g['sha256'][:12]}...:\n"
+            + "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in [*g.get("lineage", []), g.get("command") or "?"])
+            for i, g in enumerate(soup)) + "\n\n    # the average of the ingredients above:"
+        config = (f"Weight average of {len(soup)} checkpoints fine-tuned from one starting point "
+                  f"(`ward.train.average`; weights {', '.join(format(g['weight'], '.3g') for g in soup)}): no training run "
+                  "of its own; each ingredient's command is above, its validation metrics in `averaged_from`.")
+        selection = ("the average itself; its metrics below were measured on the average by `ward train average "
+                     "--data` (not inherited), and it was chosen over its ingredients on the 24 h validation curve "
+                     "(docs/detection.md, Training)")
+    else:
+        lineage = "\n".join(f"    {c.replace('.venv/bin/', '')}" for c in m.get("lineage", [])) or "    (none recorded)"
+        config = "Last stage's config: " + json.dumps({k: tc.get(k) for k in (
+            'epochs', 'batch_size', 'lr', 'weight_decay', 'step_size', 'gamma', 'clips_per_epoch', 'pos_fraction',
+            'max_val_clips', 'augment', 'seed')}) + "."
+        selection = (f"{m['selection']} (a note written by hand into the checkpoint metadata after training; the "
+                     "epoch-1 candidate was not kept, so its figures cannot be re-measured; the exported epoch's are "
+                     f"re-measured in the validation benchmark below and, for the default rule, in `{RESULTS}/"
+                     "eval_validation_default_rule.json`)"
+                     if m.get("selection") else f"the epoch with the lowest validation MSE ({mt.get('epoch')})")
+    budget = (f"- A small CPU training budget: the last stage's {len(m.get('history') or [])} epochs took "
+              f"{sum(h.get('seconds', 0) for h in m.get('history') or []) / 60:.0f} min\n"
+              f"  (`history` in `{mpath}`; the earlier stages' durations were not recorded); a GPU run of the official\n"
+              "  200 epochs on more scenarios should do better." if not soup else
+              "- A small CPU training budget: each ingredient was fine-tuned for 2-5 epochs of 30,000 clips on 2 CPU\n"
+              "  cores (20-40 min each); a GPU run of the official 200 epochs on more scenarios should do better.")
     (ROOT / "models/ward-vsvig-light.md").write_text(f"""# ward-vsvig-light
 
 VSViG-light (paper graph mode: max-relative inter/intra-part graph convolutions), {nparam / 1e6:.2f} M stored
@@ -176,7 +198,7 @@ history of `models/SHA256SUMS`), and data folders are made again from the comman
 {lineage}
     {m['command'].replace('.venv/bin/', '')}
 
-Last stage's config: {json.dumps({k: tc.get(k) for k in ('epochs', 'batch_size', 'lr', 'weight_decay', 'step_size', 'gamma', 'clips_per_epoch', 'pos_fraction', 'max_val_clips', 'augment', 'seed')})}.
+{config}
 Exported: {selection}.
 
 ## Metrics (measured)
@@ -188,9 +210,7 @@ Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (float(
 
 ## Limitations
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
-- A small CPU training budget: the last stage's {len(m.get('history') or [])} epochs took {sum(h.get('seconds', 0) for h in m.get('history') or []) / 60:.0f} min
-  (`history` in `{mpath}`; the earlier stages' durations were not recorded); a GPU run of the official
-  200 epochs on more scenarios should do better.
+{budget}
 {keypoint_limit(m)}
 """)
 

@@ -133,7 +133,7 @@ def test_false_alarm_causes_match_their_json() -> None:
 def test_validation_figures_match_their_json() -> None:
     val, doc = load("eval_validation.json"), "docs/detection.md"
     sens, fa, n_fa = doc_number(doc, r"On validation \(`docs/results/eval_validation.json`\): "
-                                r"(\d+) % sensitivity, ([\d.]+) false alarms/24 h \((\d+) in")
+                                r"([\d.]+) % sensitivity, ([\d.]+) false alarms/24 h \((\d+) in")
     check(f"{doc} validation sensitivity", sens, val["sensitivity"], 100)
     check(f"{doc} validation false alarms/24 h", fa, val["false_alarms_per_24h"])
     check(f"{doc} validation false alarms", n_fa, val["false_alarms"])

@@ -85,3 +85,18 @@ def test_cli_writes_the_soup_and_names_a_bad_weight_list(tmp_path: Path) -> None
     assert len(torch.load(tmp_path / "s.pt", weights_only=True)["metadata"]["averaged_from"]) == 2
     bad = CliRunner().invoke(app, ["train", "average", str(a), str(b), "--weights", "1", "--out", str(tmp_path / "t.pt")])
     assert bad.exit_code == 2 and "2 positive numbers" in bad.output and not (tmp_path / "t.pt").exists()
+
+
+def test_average_measured_on_a_dataset_records_its_own_metrics(tmp_path: Path) -> None:
+    from ward.dataset.generate import GenerateConfig, generate
+
+    data = tmp_path / "frames"
+    generate(GenerateConfig(out=str(data), patients=3, seed_start=1000, seizure_seconds=60, free_seconds=20,
+                            gt_fraction=1.0, threads=1, command="test"), log=lambda _m: None)
+    a, b = _ckpt(tmp_path / "a.pt", 1, metrics={"val_mse": 9.0}), _ckpt(tmp_path / "b.pt", 2)
+    md = torch.load(average_checkpoints([a, b], tmp_path / "soup.pt", data=data, command="avg"),
+                    weights_only=True)["metadata"]
+    m = md["metrics"]
+    assert m["val_clips"] == md["n_val_clips"] > 0 and 0 <= m["val_mse"] <= 1  # measured, not the 9.0 inherited
+    assert md["data"] == str(data) and len(md["data_manifest_sha256"]) == 64
+    assert md["data_info"]["format"] == "ward.frames/1" and md["averaged_from"][0]["metrics"] == {"val_mse": 9.0}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -26,12 +26,18 @@ def _sha256(path: Path) -> str:
 
 
 def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, weights: Sequence[float] | None = None,
-                        notes: str = "", command: str | None = None) -> Path:
+                        notes: str = "", command: str | None = None, data: str | Path | None = None,
+                        max_val_clips: int = 2000) -> Path:
     """Write the weighted mean of the ward VSViG checkpoints ``paths`` to ``out``; returns ``out``.
 
     Floating-point tensors are averaged (``weights`` normalised to sum 1; default uniform); integer
     buffers (BatchNorm's batch counters) are taken from the last checkpoint. Raises ValueError naming
     the first mismatch (format, variant, graph mode, partition orders, tensor names or shapes).
+
+    ``data``: a dataset folder whose val split (``max_val_clips`` clips, the subset ``ward train vsvig``
+    validates on) the average is scored on; its ``metrics`` are then measured, not inherited, and the
+    data's record (``data_info``, manifest hash) is that folder's. Without it the last ingredient's
+    data record is kept and no metrics are written.
     """
     from ward.vision.vsvig import CHECKPOINT_FORMAT, load_vsvig, save_vsvig_checkpoint
 
@@ -77,8 +83,24 @@ def average_checkpoints(paths: Sequence[str | Path], out: str | Path, *, weights
                     "lineage": list(c["metadata"].get("lineage") or []), "epoch": c["metadata"].get("epoch"),
                     "metrics": c["metadata"].get("metrics")}
                    for p, wi, c in zip(paths, w, ckpts)]
-    return save_vsvig_checkpoint(model, out, trained_on=ref_md.get("trained_on"), notes=notes,
+    last = ckpts[-1]["metadata"]
+    record: dict[str, Any] = {k: last.get(k) for k in ("data", "data_manifest_sha256", "data_info", "n_train_clips")
+                              if last.get(k) is not None}
+    if data is not None:
+        record.update(_measure(model, data, max_val_clips))
+    return save_vsvig_checkpoint(model, out, trained_on=last.get("trained_on"), notes=notes,
                                  command=command or " ".join(sys.argv), averaged_from=ingredients,
-                                 lineage=[str(i["command"]) for i in ingredients if i["command"]],
-                                 data=ref_md.get("data"), data_manifest_sha256=ref_md.get("data_manifest_sha256"))
+                                 lineage=[str(i["command"]) for i in ingredients if i["command"]], **record)
+
+
+def _measure(model: torch.nn.Module, data: str | Path, max_val_clips: int) -> dict[str, Any]:
+    """The validation figures ``ward train vsvig`` records per epoch, for ``model`` on ``data``'s val split."""
+    from ward.train.vsvig import _val_metrics, describe_data, load_data, manifest_hash, predict, read_manifest
+
+    val = load_data(data, "val", max_val_clips, 0)
+    if len(val) == 0:
+        raise ValueError(f"{data}: the val split has no clips to measure the average on")
+    metrics = _val_metrics(predict(model.eval(), val), val)
+    return {"metrics": metrics, "data": str(data), "data_manifest_sha256": manifest_hash(data),
+            "data_info": describe_data(read_manifest(data)), "n_val_clips": len(val)}
 

@@ -77,13 +77,18 @@ def register(app: typer.Typer) -> None:
                 out: Path = typer.Option(..., "--out", help="where to write the averaged checkpoint"),
                 weights: Optional[str] = typer.Option(None, "--weights", help="comma-separated weights "
                                                                               "(default: uniform)"),
-                notes: str = typer.Option("", "--notes", help="free text kept in the checkpoint metadata")) -> None:
+                notes: str = typer.Option("", "--notes", help="free text kept in the checkpoint metadata"),
+                data: Optional[Path] = typer.Option(None, "--data", help="dataset whose val split the average is "
+                                                                         "scored on (its metrics, as ward train "
+                                                                         "vsvig records them)"),
+                max_val_clips: int = typer.Option(2000, "--max-val-clips")) -> None:
         """Average the weights of VSViG checkpoints (a "model soup"): one model that behaves like their ensemble."""
         from ward.train.average import average_checkpoints
 
         try:
             w = [float(x) for x in weights.split(",")] if weights else None
-            path = average_checkpoints(checkpoints, out, weights=w, notes=notes)
+            path = average_checkpoints(checkpoints, out, weights=w, notes=notes, data=data,
+                                       max_val_clips=max_val_clips)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         typer.echo(f"wrote {path} (average of {len(checkpoints)} checkpoints)")
