@@ -20,9 +20,9 @@ with its verdict, user and an audit row.
 
 Honest scope. This tests the path with the real weights, not clinical sensitivity. The offline figures
 below were measured with the VSViG weights and rule shipped before 2026-12-01 (p_floor 0.8, threshold
-0.95) and were not re-measured with the current ones (trained on pose-model clips; p_floor 0.6,
-threshold 0.55), with which this test passed on an idle machine; the bounds asserted are wide enough
-for either:
+0.95) and were not re-measured with the later ones (trained on pose-model clips; since session 11 a
+weight average with p_floor 0.4, threshold 0.85, min_duration 0 s), with which this test passed too;
+the bounds asserted are wide enough for each:
 
 - Seed and onset are chosen. Offline, through the ward's own BedPipeline + VSViG + rule
   (simulator keypoints, every frame), seed 8 alarms 13-15 s after EEG onset (at 20 s or 25 s) in
