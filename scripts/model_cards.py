@@ -202,7 +202,7 @@ history of `models/SHA256SUMS`), and data folders are made again from the comman
 Exported: {selection}.
 
 ## Metrics (measured)
-Validation at the exported epoch (`{mpath}`, `metrics`): {json.dumps({k: (float(f'{x:.4g}') if isinstance(x, float) else x) for k, x in mt.items()})}
+Validation {'of the average, measured on it' if soup else 'at the exported epoch'} (`{mpath}`, `metrics`): {json.dumps({k: (float(f'{x:.4g}') if isinstance(x, float) else x) for k, x in mt.items()})}
 
 {bench_section(val, "Validation benchmark (seeds 800000+, the seeds the decision rule was chosen on)")}
 
