@@ -44,6 +44,7 @@ class CameraReport:
     reconnects: int = 0
     inflight: int = 0                # pose requests in flight
     vsvig_inflight: int = 0          # VSViG requests in flight
+    push_inflight: int = 0           # scored clips on their way to the Coordinator
     keypoints_source: str | None = None  # pose / simulator
     frames_sampled: int = 0
     frames_dropped_inflight: int = 0
@@ -53,6 +54,7 @@ class CameraReport:
     clips_scored: int = 0
     clips_dropped: int = 0
     clips_failed: int = 0
+    clips_pushed: int = 0            # scored clips the Coordinator acknowledged
     push_errors: int = 0
 
     def with_reason(self, reason: str) -> "CameraReport":

@@ -67,9 +67,10 @@ class CameraBed:
         self.wall_offset = 0.0                    # wall - reader clock, for clip times
         self.inflight = 0
         self.vsvig_inflight = 0
+        self.push_inflight = 0
         self.counters = {"frames_sampled": 0, "frames_dropped_inflight": 0, "pose_done": 0, "pose_errors": 0,
                          "clips_emitted": 0, "clips_scored": 0, "clips_dropped": 0, "clips_failed": 0,
-                         "push_errors": 0}
+                         "clips_pushed": 0, "push_errors": 0}
         self._pose_times: deque[float] = deque(maxlen=256)
 
     @property
@@ -101,6 +102,9 @@ class CameraBed:
         posed = self.pipeline.push(img[None], [frame.t], people=[people])
         self.reader.set_patient_found(bool(posed.found[0]))
         self.counters["clips_emitted"] += len(posed.clips)
+        # one frame completes at most one clip at a stride of >= 1 frame; were there more, only the
+        # newest is scored and the others are counted as dropped, never lost silently
+        self.counters["clips_dropped"] += max(0, len(posed.clips) - 1)
         return posed.clips[-1] if posed.clips else None
 
     def clip_request(self, clip: Clip) -> tuple[np.ndarray, np.ndarray, Callable[[float], ClipScore]]:
@@ -128,7 +132,8 @@ class CameraBed:
         return CameraReport(state=state, reason=reason, since_wall=since_wall, fps_measured=st.fps_measured,
                             fps_sampled=fps, frames_in=st.frames_in, frames_dropped=st.frames_dropped,
                             frames_corrupt=st.frames_corrupt, reconnects=st.reconnects, inflight=self.inflight,
-                            vsvig_inflight=self.vsvig_inflight, keypoints_source=self.bed.keypoints,
+                            vsvig_inflight=self.vsvig_inflight, push_inflight=self.push_inflight,
+                            keypoints_source=self.bed.keypoints,
                             **self.counters)
 
 
@@ -223,12 +228,18 @@ class _Loop:
             return
         finally:
             p.vsvig_inflight -= 1
+        # scored -> in flight -> pushed or push_errors, with no await between the steps of each
+        # transition, so one status() snapshot always balances (tests/test_serve_cluster.py)
+        p.push_inflight += 1
         try:
             await asyncio.wait_for(self._handle("Coordinator").push.remote(clip_score(prob)),
                                    CALL_TIMEOUT_S)
+            p.counters["clips_pushed"] += 1
         except Exception as exc:  # noqa: BLE001
             p.counters["push_errors"] += 1
             log.warning("bed %s: coordinator push failed: %s", p.bed.bed_id, type(exc).__name__)
+        finally:
+            p.push_inflight -= 1
 
     async def _report(self) -> None:
         while not self.stop.is_set():

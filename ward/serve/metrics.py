@@ -19,6 +19,8 @@ _BED_COUNTERS = (
     ("clips_scored", "ward_clips_scored_total", "clips scored by VSViG"),
     ("clips_dropped", "ward_clips_dropped_total", "clips dropped because VSViG was saturated"),
     ("clips_failed", "ward_clips_failed_total", "VSViG requests that failed"),
+    ("clips_pushed", "ward_clips_pushed_total", "scored clips the Coordinator acknowledged"),
+    ("push_errors", "ward_push_errors_total", "scored clips that could not be handed to the Coordinator"),
     ("samples_stored", "ward_samples_stored_total", "probabilities written to the database"),
     ("reconnects", "ward_camera_reconnects_total", "camera reconnects"),
 )
@@ -27,6 +29,7 @@ _BED_GAUGES = (
     ("fps_sampled", "ward_pose_fps", "posed frames per second (effective model rate)"),
     ("inflight", "ward_queue_depth_pose", "pose requests in flight for the bed"),
     ("vsvig_inflight", "ward_queue_depth_vsvig", "VSViG requests in flight for the bed"),
+    ("push_inflight", "ward_queue_depth_push", "scored clips on their way to the Coordinator"),
     ("probability", "ward_probability", "latest seizure probability"),
     ("accumulator", "ward_accumulator", "decision-rule accumulator"),
 )
