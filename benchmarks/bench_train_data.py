@@ -28,7 +28,8 @@ import torch  # noqa: E402
 from benchmarks._util import add_json_option, report  # noqa: E402
 from ward.dataset.generate import GenerateConfig, generate, plan_scenarios  # noqa: E402
 from ward.train.frames import FrameSet  # noqa: E402
-from ward.train.vsvig import augment, native_bf16  # noqa: E402
+from ward.train.vsvig import augment  # noqa: E402
+from ward.vision.engines import cpu_native_bf16  # noqa: E402
 from ward.vision.partition_order import generate_partition_orders  # noqa: E402
 from ward.vision.vsvig import build_vsvig  # noqa: E402
 
@@ -115,7 +116,7 @@ def main() -> None:
         "train_hours_per_epoch_of_train_clips": round(train_clips / best / 3600, 2),
         "train_precision_faster": "bf16" if max(rates["bf16"]) > max(rates["fp32"]) else "fp32",
     }
-    report("bench_train_data", rows, {"generation": gen, "projection": projection, "native_bf16": native_bf16(),
+    report("bench_train_data", rows, {"generation": gen, "projection": projection, "native_bf16": cpu_native_bf16(),
                                       "threads": args.threads, "patients": args.patients}, args.json)
     print(projection)
     if args.out is None:

@@ -314,7 +314,7 @@ def test_contact_sheet_draws_every_seizure_type_and_kind_present(small, tmp_path
 
 
 def test_precision_choice_is_explicit_or_measured():
-    from ward.train.vsvig import choose_precision
+    from ward.train.precision import choose_precision
 
     dev = torch.device("cpu")
     assert choose_precision("fp32", None, (), dev)[0] == "fp32"  # type: ignore[arg-type]

@@ -57,7 +57,9 @@ def test_tiny_pose_training_writes_a_loadable_checkpoint(tmp_path):
     model = load_openpose(res["best"])
     meta = model.checkpoint_metadata
     assert meta["trained_on"].startswith("simulated data") and meta["input_height"] == 64
-    assert set(meta["metrics"]) >= {"pck@0.1", "mean_error_px", "detection_rate"}
+    assert set(meta["metrics"]) >= {"pck@0.1", "mean_error_px", "detection_rate",
+                                    "seizure_pck@0.1", "seizure_mean_error_px", "seizure_detection_rate"}
+    assert meta["precision"] == "fp32" and meta["lineage"] == []
     assert res["history"][-1]["step"] == 2
     x = torch.zeros(1, 3, 64, 120)
     heat, paf = model(x)
@@ -75,3 +77,39 @@ def test_pose_accuracy_counts_hits_misses_and_detection_rate():
     assert m["detection_rate"] == 1.0
     none = pose_accuracy(lambda f: [[] for _ in f], np.zeros((2, 8, 8, 3), np.uint8), [[gt]] * 2)
     assert none["pck@0.1"] == 0.0 and none["detection_rate"] == 0.0
+
+
+def test_pose_fine_tune_in_bf16_resumes_in_the_same_precision_and_keeps_the_lineage(tmp_path):
+    first = PoseTrainConfig(sim_frames=4, steps=2, batch_size=2, height=64, frame_size=(128, 72), eval_frames=2,
+                            out=str(tmp_path / "a"), device="cpu", threads=2, command="first run")
+    base = train_pose(first, progress=False, log=lambda s: None)["best"]
+    cfg = PoseTrainConfig(sim_frames=4, steps=2, batch_size=2, height=64, frame_size=(128, 72), eval_frames=2,
+                          init=str(base), seizure_share=0.5, precision="bf16", out=str(tmp_path / "b"),
+                          device="cpu", threads=2, command="fine-tune", max_minutes=0.0)
+    train_pose(cfg, progress=False, log=lambda s: None)  # the time budget stops it before any step
+    logs: list[str] = []
+    res = train_pose(PoseTrainConfig(**{**cfg.__dict__, "precision": "fp32", "max_minutes": None}), resume=True,
+                     progress=False, log=logs.append)
+    meta = load_openpose(res["best"]).checkpoint_metadata
+    assert meta["precision"] == "bf16", "a resumed run keeps the precision it started with"
+    assert any("precision: bf16" in m for m in logs)
+    assert meta["lineage"] == ["first run"] and meta["train_config"]["seizure_share"] == 0.5
+
+
+def test_sim_frames_draws_the_asked_share_inside_seizures():
+    from ward.sim.frames import pick_frames, sim_frames
+
+    for share, inside in ((1.0, 20), (0.5, 10), (0.25, 5)):
+        idx = pick_frames(1800, 20, np.random.default_rng(int(100 * share)), (600, 900), share)
+        assert len(np.unique(idx)) == 20 and np.all(np.diff(idx) > 0)
+        assert int(((idx >= 600) & (idx < 900)).sum()) >= inside
+    few = pick_frames(1800, 20, np.random.default_rng(1), (600, 605), 1.0)  # a seizure shorter than the ask
+    assert len(np.unique(few)) == 20 and int(((few >= 600) & (few < 605)).sum()) == 5
+    assert np.array_equal(pick_frames(1800, 20, np.random.default_rng(3)),
+                          np.sort(np.random.default_rng(3).choice(1800, 20, replace=False)))
+
+    before, _ = sim_frames(6, 3000, (128, 72), per_scenario=6)
+    again, _ = sim_frames(6, 3000, (128, 72), per_scenario=6, seizure_share=0.0)
+    assert np.array_equal(before, again), "share 0 draws the frames the shipped pose model was trained on"
+    with pytest.raises(ValueError, match="seizure_share"):
+        sim_frames(2, 3000, (128, 72), seizure_share=1.5)

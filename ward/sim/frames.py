@@ -13,10 +13,31 @@ from ward.sim.render import SimCamera
 from ward.sim.scenario import random_scenario
 
 
+def pick_frames(n_frames: int, m: int, rng: np.random.Generator, ictal: tuple[int, int] = (0, 0),
+                share: float = 0.0) -> np.ndarray:
+    """``m`` distinct sorted frame indices of ``n_frames``: ``round(share * m)`` of them (at most all)
+    inside ``ictal`` = [first, end) frame of the seizure, the rest anywhere else. ``share`` 0 draws
+    exactly as ``rng.choice(n_frames, m)`` (the frames earlier models were trained on)."""
+    if share <= 0:
+        return np.sort(rng.choice(n_frames, m, replace=False))
+    lo, hi = ictal
+    k = min(int(round(share * m)), hi - lo)
+    inside = lo + rng.choice(hi - lo, k, replace=False)
+    rest = np.setdiff1d(np.arange(n_frames), inside)
+    return np.sort(np.concatenate([inside, rng.choice(rest, m - k, replace=False)]))
+
+
 def sim_frames(n: int, seed_base: int, frame_size: tuple[int, int], seed: int = 0,
-               per_scenario: int = 50) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+               per_scenario: int = 50, seizure_share: float = 0.0) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     """n rendered frames (N, H, W, 3) uint8 with their people ((18, 3) frame px, patient first) from
-    random scenarios with seeds seed_base + 100 * seed + k (frames spread over each scenario)."""
+    random scenarios with seeds seed_base + 100 * seed + k (frames spread over each scenario).
+
+    ``seizure_share``: the share of each scenario's frames drawn between its seizure's EEG onset and
+    end (the ictal postures: flexed, raised, jerking limbs), the rest from the whole scenario as
+    before. A scenario spends ~20 % of its 300 s in its seizure, so 0 (the default, which draws the
+    frames the shipped pose model was trained on) leaves the ictal postures rare."""
+    if not 0.0 <= seizure_share <= 1.0:
+        raise ValueError(f"seizure_share must be within [0, 1], got {seizure_share}")
     w, h = frame_size
     frames, people = [], []
     rng = np.random.default_rng([seed_base, seed])
@@ -24,7 +45,9 @@ def sim_frames(n: int, seed_base: int, frame_size: tuple[int, int], seed: int = 
     while len(frames) < n:
         sc = random_scenario(seed_base + 100 * seed + k, 300.0, n_seizures=1, fps=6, width=w, height=h)
         cam = SimCamera(sc)
-        idx = np.sort(rng.choice(cam.n_frames, min(per_scenario, n - len(frames)), replace=False))
+        sz = sc.seizures[0]
+        ictal = (int(sz.eeg_onset_s * cam.fps), min(cam.n_frames, int(np.ceil(sz.end_s * cam.fps))))
+        idx = pick_frames(cam.n_frames, min(per_scenario, n - len(frames)), rng, ictal, seizure_share)
         for i in idx:
             img, kp, info = cam.frame(int(i))
             frames.append(img)

@@ -28,6 +28,7 @@ import torch
 
 from ward.core.numerics import flush_denormals
 from ward.sim.frames import sim_frames
+from ward.train.precision import choose_precision
 from ward.vision.patient import match_patient
 from ward.vision.pose_decode import LIMB_JOINTS, LIMB_PAFS
 
@@ -51,6 +52,10 @@ class PoseTrainConfig:
     device: str = "auto"
     seed: int = 0
     eval_frames: int = 60
+    seizure_share: float = 0.0
+    """Share of the training frames drawn inside seizures (``ward.sim.frames.sim_frames``)."""
+    precision: str = "fp32"
+    """fp32, bf16 (autocast on the forward pass) or auto (measured: ``ward.train.precision``)."""
     refinement_stages: int = 1
     threads: int | None = None
     max_minutes: float | None = None
@@ -146,7 +151,7 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
     """Train; writes OUT/last.ckpt (resumable) and OUT/best.pt (save_openpose_checkpoint + metadata)."""
     from tqdm import tqdm
 
-    from ward.train.vsvig import resolve_device
+    from ward.train.vsvig import init_lineage, resolve_device
     from ward.vision.openpose import (
         build_openpose,
         load_openpose,
@@ -171,6 +176,7 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
     step, history = 0, []
     last = out / "last.ckpt"
+    st: dict[str, Any] = {}
     if resume and last.is_file():
         st = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
@@ -179,27 +185,52 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
         step, history = st["step"], st["history"]
         log(f"resumed from {last} at step {step}")
 
-    log(f"rendering {cfg.sim_frames} training frames (scenario seeds {TRAIN_SEED_BASE + 100 * cfg.seed}+)")
-    frames, people = sim_frames(cfg.sim_frames, TRAIN_SEED_BASE, cfg.frame_size, cfg.seed)
+    log(f"rendering {cfg.sim_frames} training frames (scenario seeds {TRAIN_SEED_BASE + 100 * cfg.seed}+, "
+        f"{cfg.seizure_share:.0%} inside seizures)")
+    frames, people = sim_frames(cfg.sim_frames, TRAIN_SEED_BASE, cfg.frame_size, cfg.seed,
+                                seizure_share=cfg.seizure_share)
     x_all, scale, pad = preprocess(frames, cfg.height)
     gh, gw = x_all.shape[2] // 8, x_all.shape[3] // 8
     tgt = [make_targets(_to_input(p, scale, pad), (gh, gw), cfg.sigma, cfg.paf_width) for p in people]
     heat_all = torch.from_numpy(np.stack([t[0] for t in tgt]))
     paf_all = torch.from_numpy(np.stack([t[1] for t in tgt]))
     rng = np.random.default_rng(cfg.seed + 1)
-    t0 = time.time()
+
+    def stages_loss(x: torch.Tensor, h: torch.Tensor, p: torch.Tensor, bf16: bool) -> torch.Tensor:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            outs = model.forward_stages(x)
+        return sum(torch.mean((sh.float() - h) ** 2) + torch.mean((sp.float() - p) ** 2) for sh, sp in outs)
+
+    if resume and last.is_file() and st.get("precision"):
+        precision, why = st["precision"], {**st.get("precision_choice", {}), "resumed": True}
+    else:
+        j0 = np.arange(cfg.batch_size)
+        probe = x_all[j0].to(dev), heat_all[j0].to(dev), paf_all[j0].to(dev)
+        precision, why = choose_precision(cfg.precision, model, lambda bf: stages_loss(*probe, bf), dev,
+                                          what=f"step of {cfg.batch_size} frames")
+    log(f"precision: {precision} ({why['reason']})")
+    bf16 = precision == "bf16"
+    t0 = time.time() - (history[-1]["seconds"] if history else 0.0)  # seconds in history add up over resumes
     losses: list[float] = []
+    t_start = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="pose", disable=not progress)
+
+    def save_last() -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "history": history, "config": asdict(cfg), "precision": precision,
+                    "precision_choice": why}, last)
+
     while step < cfg.steps:
-        if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}; stopping early")
+        if cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}; stopping early (--resume goes on)")
+            save_last()
             break
         j = rng.choice(len(frames), cfg.batch_size, replace=False)
         x = x_all[j].to(dev)
         if rng.random() < 0.5:  # brightness jitter in the normalised space
             x = x * float(rng.uniform(0.8, 1.2))
         h, p = heat_all[j].to(dev), paf_all[j].to(dev)
-        loss = sum(torch.mean((sh - h) ** 2) + torch.mean((sp - p) ** 2) for sh, sp in model.forward_stages(x))
+        loss = stages_loss(x, h, p, bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         opt.step()
@@ -210,19 +241,23 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}")
         if step % 25 == 0 or step == cfg.steps:
             history.append({"step": step, "loss": float(np.mean(losses[-100:])), "seconds": round(time.time() - t0, 1)})
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "step": step, "history": history, "config": asdict(cfg)}, last)
+            save_last()
     bar.close()
     model.eval()
     log(f"measuring keypoint accuracy on {cfg.eval_frames} held-out frames (seeds {HELDOUT_SEED_BASE}+)")
     ef, ep = sim_frames(cfg.eval_frames, HELDOUT_SEED_BASE, cfg.frame_size, cfg.seed, per_scenario=10)
-    metrics = pose_accuracy(PoseEstimator(model, height=cfg.height), ef, ep)
+    est = PoseEstimator(model, height=cfg.height)
+    metrics = pose_accuracy(est, ef, ep)
+    # the same held-out scenarios, frames inside their seizures only: the postures serving needs most
+    sf, sp = sim_frames(cfg.eval_frames, HELDOUT_SEED_BASE, cfg.frame_size, cfg.seed, per_scenario=10, seizure_share=1.0)
+    metrics.update({f"seizure_{k}": v for k, v in pose_accuracy(est, sf, sp).items()})
     log(json.dumps(metrics))
     best = out / "best.pt"
     save_openpose_checkpoint(model.cpu(), best, trained_on=TRAINED_ON, command=cfg.command,
                              train_config={k: v for k, v in asdict(cfg).items() if k != "command"},
                              train_seeds=f"{TRAIN_SEED_BASE + 100 * cfg.seed}+", heldout_seeds=f"{HELDOUT_SEED_BASE}+",
-                             input_height=cfg.height, metrics=metrics, history=history,
+                             input_height=cfg.height, metrics=metrics, history=history, precision=precision,
+                             precision_choice=why, lineage=init_lineage(cfg.init),
                              created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "history": history}, indent=2))
     return {"best": best, "last": last, "metrics": metrics, "history": history}

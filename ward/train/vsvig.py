@@ -34,6 +34,7 @@ import torch
 
 from ward.core.keypoints import VSVIG_15
 from ward.core.numerics import flush_denormals
+from ward.train.precision import choose_precision
 
 TRAINED_ON = "simulated data (ward.sim), not for clinical use"
 CLIP_FORMAT = "ward.clips/1"
@@ -245,63 +246,12 @@ def _val_metrics(pred: np.ndarray, cs: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- training
 
-def _lineage(init: str | None) -> list[str]:
+def init_lineage(init: str | None) -> list[str]:
     """Commands that produced the --init weights, oldest first, so a model card can reproduce the chain."""
     if not init:
         return []
     md = torch.load(init, map_location="cpu", weights_only=True).get("metadata") or {}
     return [*md.get("lineage", []), str(md.get("command", f"(weights {init}, command not recorded)"))]
-
-
-def native_bf16() -> bool:
-    """The CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast can be faster than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def _step_seconds(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], bf16: bool, reps: int = 2) -> float:
-    """Seconds of one forward+backward on ``batch`` (weights unchanged: no optimiser step)."""
-    p, k, y = batch
-    dev_type = p.device.type
-    best = float("inf")
-    for _ in range(reps + 1):  # the first run warms up
-        t0 = time.perf_counter()
-        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(p, k)
-        loss = torch.mean((out.float() - y) ** 2)
-        loss.backward()
-        best = min(best, time.perf_counter() - t0)
-    model.zero_grad(set_to_none=True)
-    return best
-
-
-def choose_precision(requested: str, model: torch.nn.Module, batch: tuple[torch.Tensor, ...],
-                     dev: torch.device) -> tuple[str, dict[str, Any]]:
-    """fp32 or bf16 for training, and why (the measured step times when measured)."""
-    if requested not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {requested!r}")
-    if requested != "auto":
-        return requested, {"reason": "requested"}
-    if dev.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        return ("bf16" if ok else "fp32"), {"reason": "CUDA " + ("supports" if ok else "lacks") + " bf16"}
-    if not native_bf16():
-        return "fp32", {"reason": "CPU without native bf16 (avx512_bf16/amx_bf16)"}
-    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.train()  # timed as trained; the BN statistics the probe updates are put back after it
-    for bf in (False, True, False, True):  # warm-up: first calls of either are slow (kernels, allocations)
-        _step_seconds(model, batch, bf, reps=0)
-    t32 = t16 = float("inf")
-    for _ in range(2):  # alternated, the best of each
-        t32 = min(t32, _step_seconds(model, batch, False, reps=1))
-        t16 = min(t16, _step_seconds(model, batch, True, reps=1))
-    model.load_state_dict(saved)
-    pick = "bf16" if t16 < 0.9 * t32 else "fp32"
-    return pick, {"reason": f"measured: fp32 {t32:.3f} s, bf16 {t16:.3f} s per step of {len(batch[2])} clips",
-                  "fp32_step_s": t32, "bf16_step_s": t16}
 
 
 def describe_data(man: dict[str, Any]) -> dict[str, Any]:
@@ -461,15 +411,21 @@ def train_vsvig(cfg: VSViGTrainConfig, *, resume: bool = False, max_steps: int |
         why = {**st.get("precision_choice", {}), "resumed": True}
         why.setdefault("reason", "the resumed run's precision")
     else:
-        probe = next(_batches(train, np.arange(min(len(train), cfg.batch_size)), cfg.batch_size, dev))
-        precision, why = choose_precision(cfg.precision, model, probe, dev)
+        pp, pk, py = next(_batches(train, np.arange(min(len(train), cfg.batch_size)), cfg.batch_size, dev))
+
+        def probe_loss(bf: bool) -> torch.Tensor:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf):
+                out = model(pp, pk)
+            return torch.mean((out.float() - py) ** 2)
+
+        precision, why = choose_precision(cfg.precision, model, probe_loss, dev, what=f"step of {len(py)} clips")
     log(f"precision: {precision} ({why['reason']})")
     bf16 = precision == "bf16"
     n_epoch = cfg.clips_per_epoch or len(train)
     data_info = describe_data(man)
     meta = {"trained_on": TRAINED_ON, "data_manifest_sha256": man_hash, "data": str(cfg.data),
             "command": cfg.command, "train_config": {k: v for k, v in asdict(cfg).items() if k != "command"},
-            "n_train_clips": len(train), "n_val_clips": len(val), "lineage": _lineage(cfg.init),
+            "n_train_clips": len(train), "n_val_clips": len(val), "lineage": init_lineage(cfg.init),
             "data_info": data_info, "precision": precision, "precision_choice": why, "device": str(dev),
             "threads": torch.get_num_threads()}
 
