@@ -58,7 +58,8 @@ def test_tiny_pose_training_writes_a_loadable_checkpoint(tmp_path):
     meta = model.checkpoint_metadata
     assert meta["trained_on"].startswith("simulated data") and meta["input_height"] == 64
     assert set(meta["metrics"]) >= {"pck@0.1", "mean_error_px", "detection_rate",
-                                    "seizure_pck@0.1", "seizure_mean_error_px", "seizure_detection_rate"}
+                                    "seizure_pck@0.1", "seizure_mean_error_px", "seizure_detection_rate",
+                                    "uncovered_pck@0.1", "uncovered_mean_error_px", "uncovered_detection_rate"}
     assert meta["precision"] == "fp32" and meta["lineage"] == []
     assert res["history"][-1]["step"] == 2
     x = torch.zeros(1, 3, 64, 120)
@@ -113,3 +114,8 @@ def test_sim_frames_draws_the_asked_share_inside_seizures():
     assert np.array_equal(before, again), "share 0 draws the frames the shipped pose model was trained on"
     with pytest.raises(ValueError, match="seizure_share"):
         sim_frames(2, 3000, (128, 72), seizure_share=1.5)
+    _, covered = sim_frames(6, 3000, (128, 72), per_scenario=3)
+    _, bare = sim_frames(6, 3000, (128, 72), per_scenario=3, uncovered_share=1.0)
+    legs = [8, 9, 11, 12]  # hips and knees (OpenPose-18)
+    assert not any(p[0][legs, 2].any() for p in covered), "the default draw covers the legs"
+    assert sum(bool(p[0][legs, 2].any()) for p in bare) >= 4, "uncovered scenarios show hips or knees"

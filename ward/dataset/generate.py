@@ -51,6 +51,7 @@ from ward.pipeline import BedPipeline
 from ward.sim.behaviours import BEHAVIOURS, SCENE_EVENTS
 from ward.sim.labels import LABEL_FORMULA
 from ward.sim.pose_noise import PoseNoise, noisy_keypoints
+from ward.sim.scenario import legs_uncovered, with_legs_uncovered
 from ward.sim.seizures import PHASES, SEIZURE_TYPES
 
 FRAMES_FORMAT = "ward.frames/1"
@@ -126,7 +127,7 @@ def plan_scenarios(cfg: GenerateConfig) -> list[PlannedScenario]:
     for i in range(cfg.patients):
         seed = cfg.seed_start + i
         gt = bool(np.random.default_rng([seed, 61]).random() < cfg.gt_fraction)
-        unc = bool(np.random.default_rng([seed, 64]).random() < cfg.uncovered_share)
+        unc = legs_uncovered(seed, cfg.uncovered_share)
         # seizure and seizure-free patients interleaved, so any prefix or shard keeps the mix
         is_seiz = (i * n_seiz) // cfg.patients != ((i + 1) * n_seiz) // cfg.patients
         if is_seiz:
@@ -143,13 +144,7 @@ def plan_scenarios(cfg: GenerateConfig) -> list[PlannedScenario]:
 def make_scenario(p: PlannedScenario, cfg: GenerateConfig) -> Any:
     """The simulator scenario of one planned patient (blanket folded at the foot end when ``p.uncovered``)."""
     sc = _make_scenario(p, cfg)
-    if not p.uncovered:
-        return sc
-    from ward.sim.scenario import Scenario
-
-    data = sc.model_dump()
-    data["appearance"]["blanket_top"] = round(float(np.random.default_rng([p.seed, 65]).uniform(1.9, 2.05)), 3)
-    return Scenario.model_validate(data)
+    return with_legs_uncovered(sc, p.seed) if p.uncovered else sc
 
 
 def _make_scenario(p: PlannedScenario, cfg: GenerateConfig) -> Any:

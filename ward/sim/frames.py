@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ward.sim.render import SimCamera
-from ward.sim.scenario import random_scenario
+from ward.sim.scenario import legs_uncovered, random_scenario, with_legs_uncovered
 
 
 def pick_frames(n_frames: int, m: int, rng: np.random.Generator, ictal: tuple[int, int] = (0, 0),
@@ -28,22 +28,30 @@ def pick_frames(n_frames: int, m: int, rng: np.random.Generator, ictal: tuple[in
 
 
 def sim_frames(n: int, seed_base: int, frame_size: tuple[int, int], seed: int = 0,
-               per_scenario: int = 50, seizure_share: float = 0.0) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+               per_scenario: int = 50, seizure_share: float = 0.0,
+               uncovered_share: float = 0.0) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     """n rendered frames (N, H, W, 3) uint8 with their people ((18, 3) frame px, patient first) from
     random scenarios with seeds seed_base + 100 * seed + k (frames spread over each scenario).
 
     ``seizure_share``: the share of each scenario's frames drawn between its seizure's EEG onset and
     end (the ictal postures: flexed, raised, jerking limbs), the rest from the whole scenario as
     before. A scenario spends ~20 % of its 300 s in its seizure, so 0 (the default, which draws the
-    frames the shipped pose model was trained on) leaves the ictal postures rare."""
-    if not 0.0 <= seizure_share <= 1.0:
-        raise ValueError(f"seizure_share must be within [0, 1], got {seizure_share}")
+    frames the shipped pose model was trained on) leaves the ictal postures rare.
+
+    ``uncovered_share``: the share of scenarios drawn with the blanket folded at the foot end (legs
+    in view), as ``ward dataset generate --uncovered-share`` draws them."""
+    for name, v in (("seizure_share", seizure_share), ("uncovered_share", uncovered_share)):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1], got {v}")
     w, h = frame_size
     frames, people = [], []
     rng = np.random.default_rng([seed_base, seed])
     k = 0
     while len(frames) < n:
-        sc = random_scenario(seed_base + 100 * seed + k, 300.0, n_seizures=1, fps=6, width=w, height=h)
+        sc_seed = seed_base + 100 * seed + k
+        sc = random_scenario(sc_seed, 300.0, n_seizures=1, fps=6, width=w, height=h)
+        if uncovered_share > 0 and legs_uncovered(sc_seed, uncovered_share):
+            sc = with_legs_uncovered(sc, sc_seed)
         cam = SimCamera(sc)
         sz = sc.seizures[0]
         ictal = (int(sz.eeg_onset_s * cam.fps), min(cam.n_frames, int(np.ceil(sz.end_s * cam.fps))))

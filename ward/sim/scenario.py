@@ -265,6 +265,19 @@ _SIMPLE: dict[str, tuple[str, type]] = {
 _ALL_KEYS = set(_SIMPLE) | {"seizure", "seizures", "types", "behaviour", "event", "auto", "loop"}
 
 
+def with_legs_uncovered(sc: Scenario, seed: int) -> Scenario:
+    """``sc`` with the blanket folded at the foot end (edge 1.9-2.05 m from the head end, drawn from
+    ``seed``): hips, knees and ankles in view. The default draw covers the pelvis."""
+    data = sc.model_dump()
+    data["appearance"]["blanket_top"] = round(float(np.random.default_rng([seed, 65]).uniform(1.9, 2.05)), 3)
+    return Scenario.model_validate(data)
+
+
+def legs_uncovered(seed: int, share: float) -> bool:
+    """Whether the scenario of ``seed`` is drawn with uncovered legs when ``share`` of them are."""
+    return bool(np.random.default_rng([seed, 64]).random() < share)
+
+
 def _num(text: str, what: str, uri: str) -> float:
     try:
         return float(text)

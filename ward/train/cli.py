@@ -107,6 +107,8 @@ def register(app: typer.Typer) -> None:
              max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop training after this long"),
              seizure_share: float = typer.Option(0.0, "--seizure-share", min=0.0, max=1.0,
                                                  help="share of training frames drawn inside seizures (ictal postures)"),
+             uncovered_share: float = typer.Option(0.0, "--uncovered-share", min=0.0, max=1.0,
+                                                   help="share of training scenarios with the legs uncovered"),
              precision: str = typer.Option("fp32", help="fp32, bf16 (autocast) or auto (bf16 where measured faster)"),
              ) -> None:
         """Train the Lightweight OpenPose network on simulator frames (heatmaps + PAFs, MSE on every stage)."""
@@ -115,7 +117,8 @@ def register(app: typer.Typer) -> None:
         cfg = PoseTrainConfig(config=config, sim_frames=sim_frames, steps=steps, batch_size=batch_size, lr=lr,
                               height=height, init=str(init) if init else None, out=str(out), device=device,
                               seed=seed, eval_frames=eval_frames, threads=threads,
-                              max_minutes=max_minutes, seizure_share=seizure_share, precision=precision)
+                              max_minutes=max_minutes, seizure_share=seizure_share,
+                              uncovered_share=uncovered_share, precision=precision)
         try:
             res = train_pose(cfg, resume=resume, log=typer.echo)
         except ValueError as exc:

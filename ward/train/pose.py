@@ -54,6 +54,8 @@ class PoseTrainConfig:
     eval_frames: int = 60
     seizure_share: float = 0.0
     """Share of the training frames drawn inside seizures (``ward.sim.frames.sim_frames``)."""
+    uncovered_share: float = 0.0
+    """Share of the training scenarios with the legs uncovered (blanket folded at the foot end)."""
     precision: str = "fp32"
     """fp32, bf16 (autocast on the forward pass) or auto (measured: ``ward.train.precision``)."""
     refinement_stages: int = 1
@@ -186,9 +188,9 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
         log(f"resumed from {last} at step {step}")
 
     log(f"rendering {cfg.sim_frames} training frames (scenario seeds {TRAIN_SEED_BASE + 100 * cfg.seed}+, "
-        f"{cfg.seizure_share:.0%} inside seizures)")
+        f"{cfg.seizure_share:.0%} inside seizures, {cfg.uncovered_share:.0%} of scenarios with the legs uncovered)")
     frames, people = sim_frames(cfg.sim_frames, TRAIN_SEED_BASE, cfg.frame_size, cfg.seed,
-                                seizure_share=cfg.seizure_share)
+                                seizure_share=cfg.seizure_share, uncovered_share=cfg.uncovered_share)
     x_all, scale, pad = preprocess(frames, cfg.height)
     gh, gw = x_all.shape[2] // 8, x_all.shape[3] // 8
     tgt = [make_targets(_to_input(p, scale, pad), (gh, gw), cfg.sigma, cfg.paf_width) for p in people]
@@ -251,6 +253,9 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
     # the same held-out scenarios, frames inside their seizures only: the postures serving needs most
     sf, sp = sim_frames(cfg.eval_frames, HELDOUT_SEED_BASE, cfg.frame_size, cfg.seed, per_scenario=10, seizure_share=1.0)
     metrics.update({f"seizure_{k}": v for k, v in pose_accuracy(est, sf, sp).items()})
+    # ... and with the legs uncovered (hips, knees and ankles in view)
+    uf, up = sim_frames(cfg.eval_frames, HELDOUT_SEED_BASE, cfg.frame_size, cfg.seed, per_scenario=10, uncovered_share=1.0)
+    metrics.update({f"uncovered_{k}": v for k, v in pose_accuracy(est, uf, up).items()})
     log(json.dumps(metrics))
     best = out / "best.pt"
     save_openpose_checkpoint(model.cpu(), best, trained_on=TRAINED_ON, command=cfg.command,
