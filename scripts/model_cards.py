@@ -20,14 +20,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "docs/results"
+# The commands behind the committed eval JSON (a later run passes its own: see main()).
 DEFAULT_EVAL = (f"{RESULTS}/eval_24h.json",
-                "ward eval --fast --hours 24 --seizures-per-type 4 --vsvig runs/vsvig_s3/last_export.pt "
-                "--shard K/2 --streams runs/eval/test_shardK.npz (K = 0, 1 in parallel); ward eval --replay "
-                "runs/eval/test_shard0.npz --replay runs/eval/test_shard1.npz --rule serve_configs/ward.yaml "
+                "ward eval --fast --hours 24 --seizures-per-type 4 --jobs 2 --threads 1 --vsvig /work/v3/soup3c/best.pt "
+                "--rule /work/v3/rule_s3.yaml --cache /work/v3/testcache_s3 --streams /work/v3/test_s3.npz "
                 f"--json {RESULTS}/eval_24h.json --png {RESULTS}/traces_24h.png")
 DEFAULT_VAL = (f"{RESULTS}/eval_validation.json",
-               "ward eval --fast --seed 800000 --seizures-per-type 4 --hours 1.5 --threads 1 "
-               f"--streams /tmp/val_streams.npz --json {RESULTS}/eval_validation.json")
+               "ward eval --fast --seed 800000 --seizures-per-type 8 --hours 24 --jobs 2 --threads 1 --vsvig "
+               "/work/v3/soup3/best.pt --cache /work/v3/valcache_s3 --streams /work/v3/val_s3.npz, then ward eval "
+               f"--replay /work/v3/val_s3.npz --rule /work/v3/rule_s3.yaml --json {RESULTS}/eval_validation.json")
 NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinical use. "
                 "No clinical performance has been measured.**")
 EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",
@@ -224,6 +225,22 @@ def pose_card() -> None:
     hist = pm.get("history") or []
     steps = hist[-1]["step"] if hist else 0
     minutes = f", {hist[-1]['seconds'] / 60:.0f} min" if hist and "seconds" in hist[-1] else ""
+    lineage = pm.get("lineage") or []
+    chain = "".join(f"\n    {c.replace('.venv/bin/', '')}" for c in lineage)
+    reproduce = (f"Fine-tuned from weights made by (oldest first):{chain}\n\nthen:\n\n" if lineage else "")
+    mix = []
+    if pc.get("seizure_share"):
+        mix.append(f"{100 * pc['seizure_share']:.0f} % of each scenario's frames drawn inside its seizure")
+    if pc.get("uncovered_share"):
+        mix.append(f"{100 * pc['uncovered_share']:.0f} % of the scenarios with the legs uncovered")
+    mix_text = f" ({'; '.join(mix)})" if mix else ""
+    extra = "".join(f"\n- {label}: PCK@0.1 {met[k + '_pck@0.1']:.2f}, mean error {met[k + '_mean_error_px']:.1f} px, "
+                    f"patient found in {100 * met[k + '_detection_rate']:.0f} % of {met[k + '_eval_frames']} frames."
+                    for k, label in (("seizure", "Inside seizures (EEG onset to end)"),
+                                     ("uncovered", "Legs uncovered (blanket folded at the foot end)"))
+                    if k + "_pck@0.1" in met)
+    origin = "Fine-tuned" if lineage else "Trained from scratch"
+    prec = f" in {pm['precision']}" if pm.get("precision") else ""
     (ROOT / "models/ward-pose-small.md").write_text(f"""# ward-pose-small
 
 Lightweight OpenPose, `small` configuration (half width), {p['num_refinement_stages']} refinement stage(s),
@@ -236,23 +253,23 @@ Every figure below comes from the checkpoint's metadata, written by `ward train 
 `{mpath}` by `.venv/bin/python scripts/model_cards.py` (which generates this card).
 
 ## Data
-{pc['sim_frames']} frames rendered from simulator scenarios with seeds {pm['train_seeds']} (640x360, patient and
+{pc['sim_frames']} frames rendered from simulator scenarios with seeds {pm['train_seeds']}{mix_text} (640x360, patient and
 caregivers annotated), targets: Gaussian heatmaps (sigma {pc['sigma']} input px) + background, PAFs on the
 decoder's 19 limbs. Held-out frames: seeds {pm['heldout_seeds']}.
 
 ## Reproduce
-    {pm['command'].replace('.venv/bin/', '')}
+{reproduce}    {pm['command'].replace('.venv/bin/', '')}
 
 ## Metrics (measured on {met['eval_frames']} held-out frames through PoseEstimator; `{mpath}`, `metrics`)
 PCK@0.1 {met['pck@0.1']:.2f}, mean error {met['mean_error_px']:.1f} px, patient found in
-{100 * met['detection_rate']:.0f} % of frames.
+{100 * met['detection_rate']:.0f} % of frames.{extra}
 
 PCK@0.1 is the share of visible ground-truth joints found within 10 % of the patient's bounding-box
 diagonal; the detection rate is the share of frames where a person was matched to the patient.
 The training loss every 25 steps is in the same JSON (`history`).
 
 ## Limitations
-- Trained from scratch for {steps} steps of batch {pc['batch_size']}{minutes} on {pc.get('threads') or 'the'} shared CPU
+- {origin} for {steps} steps of batch {pc['batch_size']}{minutes}{prec} on {pc.get('threads') or 'the'} shared CPU
   core(s): far less than a real pose model gets. Use the official `pose.pth` (`ward models fetch`) for real cameras.
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
 """)
