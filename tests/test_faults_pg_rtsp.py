@@ -234,7 +234,7 @@ def ward(tmp_path_factory):
 # -------------------------------------------------------------------------------------- helpers
 
 def _get(ward, path: str, auth=V, **params) -> httpx.Response:
-    return httpx.get(ward["url"] + path, auth=auth, params=params, timeout=15)
+    return httpx.get(ward["url"] + path, auth=auth, params=params, timeout=45)  # generous: slow under load
 
 
 def _api(ward, path: str, auth=V, **params) -> Any:
@@ -477,8 +477,17 @@ def test_rtsp_server_killed_and_restarted(ward):
     assert sum(a.end is None for a in cam_alarms) == 1, cam_alarms
 
     # the fault stayed on its bed: the others kept storing (see HOLE_S)
+    # (captured in the window; under load a pose bed's samples can be stored well after, so wait for them)
+    t_end = t_return + dt
     for bed in ("bed-1", "bed-2", "bed-new"):
-        ts = [t for t in _times(ward, bed, t_kill - 10) if t_kill - 5 <= t <= t_return + dt]
-        assert len(ts) >= 2, f"{bed}: only {len(ts)} samples stored while bed-cam's camera was down"
+        def window(bed=bed) -> list[float]:
+            return [t for t in _times(ward, bed, t_kill - 10) if t_kill - 5 <= t <= t_end]
+
+        try:
+            ts = wait_for(lambda: (w := window()) if len(w) >= 2 else None, 120, interval=1,
+                          what=f"{bed}: 2 samples captured while bed-cam's camera was down")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {bed}: only {len(window())} samples stored while bed-cam's "
+                                 f"camera was down") from exc
         check_holes(ward, bed, ts, "while bed-cam's camera was down")
     _assert_no_duplicates(ward)

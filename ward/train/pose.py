@@ -203,7 +203,7 @@ def train_pose(cfg: PoseTrainConfig, *, resume: bool = False, log: Callable[[str
             outs = model.forward_stages(x)
         return sum(torch.mean((sh.float() - h) ** 2) + torch.mean((sp.float() - p) ** 2) for sh, sp in outs)
 
-    if resume and last.is_file() and st.get("precision"):
+    if st.get("precision"):
         precision, why = st["precision"], {**st.get("precision_choice", {}), "resumed": True}
     else:
         j0 = np.arange(cfg.batch_size)
