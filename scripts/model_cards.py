@@ -22,13 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "docs/results"
 # The commands behind the committed eval JSON (a later run passes its own: see main()).
 DEFAULT_EVAL = (f"{RESULTS}/eval_24h.json",
-                "ward eval --fast --hours 24 --seizures-per-type 4 --jobs 2 --threads 1 --vsvig /work/v3/soup3c/best.pt "
-                "--rule /work/v3/rule_s3.yaml --cache /work/v3/testcache_s3 --streams /work/v3/test_s3.npz "
+                "ward eval --fast --hours 24 --seizures-per-type 4 --jobs 2 --threads 1 --vsvig /work/v3/vsvig_p2/best.pt "
+                "--rule /work/v3/rule_p2.yaml --cache /work/v3/testcache_p2 --streams /work/v3/test_p2.npz "
                 f"--json {RESULTS}/eval_24h.json --png {RESULTS}/traces_24h.png")
 DEFAULT_VAL = (f"{RESULTS}/eval_validation.json",
                "ward eval --fast --seed 800000 --seizures-per-type 8 --hours 24 --jobs 2 --threads 1 --vsvig "
-               "/work/v3/soup3/best.pt --cache /work/v3/valcache_s3 --streams /work/v3/val_s3.npz, then ward eval "
-               f"--replay /work/v3/val_s3.npz --rule /work/v3/rule_s3.yaml --json {RESULTS}/eval_validation.json")
+               "/work/v3/vsvig_p2/best.pt --rule serve_configs/ward.yaml --cache /work/v3/valcache_p2 --streams "
+               "/work/v3/val_p2.npz, then ward eval --replay /work/v3/val_p2.npz --rule /work/v3/rule_p2.yaml "
+               f"--json {RESULTS}/eval_validation.json")
 NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinical use. "
                 "No clinical performance has been measured.**")
 EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",

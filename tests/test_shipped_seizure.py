@@ -21,7 +21,9 @@ with its verdict, user and an audit row.
 Honest scope. This tests the path with the real weights, not clinical sensitivity. The offline figures
 below were measured with the VSViG weights and rule shipped before 2026-12-01 (p_floor 0.8, threshold
 0.95) and were not re-measured with the later ones (trained on pose-model clips; since session 11 a
-weight average with p_floor 0.4, threshold 0.85, min_duration 0 s), with which this test passed too;
+weight average with p_floor 0.4, threshold 0.85, min_duration 0 s; since session 13 a fine-tune of it on
+the new pose model's keypoints with p_floor 0.2, threshold 0.85, min_duration 10 s), with which this test
+passed too;
 the bounds asserted are wide enough for each:
 
 - Seed and onset are chosen. Offline, through the ward's own BedPipeline + VSViG + rule
@@ -147,11 +149,11 @@ def _stream_start(ward) -> datetime:
     return now - timedelta(seconds=counters["frames_in"] / SOURCE_FPS)
 
 
-def _check_alarm_follows_onset(ward, alarm, onset: datetime, p_floor: float) -> list[float]:
-    """The alarm starts within [onset - margin, onset + bound]; stored samples before the onset are low.
-    Returns those samples' probabilities."""
+def _check_alarm_follows_onset(ward, alarm, onset: datetime, quiet_below: float) -> list[float]:
+    """The alarm starts within [onset - margin, onset + bound]; stored samples before the onset are below
+    ``quiet_below``. Returns those samples' probabilities."""
     start = _utc(alarm.start)
-    assert alarm.tier == "alarm" and alarm.peak >= p_floor, alarm
+    assert alarm.tier == "alarm" and alarm.peak >= quiet_below, alarm
     assert onset - timedelta(seconds=MARGIN_S) <= start <= onset + timedelta(seconds=LATENCY_BOUND_S), (
         f"alarm started {(start - onset).total_seconds():+.1f} s from the estimated EEG onset {onset.isoformat()}")
     print(f"alarm {alarm.id} started {(start - onset).total_seconds():+.1f} s after the estimated EEG onset, "
@@ -161,7 +163,7 @@ def _check_alarm_follows_onset(ward, alarm, onset: datetime, p_floor: float) -> 
     # not stuck high is the quiet bed's.
     history = ward["store"].history(SEIZURE_BED, ward["t_start"] - timedelta(seconds=5), resolution="1s")
     before = [h.p_max for h in history if _utc(h.t) < onset - timedelta(seconds=MARGIN_S)]
-    assert all(p < p_floor for p in before), (before, onset)
+    assert all(p < quiet_below for p in before), (before, onset)
     return before
 
 
@@ -198,19 +200,22 @@ def _quiet_bed_samples(ward) -> list:
 
 def test_seizure_raises_alarm_that_a_clinician_acknowledges(ward):
     store = ward["store"]
-    p_floor = shipped_settings()["rules"]["p_floor"]
+    # "quiet" = p below the shipped review tier's threshold (not even flagged for review). Not p_floor: the
+    # session-13 rule's floor (0.2) lies below a calm patient's typical p (~0.24), whose evidence the
+    # rule's smoothing and 10 s minimum duration keep far from the alarm threshold.
+    quiet_below = shipped_settings()["rules"]["review_threshold"]
     listed = _wait_for_alarm(ward)
     onset = _stream_start(ward) + timedelta(seconds=ONSET_S)
 
     # raised and stored once, for the seizure, after its onset
     assert [a.id for a in store.list_alarms(bed=SEIZURE_BED, tier="alarm")] == [listed["id"]], listed
-    before = _check_alarm_follows_onset(ward, store.get_alarm(listed["id"]), onset, p_floor)
+    before = _check_alarm_follows_onset(ward, store.get_alarm(listed["id"]), onset, quiet_below)
 
     _acknowledge_and_check(ward, listed["id"])
 
     # the quiet bed, through the shipped pose model, scored clips, all low, and raised no alarm
     quiet = [h.p_max for h in _quiet_bed_samples(ward)]
     assert store.list_alarms(bed=QUIET_BED, tier="alarm") == [], quiet
-    assert max(quiet) < p_floor, quiet
+    assert max(quiet) < quiet_below, quiet
     print(f"quiet bed: {len(quiet)} samples, max p {max(quiet):.3f}; seizure bed before onset: {len(before)} "
           f"samples, max p {max(before, default=float('nan')):.3f}; beds: {_diagnostics(ward)}")

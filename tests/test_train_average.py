@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ward.train.average import average_checkpoints
+from ward.train.vsvig import init_lineage
 from ward.vision.partition_order import generate_partition_orders
 from ward.vision.vsvig import build_vsvig, load_vsvig, save_vsvig_checkpoint
 
@@ -100,3 +101,15 @@ def test_average_measured_on_a_dataset_records_its_own_metrics(tmp_path: Path) -
     assert m["val_clips"] == md["n_val_clips"] > 0 and 0 <= m["val_mse"] <= 1  # measured, not the 9.0 inherited
     assert md["data"] == str(data) and len(md["data_manifest_sha256"]) == 64
     assert md["data_info"]["format"] == "ward.frames/1" and md["averaged_from"][0]["metrics"] == {"val_mse": 9.0}
+
+
+def test_a_fine_tune_of_an_average_keeps_each_ingredients_chain(tmp_path: Path) -> None:
+    """--init SOUP.pt: the lineage lists each ingredient's own chain, then the average, not one flat chain."""
+    a = _ckpt(tmp_path / "a.pt", 1, lineage=["pre a"])
+    b = _ckpt(tmp_path / "b.pt", 2, lineage=["pre b1", "pre b2"])
+    soup = average_checkpoints([a, b], tmp_path / "soup.pt", command="avg a b")
+    lin = init_lineage(str(soup))
+    assert lin[0].startswith("# ingredient 1 of 2, weight 0.5") and lin[1:3] == ["pre a", "train 1"]
+    assert lin[3].startswith("# ingredient 2 of 2") and lin[4:7] == ["pre b1", "pre b2", "train 2"]
+    assert lin[7].startswith("# the weight average") and lin[8] == "avg a b" and len(lin) == 9
+    assert init_lineage(str(b)) == ["pre b1", "pre b2", "train 2"]  # a plain checkpoint: as before

@@ -247,11 +247,30 @@ def _val_metrics(pred: np.ndarray, cs: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- training
 
 def init_lineage(init: str | None) -> list[str]:
-    """Commands that produced the --init weights, oldest first, so a model card can reproduce the chain."""
+    """Commands that produced the --init weights, oldest first, so a model card can reproduce the chain.
+
+    A weight average (``ward train average``) is expanded: each ingredient's own chain under a ``# ingredient
+    i of n`` comment line, then the average's command. (An average's ``lineage`` holds only its ingredients'
+    last commands, which read as one sequential chain when copied flat.)"""
     if not init:
         return []
     md = torch.load(init, map_location="cpu", weights_only=True).get("metadata") or {}
-    return [*md.get("lineage", []), str(md.get("command", f"(weights {init}, command not recorded)"))]
+    return [*lineage_of(md), str(md.get("command", f"(weights {init}, command not recorded)"))]
+
+
+def lineage_of(md: dict[str, Any]) -> list[str]:
+    """The commands before a checkpoint's own (its metadata), oldest first; averages expanded (init_lineage)."""
+    soup = md.get("averaged_from") or []
+    if not soup:
+        return [str(c) for c in md.get("lineage", [])]
+    out: list[str] = []
+    for i, g in enumerate(soup, 1):
+        w = g.get("weight")
+        weight = f"{float(w):.3g}" if isinstance(w, (int, float)) else "?"
+        out.append(f"# ingredient {i} of {len(soup)}, weight {weight}, sha256 {str(g.get('sha256'))[:12]}...:")
+        out += [*(str(c) for c in g.get("lineage", [])), str(g.get("command") or f"(weights {g.get('path')}, command not recorded)")]
+    out.append(f"# the weight average of the {len(soup)} ingredients above:")
+    return out
 
 
 def describe_data(man: dict[str, Any]) -> dict[str, Any]:
