@@ -484,7 +484,7 @@ def test_rtsp_server_killed_and_restarted(ward):
             return [t for t in _times(ward, bed, t_kill - 10) if t_kill - 5 <= t <= t_end]
 
         try:
-            ts = wait_for(lambda: (w := window()) if len(w) >= 2 else None, 120, interval=1,
+            ts = wait_for(lambda: w if len(w := window()) >= 2 else None, 120, interval=1,
                           what=f"{bed}: 2 samples captured while bed-cam's camera was down")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; {bed}: only {len(window())} samples stored while bed-cam's "
