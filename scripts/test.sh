@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Idle OpenMP threads sleep instead of spinning: on shared CPUs spinning made torch ~10x slower.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# A native crash (SIGSEGV, SIGABRT) prints the Python stack of every thread instead of dying silently.
+export PYTHONFAULTHANDLER=1
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 start_test_services

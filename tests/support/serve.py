@@ -42,10 +42,13 @@ _WEIGHTS: list[Path] = []
 
 def _weights_dir() -> Path:
     """One directory of test weights per test process (building them costs seconds on 2 busy cores)."""
+    import atexit
+    import shutil
     import tempfile
 
     if not _WEIGHTS:
         _WEIGHTS.append(Path(tempfile.mkdtemp(prefix="ward-test-weights-")))
+        atexit.register(shutil.rmtree, _WEIGHTS[0], ignore_errors=True)
     return _WEIGHTS[0]
 
 
