@@ -1,9 +1,9 @@
 """Write models/*.md model cards, and the training record they quote, from committed files only.
 
-    .venv/bin/python scripts/model_cards.py [EVAL_JSON "EVAL COMMAND" [VAL_JSON "VAL COMMAND"]]
+    .venv/bin/python scripts/model_cards.py [EVAL_JSON "EVAL COMMAND" [VAL_JSON "VAL COMMAND" [FULL_JSON "FULL COMMAND"]]]
 
 Without arguments (or with empty ones, as scripts/ship_models.sh passes them) the benchmark figures
-come from the committed `ward eval` JSON in docs/results/ (DEFAULT_EVAL, DEFAULT_VAL) and the card
+come from the committed `ward eval` JSON in docs/results/ (DEFAULT_EVAL, DEFAULT_VAL, DEFAULT_FULL) and the card
 names that file and its command. The training figures come from the checkpoints' metadata, which
 `ward train` writes; this script exports that metadata to docs/results/model_<name>.json so every
 figure in a card sits in a committed JSON. Metadata written by hand after training (the `selection`
@@ -30,6 +30,11 @@ DEFAULT_VAL = (f"{RESULTS}/eval_validation.json",
                "/work/v3/vsvig_p2/best.pt --rule serve_configs/ward.yaml --cache /work/v3/valcache_p2 --streams "
                "/work/v3/val_p2.npz, then ward eval --replay /work/v3/val_p2.npz --rule /work/v3/rule_p2.yaml "
                f"--json {RESULTS}/eval_validation.json")
+DEFAULT_FULL = (f"{RESULTS}/eval_full_6h.json",
+                "ward eval --hours 6 --seizures-per-type 4 --jobs 2 --threads 1 --pose models/ward-pose-small.pt "
+                "--vsvig models/ward-vsvig-light.pt --rule serve_configs/ward.yaml --cache /work/v3/fullcache_p2 "
+                "--streams /work/v3/test_full_p2.npz --json ... --png ... (copied to "
+                f"{RESULTS}/eval_full_6h.json and {RESULTS}/traces_full_6h.png)")
 NOT_CLINICAL = ("**Trained on simulated patients only (ward.sim). Not for clinical use. "
                 "No clinical performance has been measured.**")
 EXPORTED_KEYS = ("trained_on", "created_utc", "command", "lineage", "data", "data_manifest_sha256", "train_config",
@@ -97,7 +102,8 @@ def bench_section(ev: tuple[dict[str, Any] | None, str, str], what: str) -> str:
     if not res:
         return f"{what}: not measured (no `{path}`)."
     return (f"{what}, from `{path}`, written by `{cmd}` (seed {res['eval_seed']}, {res['path']} path, "
-            f"{res['n_clips']} clips, {len(res['scenario_seeds'])} scenarios, VSViG weights `{res['vsvig']}`):\n\n"
+            f"{res['n_clips']} clips, {len(res['scenario_seeds'])} scenarios, VSViG weights `{res['vsvig']}`"
+            + (f", pose model `{res['pose']}`" if res.get("pose") else "") + "):\n\n"
             + detection_table(res))
 
 
@@ -141,7 +147,7 @@ def keypoint_limit(m: dict[str, Any]) -> str:
             "  augmentation (the benchmark's fast path adds pose noise; the full path uses the shipped pose model).")
 
 
-def vsvig_card(ev: tuple, val: tuple) -> None:
+def vsvig_card(ev: tuple, val: tuple, full: tuple) -> None:
     """models/ward-vsvig-light.md from its checkpoint, its exported metadata and the eval JSON."""
     v = torch.load(ROOT / "models/ward-vsvig-light.pt", map_location="cpu", weights_only=True)
     m, mpath = export_metadata("ward-vsvig-light", v)
@@ -210,6 +216,8 @@ Validation {'of the average, measured on it' if soup else 'at the exported epoch
 
 {bench_section(ev, "Held-out detection benchmark (seeds 900000+, run once with the chosen rule)")}
 
+{bench_section(full, "Held-out full path (seeds 900000+: rendered video, the pose model, these weights and the chosen rule; the path that serves patients)")}
+
 ## Limitations
 - Trained on simulated patients only; not for clinical use; no clinical performance measured.
 {budget}
@@ -217,7 +225,18 @@ Validation {'of the average, measured on it' if soup else 'at the exported epoch
 """)
 
 
-def pose_card() -> None:
+def end_to_end(full: tuple) -> str:
+    """The pose card's line on the held-out full path, which runs this model in front of VSViG."""
+    res, path, _ = full
+    if not res:
+        return f"End to end (the full path): not measured (no `{path}`)."
+    return (f"End to end, in front of VSViG (`{res['vsvig']}`) and the chosen rule, on the held-out full path "
+            f"(`{path}`, pose `{res['pose']}`): {fmt(res['sensitivity'], True)} of {res['n_seizures']} seizures "
+            f"detected, {fmt(res['false_alarms_per_24h'])} false alarms per 24 h ({res['false_alarms']} in "
+            f"{res['hours_non_seizure']:.1f} h); the command is in models/ward-vsvig-light.md.")
+
+
+def pose_card(full: tuple) -> None:
     """models/ward-pose-small.md from its checkpoint and its exported metadata."""
     p = torch.load(ROOT / "models/ward-pose-small.pt", map_location="cpu", weights_only=True)
     pm, mpath = export_metadata("ward-pose-small", p)
@@ -269,6 +288,8 @@ PCK@0.1 is the share of visible ground-truth joints found within 10 % of the pat
 diagonal; the detection rate is the share of frames where a person was matched to the patient.
 The training loss every 25 steps is in the same JSON (`history`).
 
+{end_to_end(full)}
+
 ## Limitations
 - {origin} for {steps} steps of batch {pc['batch_size']}{minutes}{prec} on {pc.get('threads') or 'the'} shared CPU
   core(s): far less than a real pose model gets. Use the official `pose.pth` (`ward models fetch`) for real cameras.
@@ -278,11 +299,12 @@ The training loss every 25 steps is in the same JSON (`history`).
 
 def main(argv: list[str]) -> None:
     """Write both cards; positional arguments (possibly empty) override the committed eval JSON."""
-    a = [*argv, "", "", "", ""]
+    a = [*argv, "", "", "", "", "", ""]
     ev = load_eval(a[0] or DEFAULT_EVAL[0], a[1] or DEFAULT_EVAL[1])
     val = load_eval(a[2] or DEFAULT_VAL[0], a[3] or DEFAULT_VAL[1])
-    vsvig_card(ev, val)
-    pose_card()
+    full = load_eval(a[4] or DEFAULT_FULL[0], a[5] or DEFAULT_FULL[1])
+    vsvig_card(ev, val, full)
+    pose_card(full)
     print("cards written")
 
 

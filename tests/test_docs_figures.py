@@ -117,6 +117,33 @@ def test_detection_headline_matches_eval_24h() -> None:
     check(f"{doc} review events/24 h", review, ev["review_events_per_24h"])
 
 
+def test_full_path_figures_match_eval_full_6h() -> None:
+    """The held-out full path's row in docs/detection.md, the README and the VSViG card are its JSON's."""
+    ev, doc = load("eval_full_6h.json"), "docs/detection.md"
+    hours, sens, det, n, fa, n_fa, review = doc_number(
+        doc, r"\| full path, ([\d.]+) h without seizures \| (\d+) % \((\d+)/(\d+)\) \|(?:[^|]*\|){3} "
+        r"([\d.]+) \((\d+)\) \| ([\d.]+) \|")
+    check(f"{doc} full-path hours without seizures", hours, ev["hours_non_seizure"])
+    check(f"{doc} full-path sensitivity", sens, ev["sensitivity"], 100)
+    assert (int(det), int(n)) == (ev["n_detected"], ev["n_seizures"]), f"{doc}: full path detected {det}/{n}"
+    check(f"{doc} full-path false alarms/24 h", fa, ev["false_alarms_per_24h"])
+    check(f"{doc} full-path false alarms", n_fa, ev["false_alarms"])
+    check(f"{doc} full-path review events/24 h", review, ev["review_events_per_24h"])
+    rsens, rdet, rfa, rreview = doc_number("README.md", r"Through the pose model \(the full path, [\d.]+ h held-out\) "
+                                           r"it also detected (\d+) % \((\d+)/\d+\), with \d+ false alarms? in "
+                                           r"[\d.]+ h \(([\d.]+) per 24 h\) and ([\d.]+) review events")
+    check("README.md full-path sensitivity", rsens, ev["sensitivity"], 100)
+    assert int(rdet) == ev["n_detected"], f"README.md: full path detected {rdet}"
+    check("README.md full-path false alarms/24 h", rfa, ev["false_alarms_per_24h"])
+    check("README.md full-path review events/24 h", rreview, ev["review_events_per_24h"])
+    card = "models/ward-vsvig-light.md"
+    csens, chours, cfa = doc_number(card, r"\| VSViG \| all \| \d+ \| \d+ \| (\d+) % \|.*?False alarms per 24 h on "
+                                    r"([\d.]+) h of non-seizure footage: VSViG ([\d.]+)", after="Held-out full path")
+    check(f"{card} full-path sensitivity", csens, ev["sensitivity"], 100)
+    check(f"{card} full-path hours", chours, ev["hours_non_seizure"])
+    check(f"{card} full-path false alarms/24 h", cfa, ev["false_alarms_per_24h"])
+
+
 def test_false_alarm_causes_match_their_json() -> None:
     summary, doc = load("eval_24h_false_alarms.json")["summary"], "docs/detection.md"
     turning, total = doc_number(doc, r"(\d+) of the (\d+) false alarms started within 30 s after")
